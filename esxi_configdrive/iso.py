@@ -1,0 +1,237 @@
+"""File tree <-> ISO 9660 bytes, in memory, with pycdlib: Rock Ridge + Joliet names, the volume label, hard links.
+
+Rock Ridge (Linux) and Joliet (Windows) carry the real names, so ``user_data`` keeps its underscore; the plain
+ISO 9660 names underneath are upper-case d-characters, as genisoimage makes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import re
+from collections.abc import Iterable
+from typing import Any, BinaryIO, Union
+
+from .layout import FileTree, build_tree, parse_tree
+from .vmdata import DEFAULT_LABEL, ValidationError, VmData
+
+MAX_ISO_BYTES = 64 * 1024 * 1024  # CloudStack refuses bigger config drives
+MAX_FILES = 10_000
+MAX_EXTRACTED_BYTES = 4 * MAX_ISO_BYTES  # hard links may repeat data; crafted ISOs may repeat it a lot
+_ISO_NAME_MAX = 30  # name + extension, Ecma-119 7.5.2 (what genisoimage -l allows)
+_NON_D_CHARS = re.compile(r"[^A-Z0-9_]")
+
+IsoSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
+
+
+class IsoTooLarge(ValidationError):
+    """The drive would exceed the 64 MiB CloudStack and most readers accept."""
+
+
+def build_iso(data: VmData, label: str | None = None) -> bytes:
+    """VmData -> ISO 9660 bytes (Rock Ridge + Joliet), labelled ``label`` (default: ``data.label``)."""
+    tree = build_tree(data)
+    if label is not None:
+        tree.label = label
+    return tree_to_iso(tree)
+
+
+def read_iso(source: IsoSource) -> VmData:
+    """An ISO (bytes, a path or a binary file) -> VmData. Raises ValidationError when it is no config drive."""
+    return parse_tree(iso_to_tree(source))
+
+
+def iso_digest(iso: bytes) -> str:
+    return hashlib.sha256(iso).hexdigest()
+
+
+# ---- writing ---------------------------------------------------------------------------------------------------
+
+
+def tree_to_iso(tree: FileTree) -> bytes:
+    """Write ``tree`` as an ISO. Each ``links`` entry becomes a directory record sharing its target's extent."""
+    import pycdlib  # deferred: importing the package should stay cheap
+
+    from .vmdata import check_label, check_tree_path
+
+    check_label(tree.label)
+    for path in tree.all_paths():
+        check_tree_path(path, f"tree:{path}")
+    payload = sum(len(v) for v in tree.files.values())
+    if payload > MAX_ISO_BYTES:
+        raise IsoTooLarge("iso", f"content of {payload} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
+
+    names = _iso9660_names(tree.all_paths())
+    iso = pycdlib.PyCdlib()
+    iso.new(
+        interchange_level=3,
+        vol_ident=tree.label,
+        sys_ident="LINUX",
+        app_ident_str="esxi-configdrive",
+        joliet=3,
+        rock_ridge="1.09",
+    )
+    for directory in _directories(tree.all_paths()):
+        iso.add_directory(names[directory], rr_name=_base(directory), joliet_path="/" + directory)
+    for path in sorted(tree.files):
+        content = tree.files[path]
+        iso.add_fp(io.BytesIO(content), len(content), names[path], rr_name=_base(path), joliet_path="/" + path)
+    for path in sorted(tree.links):
+        target = tree.links[path]
+        if target not in tree.files:
+            raise ValidationError(f"tree:{path}", f"hard link to {target}, which is not a file of the drive")
+        iso.add_hard_link(iso_old_path=names[target], iso_new_path=names[path], rr_name=_base(path))
+        iso.add_hard_link(iso_old_path=names[target], joliet_new_path="/" + path)
+    out = io.BytesIO()
+    iso.write_fp(out)
+    iso.close()
+    image = out.getvalue()
+    if len(image) > MAX_ISO_BYTES:
+        raise IsoTooLarge("iso", f"{len(image)} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
+    return image
+
+
+def _base(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _directories(paths: Iterable[str]) -> list[str]:
+    """Every directory the paths need, parents before children."""
+    dirs: set[str] = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            dirs.add("/".join(parts[:i]))
+    return sorted(dirs, key=lambda d: (d.count("/"), d))
+
+
+def _iso9660_names(paths: Iterable[str]) -> dict[str, str]:
+    """Map every file and directory path to a unique ISO 9660 path (upper-case d-characters, ``;1`` on files)."""
+    paths = sorted(paths)
+    dirs = _directories(paths)
+    children: dict[str, list[tuple[str, bool]]] = {}
+    for d in dirs:
+        parent = d.rsplit("/", 1)[0] if "/" in d else ""
+        children.setdefault(parent, []).append((d, True))
+    for p in paths:
+        parent = p.rsplit("/", 1)[0] if "/" in p else ""
+        children.setdefault(parent, []).append((p, False))
+
+    names: dict[str, str] = {"": ""}
+    for parent in sorted(children, key=lambda d: (d.count("/") if d else -1, d)):
+        taken: set[str] = set()
+        for path, is_dir in sorted(children[parent]):
+            name = _unique(_mangle(_base(path), is_dir), taken)
+            taken.add(name)
+            names[path] = f"{names[parent]}/{name}" + ("" if is_dir else ";1")
+    return names
+
+
+def _mangle(name: str, is_dir: bool) -> str:
+    if is_dir or "." not in name.lstrip("."):
+        return _NON_D_CHARS.sub("_", name.upper())[:_ISO_NAME_MAX] or "_"
+    stem, ext = name.rsplit(".", 1)
+    stem = _NON_D_CHARS.sub("_", stem.upper()) or "_"
+    ext = _NON_D_CHARS.sub("_", ext.upper())[:3]
+    return f"{stem[: _ISO_NAME_MAX - len(ext) - 1]}.{ext}"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    stem, dot, ext = name.partition(".")
+    for n in range(1, 100_000):
+        suffix = f"_{n}"
+        candidate = f"{stem[: _ISO_NAME_MAX - len(ext) - len(suffix) - 1]}{suffix}{dot}{ext}"
+        if candidate not in taken:
+            return candidate
+    raise ValidationError("tree", "too many files whose ISO 9660 names collide")
+
+
+# ---- reading -------------------------------------------------------------------------------------------------
+
+
+def iso_to_tree(source: IsoSource) -> FileTree:
+    """Read every file of an ISO, by its Rock Ridge names (else Joliet, else plain ISO 9660 names).
+
+    Files sharing one extent become hard links. Any failure to parse is a ValidationError: a corrupt or
+    truncated ISO downloaded from a datastore is bad input, not a crash.
+    """
+    import pycdlib
+    from pycdlib.pycdlibexception import PyCdlibException
+
+    fp, close = _open_source(source)
+    iso = pycdlib.PyCdlib()
+    try:
+        iso.open_fp(fp)
+        return _read_tree(iso)
+    except ValidationError:
+        raise
+    except (PyCdlibException, ValueError, IndexError, KeyError, TypeError, OverflowError, AttributeError) as e:
+        raise ValidationError("iso", f"not a readable ISO 9660 image ({type(e).__name__}: {e})") from None
+    except (EOFError, MemoryError, RecursionError, AssertionError) as e:
+        raise ValidationError("iso", f"not a readable ISO 9660 image ({type(e).__name__})") from None
+    finally:
+        with contextlib.suppress(Exception):
+            iso.close()
+        if close:
+            fp.close()
+
+
+def _open_source(source: IsoSource) -> tuple[BinaryIO, bool]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) > MAX_ISO_BYTES:
+            raise IsoTooLarge("iso", f"{len(source)} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
+        return io.BytesIO(bytes(source)), True
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            size = os.path.getsize(source)
+            if size > MAX_ISO_BYTES:
+                raise IsoTooLarge("iso", f"{size} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
+            return open(source, "rb"), True
+        except OSError as e:
+            raise ValidationError("iso", f"cannot read {os.fspath(source)}: {e.strerror or e}") from None
+    return source, False
+
+
+def _read_tree(iso: Any) -> FileTree:
+    if iso.has_rock_ridge():
+        kind = "rr_path"
+    elif iso.has_joliet():
+        kind = "joliet_path"
+    else:
+        kind = "iso_path"
+    label = iso.pvd.volume_identifier.decode("ascii", "replace").rstrip(" \x00") or DEFAULT_LABEL
+    tree = FileTree(label=label)
+    by_extent: dict[tuple[int, int], str] = {}
+    total = 0
+    for top, _dirs, files in iso.walk(**{kind: "/"}):
+        for name in files:
+            full = f"{top.rstrip('/')}/{name}"
+            path = _clean_path(full, kind)
+            record = iso.get_record(**{kind: full})
+            size = record.get_data_length()
+            key = (record.extent_location(), size)
+            if key in by_extent and size > 0:
+                tree.links[path] = by_extent[key]
+                continue
+            total += size
+            if len(tree.files) >= MAX_FILES or total > MAX_EXTRACTED_BYTES:
+                raise ValidationError("iso", "holds more files or data than a config drive can")
+            out = io.BytesIO()
+            iso.get_file_from_iso_fp(out, **{kind: full})
+            tree.files[path] = out.getvalue()
+            by_extent[key] = path
+    return tree
+
+
+def _clean_path(full: str, kind: str) -> str:
+    path = full.lstrip("/")
+    if kind == "iso_path":
+        path = re.sub(r";\d+$", "", path).rstrip(".").lower()
+    from .vmdata import check_tree_path
+
+    check_tree_path(path, f"iso:{path}")
+    return path

@@ -1,0 +1,273 @@
+"""VmData -> the drive's file tree (CloudStack + OpenStack), and a file tree -> VmData.
+
+The tree is a plain mapping of paths to bytes plus hard links, so it can be built, compared and tested without
+writing an ISO. CloudStack's own builder (ConfigDriveBuilder.java) is the model for the cloudstack/ tree and for
+how metadata maps into openstack/latest/meta_data.json; nova's is the model for admin_pass and dated folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .vmdata import (
+    GENERATED_OPENSTACK_KEYS,
+    HOSTNAME_KEY,
+    PUBLIC_KEYS_KEY,
+    VM_ID_KEY,
+    ValidationError,
+    VmData,
+)
+
+CLOUDSTACK = "cloudstack"
+METADATA_DIR = f"{CLOUDSTACK}/metadata"
+USERDATA_PATH = f"{CLOUDSTACK}/userdata/user_data.txt"
+PASSWORD_PATH = f"{CLOUDSTACK}/password/vm_password.txt"
+# The server writes the hyphenated name, CloudStack's Windows script reads the underscored one: carry both.
+CHECKSUM_PATH = f"{CLOUDSTACK}/password/vm-password-md5checksum.txt"
+CHECKSUM_ALIAS = f"{CLOUDSTACK}/password/vm_password_md5checksum.txt"
+
+OPENSTACK = "openstack"
+LATEST = f"{OPENSTACK}/latest"
+META_DATA = "meta_data.json"
+USER_DATA = "user_data"
+VENDOR_DATA = "vendor_data.json"
+NETWORK_DATA = "network_data.json"
+
+# nova's dated folders (cloud-init's OS_VERSIONS), and the first version that has each optional file.
+DATED_VERSIONS = (
+    "2012-08-10",
+    "2013-04-04",
+    "2013-10-17",
+    "2015-10-15",
+    "2016-06-30",
+    "2016-10-06",
+    "2017-02-22",
+    "2018-08-27",
+)
+_FIRST_VERSION_WITH = {VENDOR_DATA: "2013-10-17", NETWORK_DATA: "2015-10-15"}
+_DATED_RE = re.compile(r"^openstack/(\d{4}-\d{2}-\d{2})/")
+
+# CloudStack's openStackFileMapping: metadata key -> meta_data.json key.
+OPENSTACK_MAPPING = {
+    "availability-zone": "availability_zone",
+    HOSTNAME_KEY: "hostname",
+    VM_ID_KEY: "uuid",
+    "public-hostname": "name",
+}
+
+# Marks the cloud-config part this tool generates from the password, so that reading a drive back can tell it
+# from vendor data the caller supplied.
+PASSWORD_PART_MARKER = "# esxi-configdrive: password"
+
+
+@dataclass
+class FileTree:
+    """The drive's content: ``files`` maps each path to its bytes; ``links`` maps a hard-link path to the
+    path in ``files`` whose data it shares."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    label: str = "config-2"
+
+    def read(self, path: str) -> bytes | None:
+        if path in self.files:
+            return self.files[path]
+        target = self.links.get(path)
+        return self.files.get(target) if target else None
+
+    def all_paths(self) -> list[str]:
+        return sorted([*self.files, *self.links])
+
+    def digest(self) -> str:
+        """SHA-256 over the label, every path and its content: equal digests mean equal drives."""
+        h = hashlib.sha256()
+        h.update(b"label\0" + self.label.encode() + b"\0")
+        for path in self.all_paths():
+            content = self.read(path) or b""
+            h.update(path.encode("utf-8") + b"\0" + hashlib.sha256(content).digest())
+        return h.hexdigest()
+
+
+# ---- VmData -> tree -----------------------------------------------------------------------------------------
+
+
+def build_tree(data: VmData) -> FileTree:
+    """Lay out the drive for ``data`` (validated first)."""
+    data.validate()
+    tree = FileTree(label=data.label)
+    _add_cloudstack_tree(tree, data)
+    _add_openstack_tree(tree, data)
+    for path, content in data.extra_files.items():
+        if tree.read(path) is None:
+            tree.files[path] = content
+    return tree
+
+
+def _add_cloudstack_tree(tree: FileTree, data: VmData) -> None:
+    for key, value in data.metadata.items():
+        tree.files[f"{METADATA_DIR}/{key}.txt"] = value.encode("utf-8")
+    if data.public_keys:
+        tree.files[f"{METADATA_DIR}/{PUBLIC_KEYS_KEY}.txt"] = ("\n".join(data.public_keys) + "\n").encode()
+    if data.userdata:
+        tree.files[USERDATA_PATH] = data.userdata
+    if data.password:
+        tree.files[PASSWORD_PATH] = data.password.encode("utf-8")
+        tree.files[CHECKSUM_PATH] = password_md5_checksum(data.password).encode("ascii")
+        tree.links[CHECKSUM_ALIAS] = CHECKSUM_PATH
+
+
+def _add_openstack_tree(tree: FileTree, data: VmData) -> None:
+    latest = {
+        META_DATA: _json_bytes(openstack_meta_data(data)),
+        VENDOR_DATA: _json_bytes(openstack_vendor_data(data)),
+        NETWORK_DATA: _json_bytes(data.network_data),
+    }
+    for name, content in latest.items():
+        tree.files[f"{LATEST}/{name}"] = content
+    if data.userdata:
+        tree.links[f"{LATEST}/{USER_DATA}"] = USERDATA_PATH  # a hard link, as CloudStack's `ln`
+    if data.dated_versions:
+        for version in DATED_VERSIONS:
+            for name in (META_DATA, VENDOR_DATA, NETWORK_DATA):
+                if version >= _FIRST_VERSION_WITH.get(name, ""):
+                    tree.links[f"{OPENSTACK}/{version}/{name}"] = f"{LATEST}/{name}"
+            if data.userdata:
+                tree.links[f"{OPENSTACK}/{version}/{USER_DATA}"] = USERDATA_PATH
+
+
+def openstack_meta_data(data: VmData) -> dict[str, Any]:
+    """meta_data.json as CloudStack maps its metadata, plus nova's admin_pass for cloudbase-init."""
+    meta: dict[str, Any] = {}
+    for key, os_key in OPENSTACK_MAPPING.items():
+        if data.metadata.get(key):
+            meta[os_key] = data.metadata[key]
+    if data.public_keys:
+        names = public_key_names(data.public_keys)
+        meta["public_keys"] = dict(zip(names, data.public_keys))
+        meta["keys"] = [{"type": "ssh", "name": n, "data": k} for n, k in zip(names, data.public_keys)]
+    if data.password:
+        meta["admin_pass"] = data.password
+    meta.update(data.openstack_metadata)
+    return meta
+
+
+def public_key_names(keys: list[str]) -> list[str]:
+    """Each key's name is its comment, else ``key``; repeated names get ``-2``, ``-3`` … so none is lost."""
+    names: list[str] = []
+    for key in keys:
+        parts = key.split(None, 2)
+        base = parts[2].strip() if len(parts) == 3 and parts[2].strip() else "key"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names.append(name)
+    return names
+
+
+def openstack_vendor_data(data: VmData) -> dict[str, Any]:
+    """The caller's vendor data, plus the password as cloud-config (cloud-init ignores CloudStack's files)."""
+    vendor = dict(data.vendor_data)
+    if data.password and data.password_vendor_data:
+        vendor["cloud-init"] = password_cloud_config(data.password)
+    return vendor
+
+
+def password_cloud_config(password: str) -> str:
+    """CloudStack 4.20's vendor data form, with the password quoted so any printable password stays YAML."""
+    quoted = json.dumps(password, ensure_ascii=False)  # a JSON string is a valid YAML double-quoted scalar
+    return f"#cloud-config\n{PASSWORD_PART_MARKER}\npassword: {quoted}\nchpasswd:\n  expire: False\n"
+
+
+def password_md5_checksum(password: str) -> str:
+    """What CloudStack's Windows script checks: MD5 as lower-case hex without zero padding (Java BigInteger)."""
+    return format(int.from_bytes(hashlib.md5(password.encode("utf-8")).digest(), "big"), "x")
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# ---- tree -> VmData -------------------------------------------------------------------------------------------
+
+
+def parse_tree(tree: FileTree) -> VmData:
+    """Read a drive's files back into VmData; files the layout would not generate are kept in extra_files."""
+    meta = _load_json_file(tree, f"{LATEST}/{META_DATA}", required=True)
+    data = VmData(label=tree.label)
+    _read_metadata(tree, meta, data)
+    data.userdata = tree.read(USERDATA_PATH) or tree.read(f"{LATEST}/{USER_DATA}") or None
+    password = tree.read(PASSWORD_PATH)
+    if password is not None:
+        data.password = _utf8(password, PASSWORD_PATH) or None
+    elif isinstance(meta.get("admin_pass"), str):
+        data.password = meta["admin_pass"] or None
+    data.openstack_metadata = {k: v for k, v in meta.items() if k not in GENERATED_OPENSTACK_KEYS}
+    vendor = _load_json_file(tree, f"{LATEST}/{VENDOR_DATA}")
+    data.password_vendor_data = _is_generated_password_part(vendor.get("cloud-init"), data.password)
+    if data.password_vendor_data:
+        del vendor["cloud-init"]
+    elif not data.password:
+        data.password_vendor_data = True  # the default, for when a password is added later
+    data.vendor_data = vendor
+    data.network_data = _load_json_file(tree, f"{LATEST}/{NETWORK_DATA}")
+    data.dated_versions = any(_DATED_RE.match(p) for p in tree.all_paths())
+    data.validate(max_userdata_bytes=max(len(data.userdata or b""), 1))
+    generated = set(build_tree(data).all_paths())
+    data.extra_files = {p: tree.read(p) or b"" for p in tree.all_paths() if p not in generated}
+    return data
+
+
+def _read_metadata(tree: FileTree, meta: dict[str, Any], data: VmData) -> None:
+    prefix = f"{METADATA_DIR}/"
+    for path in sorted(tree.all_paths()):
+        if path.startswith(prefix) and path.endswith(".txt") and "/" not in path[len(prefix) :]:
+            key = path[len(prefix) : -len(".txt")]
+            text = _utf8(tree.read(path) or b"", path)
+            if key == PUBLIC_KEYS_KEY:
+                data.public_keys = [line.strip() for line in text.splitlines() if line.strip()]
+            else:
+                data.metadata[key] = text
+    # A drive made by nova (or one missing the CloudStack tree) still carries the mapped keys in meta_data.json.
+    for key, os_key in OPENSTACK_MAPPING.items():
+        if key not in data.metadata and isinstance(meta.get(os_key), str) and meta[os_key]:
+            data.metadata[key] = meta[os_key]
+    if not data.public_keys:
+        keys = meta.get("public_keys")
+        if isinstance(keys, dict):
+            data.public_keys = [k.strip() for k in keys.values() if isinstance(k, str) and k.strip()]
+
+
+def _is_generated_password_part(part: Any, password: str | None) -> bool:
+    if not isinstance(part, str) or not password:
+        return False
+    if PASSWORD_PART_MARKER in part:
+        return True
+    # CloudStack 4.20 writes the same thing unquoted and without our marker.
+    return part.rstrip("\n") == f"#cloud-config\npassword: {password}\nchpasswd:\n  expire: False"
+
+
+def _load_json_file(tree: FileTree, path: str, required: bool = False) -> dict[str, Any]:
+    raw = tree.read(path)
+    if raw is None:
+        if required:
+            raise ValidationError(f"iso:{path}", "missing: not a config drive")
+        return {}
+    try:
+        obj = json.loads(_utf8(raw, path))
+    except (json.JSONDecodeError, RecursionError):
+        raise ValidationError(f"iso:{path}", "is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ValidationError(f"iso:{path}", "is not a JSON object")
+    return obj
+
+
+def _utf8(raw: bytes, path: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"iso:{path}", "is not UTF-8 text") from None
