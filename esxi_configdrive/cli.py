@@ -97,7 +97,7 @@ def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def apply_content_options(data: VmData, args: argparse.Namespace) -> VmData:
     """VM data with the command line's overrides and build options applied, validated."""
-    data = data.with_overrides(**content_overrides(args))
+    data = data.with_overrides(**content_overrides(args), max_userdata_bytes=args.max_userdata_bytes)
     if args.label:
         data.label = args.label
     if args.password_vendor_data is not None:
@@ -109,7 +109,7 @@ def apply_content_options(data: VmData, args: argparse.Namespace) -> VmData:
 
 
 def load_vmdata(args: argparse.Namespace) -> VmData:
-    data = VmData.from_file(args.vmdata)
+    data = VmData.from_file(args.vmdata, max_userdata_bytes=args.max_userdata_bytes)
     return apply_content_options(data, args)
 
 
@@ -120,7 +120,7 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
     from .iso import build_iso, iso_digest
 
     data = load_vmdata(args)
-    iso = build_iso(data)
+    iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes)
     if args.output == "-":
         sys.stdout.buffer.write(iso)
         sys.stdout.flush()

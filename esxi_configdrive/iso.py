@@ -11,17 +11,25 @@ import hashlib
 import io
 import os
 import re
+import sys
+import time
+import struct
 from collections.abc import Iterable
 from typing import Any, BinaryIO, Union
 
 from .layout import FileTree, build_tree, parse_tree
-from .vmdata import DEFAULT_LABEL, ValidationError, VmData
+from .vmdata import DEFAULT_LABEL, DEFAULT_MAX_USERDATA_BYTES, ValidationError, VmData
 
 MAX_ISO_BYTES = 64 * 1024 * 1024  # CloudStack refuses bigger config drives
 MAX_FILES = 10_000
 MAX_EXTRACTED_BYTES = 4 * MAX_ISO_BYTES  # hard links may repeat data; crafted ISOs may repeat it a lot
 _ISO_NAME_MAX = 30  # name + extension, Ecma-119 7.5.2 (what genisoimage -l allows)
+_JOLIET_NAME_MAX = 64  # pycdlib's limit for a Joliet name, counted in UTF-8 bytes
 _NON_D_CHARS = re.compile(r"[^A-Z0-9_]")
+
+# Reproducible drives: the same content gives the same bytes, so a re-upload never changes an attached file and
+# a digest identifies a drive. ISO dates are SOURCE_DATE_EPOCH (the reproducible-builds convention) or 2000-01-01.
+BUILD_EPOCH = int(os.environ.get("SOURCE_DATE_EPOCH", "946684800"))
 
 IsoSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
 
@@ -30,9 +38,33 @@ class IsoTooLarge(ValidationError):
     """The drive would exceed the 64 MiB CloudStack and most readers accept."""
 
 
-def build_iso(data: VmData, label: str | None = None) -> bytes:
+class _BuildClock:
+    """Stands in for the ``time`` module inside pycdlib: a fixed "now", and UTC instead of local time (pycdlib
+    records the local UTC offset in every date)."""
+
+    def time(self) -> float:
+        return float(BUILD_EPOCH)
+
+    def localtime(self, secs: float | None = None) -> time.struct_time:
+        return time.gmtime(BUILD_EPOCH if secs is None else secs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _pycdlib() -> Any:
+    import pycdlib  # deferred: importing this package should stay cheap
+
+    for module in ("pycdlib", "headervd", "dates", "utils", "inplaceeditor", "udf"):
+        mod = sys.modules.get(f"pycdlib.{module}")
+        if mod is not None and not isinstance(getattr(mod, "time", None), _BuildClock):
+            mod.time = _BuildClock()
+    return pycdlib
+
+
+def build_iso(data: VmData, label: str | None = None, *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> bytes:
     """VmData -> ISO 9660 bytes (Rock Ridge + Joliet), labelled ``label`` (default: ``data.label``)."""
-    tree = build_tree(data)
+    tree = build_tree(data, max_userdata_bytes=max_userdata_bytes)
     if label is not None:
         tree.label = label
     return tree_to_iso(tree)
@@ -52,13 +84,27 @@ def iso_digest(iso: bytes) -> str:
 
 def tree_to_iso(tree: FileTree) -> bytes:
     """Write ``tree`` as an ISO. Each ``links`` entry becomes a directory record sharing its target's extent."""
-    import pycdlib  # deferred: importing the package should stay cheap
+    from pycdlib.pycdlibexception import PyCdlibException  # deferred: importing the package should stay cheap
 
     from .vmdata import check_label, check_tree_path
 
     check_label(tree.label)
     for path in tree.all_paths():
         check_tree_path(path, f"tree:{path}")
+        if any(len(part.encode("utf-8")) > _JOLIET_NAME_MAX for part in path.split("/")):
+            raise ValidationError(f"tree:{path}", f"a name is longer than Joliet's {_JOLIET_NAME_MAX} bytes")
+    clash = sorted(set(_directories(tree.all_paths())) & set(tree.all_paths()))
+    if clash:
+        raise ValidationError(f"tree:{clash[0]}", "is both a file and a directory")
+    try:
+        return _write_iso(tree)
+    except PyCdlibException as e:
+        raise ValidationError("iso", f"cannot build the ISO: {e}") from None
+
+
+def _write_iso(tree: FileTree) -> bytes:
+    pycdlib = _pycdlib()
+
     payload = sum(len(v) for v in tree.files.values())
     if payload > MAX_ISO_BYTES:
         raise IsoTooLarge("iso", f"content of {payload} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
@@ -159,25 +205,44 @@ def iso_to_tree(source: IsoSource) -> FileTree:
     Files sharing one extent become hard links. Any failure to parse is a ValidationError: a corrupt or
     truncated ISO downloaded from a datastore is bad input, not a crash.
     """
-    import pycdlib
+    pycdlib = _pycdlib()
     from pycdlib.pycdlibexception import PyCdlibException
 
     fp, close = _open_source(source)
     iso = pycdlib.PyCdlib()
     try:
+        _check_not_truncated(fp)
         iso.open_fp(fp)
         return _read_tree(iso)
     except ValidationError:
         raise
     except (PyCdlibException, ValueError, IndexError, KeyError, TypeError, OverflowError, AttributeError) as e:
         raise ValidationError("iso", f"not a readable ISO 9660 image ({type(e).__name__}: {e})") from None
-    except (EOFError, MemoryError, RecursionError, AssertionError) as e:
+    except (EOFError, MemoryError, RecursionError, AssertionError, struct.error) as e:
         raise ValidationError("iso", f"not a readable ISO 9660 image ({type(e).__name__})") from None
     finally:
         with contextlib.suppress(Exception):
             iso.close()
         if close:
             fp.close()
+
+
+def _check_not_truncated(fp: BinaryIO) -> None:
+    """pycdlib silently shortens files that run past the end of the image; a download cut short would then read
+    as a drive with truncated user data. Compare the primary volume descriptor's declared size with the image's."""
+    size = fp.seek(0, os.SEEK_END)
+    for sector in range(16, 32):
+        fp.seek(sector * 2048)
+        vd = fp.read(2048)
+        if len(vd) < 2048 or vd[1:6] != b"CD001" or vd[0] == 255:
+            break
+        if vd[0] == 1:
+            (blocks,) = struct.unpack_from("<I", vd, 80)
+            (block_size,) = struct.unpack_from("<H", vd, 128)
+            if blocks * block_size > size:
+                raise ValidationError("iso", f"truncated: the image declares {blocks * block_size} bytes, has {size}")
+            break
+    fp.seek(0)
 
 
 def _open_source(source: IsoSource) -> tuple[BinaryIO, bool]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .vmdata import (
+    DEFAULT_MAX_USERDATA_BYTES,
     GENERATED_OPENSTACK_KEYS,
     HOSTNAME_KEY,
     PUBLIC_KEYS_KEY,
@@ -95,9 +96,9 @@ class FileTree:
 # ---- VmData -> tree -----------------------------------------------------------------------------------------
 
 
-def build_tree(data: VmData) -> FileTree:
+def build_tree(data: VmData, *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> FileTree:
     """Lay out the drive for ``data`` (validated first)."""
-    data.validate()
+    data.validate(max_userdata_bytes)
     tree = FileTree(label=data.label)
     _add_cloudstack_tree(tree, data)
     _add_openstack_tree(tree, data)
@@ -216,8 +217,9 @@ def parse_tree(tree: FileTree) -> VmData:
     data.vendor_data = vendor
     data.network_data = _load_json_file(tree, f"{LATEST}/{NETWORK_DATA}")
     data.dated_versions = any(_DATED_RE.match(p) for p in tree.all_paths())
-    data.validate(max_userdata_bytes=max(len(data.userdata or b""), 1))
-    generated = set(build_tree(data).all_paths())
+    limit = max(len(data.userdata or b""), 1)  # reading is not the place to enforce the input limit
+    data.validate(max_userdata_bytes=limit)
+    generated = set(build_tree(data, max_userdata_bytes=limit).all_paths())
     data.extra_files = {p: tree.read(p) or b"" for p in tree.all_paths() if p not in generated}
     return data
 
@@ -229,7 +231,7 @@ def _read_metadata(tree: FileTree, meta: dict[str, Any], data: VmData) -> None:
             key = path[len(prefix) : -len(".txt")]
             text = _utf8(tree.read(path) or b"", path)
             if key == PUBLIC_KEYS_KEY:
-                data.public_keys = [line.strip() for line in text.splitlines() if line.strip()]
+                data.public_keys = [line.strip() for line in text.split("\n") if line.strip()]
             else:
                 data.metadata[key] = text
     # A drive made by nova (or one missing the CloudStack tree) still carries the mapped keys in meta_data.json.
@@ -271,3 +273,31 @@ def _utf8(raw: bytes, path: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError(f"iso:{path}", "is not UTF-8 text") from None
+
+
+# ---- network data from the VM's NICs ---------------------------------------------------------------------------
+
+
+def network_data_for_macs(macs: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """network_data.json whose links carry the VM's real MAC addresses (a MAC no NIC has makes cloud-init fail).
+
+    Links the caller gave keep their settings and get the NICs' MACs in order; without any, each NIC gets a
+    link ``ethN`` and a DHCP network, as nova writes for DHCP networks.
+    """
+    base = json.loads(json.dumps(base or {}))
+    given = base.get("links") or []
+    links: list[dict[str, Any]] = []
+    for i, mac in enumerate(macs):
+        link = dict(given[i]) if i < len(given) and isinstance(given[i], dict) else {"id": f"eth{i}", "type": "phy"}
+        link["ethernet_mac_address"] = mac.lower()
+        links.append(link)
+    base["links"] = links
+    if not base.get("networks"):
+        base["networks"] = [
+            {"id": f"network{i}", "link": link.get("id", f"eth{i}"), "type": "ipv4_dhcp"}
+            for i, link in enumerate(links)
+        ]
+    else:
+        ids = {link.get("id") for link in links}
+        base["networks"] = [n for n in base["networks"] if not isinstance(n, dict) or n.get("link") in ids]
+    return base

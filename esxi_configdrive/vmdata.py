@@ -64,6 +64,9 @@ _SSH_KEY_TYPES = frozenset(
     }
 )
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
+# A password also goes into YAML (the vendor data cloud-config): no C1 controls, no Unicode line breaks, nothing
+# YAML counts as non-printable, so that it parses back to the same string.
+_PASSWORD_BAD_CHARS_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
 
 
 class ValidationError(ValueError):
@@ -101,7 +104,7 @@ class VmData:
     # ---- construction -------------------------------------------------------------------------------
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> VmData:
+    def from_file(cls, path: str | os.PathLike[str], *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> VmData:
         """Parse a VM data file: JSON, YAML, or CloudStack's triple list in either."""
         path = Path(path)
         try:
@@ -111,10 +114,13 @@ class VmData:
             raise ValidationError("vmdata", f"cannot read {path}: {e.strerror or e}") from None
         if len(raw) > MAX_VMDATA_FILE_BYTES:
             raise ValidationError("vmdata", f"file larger than {MAX_VMDATA_FILE_BYTES} bytes")
-        return cls.from_text(raw, yaml_first=path.suffix.lower() in (".yaml", ".yml"))
+        yaml_first = path.suffix.lower() in (".yaml", ".yml")
+        return cls.from_text(raw, yaml_first=yaml_first, max_userdata_bytes=max_userdata_bytes)
 
     @classmethod
-    def from_text(cls, raw: bytes | str, yaml_first: bool = False) -> VmData:
+    def from_text(
+        cls, raw: bytes | str, yaml_first: bool = False, *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES
+    ) -> VmData:
         """Parse the content of a VM data file (JSON, or YAML when it is not JSON)."""
         if isinstance(raw, bytes):
             try:
@@ -124,19 +130,19 @@ class VmData:
         else:
             text = raw
         obj = _load_yaml(text) if yaml_first else _load_json_or_yaml(text)
-        return cls.from_object(obj)
+        return cls.from_object(obj, max_userdata_bytes=max_userdata_bytes)
 
     @classmethod
-    def from_object(cls, obj: Any) -> VmData:
+    def from_object(cls, obj: Any, *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> VmData:
         """From a parsed file: a mapping in the documented format, or CloudStack's triple list."""
         if isinstance(obj, list):
-            return cls.from_triples(obj)
+            return cls.from_triples(obj, max_userdata_bytes=max_userdata_bytes)
         if isinstance(obj, dict):
-            return cls.from_dict(obj)
+            return cls.from_dict(obj, max_userdata_bytes=max_userdata_bytes)
         raise ValidationError("vmdata", "expected an object or a list of [directory, file, content] triples")
 
     @classmethod
-    def from_dict(cls, obj: dict[str, Any]) -> VmData:
+    def from_dict(cls, obj: dict[str, Any], *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> VmData:
         """From the documented mapping (see docs/format.md)."""
         unknown = sorted(str(k) for k in obj if k not in FILE_KEYS)
         if unknown:
@@ -174,11 +180,11 @@ class VmData:
             network_data=_json_object(obj.get("network_data", {}), "network_data"),
             openstack_metadata=_json_object(obj.get("openstack_metadata", {}), "openstack_metadata"),
         )
-        data.validate()
+        data.validate(max_userdata_bytes)
         return data
 
     @classmethod
-    def from_triples(cls, triples: list[Any]) -> VmData:
+    def from_triples(cls, triples: list[Any], *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> VmData:
         """From CloudStack's vmData: ``[[directory, filename, content], ...]``; blank content is skipped."""
         data = cls()
         for i, item in enumerate(triples):
@@ -201,7 +207,7 @@ class VmData:
                     data.metadata[name] = content
             else:
                 raise ValidationError(where, f"unknown entry {directory}/{name}")
-        data.validate()
+        data.validate(max_userdata_bytes)
         return data
 
     def to_dict(self, include_password: bool = True) -> dict[str, Any]:
@@ -235,6 +241,7 @@ class VmData:
         password: str | None = None,
         public_keys: list[str] | None = None,
         hostname: str | None = None,
+        max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES,
     ) -> VmData:
         """Apply command-line overrides (each replaces the field it names) and validate the result."""
         new = self.copy()
@@ -246,7 +253,7 @@ class VmData:
             new.public_keys = list(public_keys)
         if hostname is not None:
             new.metadata[HOSTNAME_KEY] = hostname
-        new.validate()
+        new.validate(max_userdata_bytes)
         return new
 
     # ---- validation ---------------------------------------------------------------------------------------
@@ -261,19 +268,26 @@ class VmData:
 
     def validate(self, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> None:
         """Raise ValidationError naming the first bad field; return None when everything is acceptable."""
-        if not self.metadata.get(VM_ID_KEY, "").strip():
+        if not isinstance(self.metadata, dict):
+            raise ValidationError("metadata", "must be an object")
+        vm_id = self.metadata.get(VM_ID_KEY)
+        if vm_id is None or (isinstance(vm_id, str) and not vm_id.strip()):
             raise ValidationError(f"metadata.{VM_ID_KEY}", "required (it becomes meta_data.json's uuid)")
         for key, value in self.metadata.items():
             where = f"metadata.{key}"
             if key == PUBLIC_KEYS_KEY:
                 raise ValidationError(where, "public keys belong in public_keys")
             check_metadata_key(key, where)
+            if not isinstance(value, str):
+                raise ValidationError(where, "must be a string")
             _metadata_value(value, where)
         vm_id = self.metadata[VM_ID_KEY]
         if _CONTROL_CHARS_RE.search(vm_id) or len(vm_id) > 255:
             raise ValidationError(f"metadata.{VM_ID_KEY}", "must be one line of at most 255 characters")
         if self.hostname is not None:
             check_hostname(self.hostname, f"metadata.{HOSTNAME_KEY}")
+        if not isinstance(self.public_keys, list):
+            raise ValidationError(f"metadata.{PUBLIC_KEYS_KEY}", "must be a list of keys")
         for i, key in enumerate(self.public_keys):
             check_public_key(key, f"metadata.{PUBLIC_KEYS_KEY}[{i}]")
         if self.userdata is not None:
@@ -300,8 +314,12 @@ class VmData:
                 "conflicts with the password vendor data the drive carries; turn that off "
                 "(--no-password-vendor-data) or drop this key",
             )
-        for path in self.extra_files:
+        if not isinstance(self.extra_files, dict):
+            raise ValidationError("extra_files", "must map paths to bytes")
+        for path, content in self.extra_files.items():
             check_tree_path(path, f"extra_files.{path}")
+            if not isinstance(content, bytes):
+                raise ValidationError(f"extra_files.{path}", "must be bytes")
 
 
 # ---- field checks, usable on their own -------------------------------------------------------------------
@@ -309,7 +327,7 @@ class VmData:
 
 def check_metadata_key(key: str, where: str = "metadata") -> None:
     """A metadata key becomes a file name: letters, digits, '.', '_', '-', no leading dot, ≤ 60 chars."""
-    if not isinstance(key, str) or not _METADATA_KEY_RE.match(key) or ".." in key:
+    if not isinstance(key, str) or not _METADATA_KEY_RE.fullmatch(key) or ".." in key:
         raise ValidationError(
             where, "key must be 1-60 letters, digits, '.', '_' or '-', start with a letter or digit, no '..'"
         )
@@ -320,7 +338,7 @@ def check_hostname(name: str, where: str = "hostname") -> None:
     if not isinstance(name, str):
         raise ValidationError(where, "must be a string")
     labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
-    if not name or len(name) > 253 or not all(_HOSTNAME_LABEL_RE.match(label) for label in labels):
+    if not name or len(name) > 253 or not all(_HOSTNAME_LABEL_RE.fullmatch(label) for label in labels):
         raise ValidationError(where, f"{_quote(name)} is not a valid host name")
 
 
@@ -347,8 +365,8 @@ def check_password(password: str, where: str = "password") -> None:
         raise ValidationError(where, "must be a non-empty string")
     if len(password) > MAX_PASSWORD_CHARS:
         raise ValidationError(where, f"longer than {MAX_PASSWORD_CHARS} characters")
-    if _CONTROL_CHARS_RE.search(password):
-        raise ValidationError(where, "contains a control character (newline, tab, NUL …)")
+    if _PASSWORD_BAD_CHARS_RE.search(password):
+        raise ValidationError(where, "contains a control character or line break (newline, tab, NUL …)")
     try:
         password.encode("utf-8")
     except UnicodeEncodeError:
@@ -356,9 +374,12 @@ def check_password(password: str, where: str = "password") -> None:
 
 
 def check_label(label: str, where: str = "label") -> None:
-    """Volume label: 1-32 printable ASCII characters (cloud-init looks for config-2 or CONFIG-2)."""
-    if not isinstance(label, str) or not re.match(r"^[\x21-\x7e](?:[\x20-\x7e]{0,31})$", label):
-        raise ValidationError(where, "must be 1-32 printable ASCII characters")
+    """Volume label: 1-16 printable ASCII characters, no trailing space (cloud-init looks for config-2 or CONFIG-2).
+
+    16, not ISO 9660's 32: the Joliet volume descriptor holds 16 UCS-2 characters. A trailing space would be lost
+    in the space padding of the field."""
+    if not isinstance(label, str) or not re.fullmatch(r"[\x21-\x7e](?:[\x20-\x7e]{0,14}[\x21-\x7e])?", label):
+        raise ValidationError(where, "must be 1-16 printable ASCII characters, not ending with a space")
 
 
 def check_network_data(network_data: dict[str, Any], where: str = "network_data") -> None:
@@ -371,12 +392,14 @@ def check_network_data(network_data: dict[str, Any], where: str = "network_data"
         if not isinstance(link, dict):
             raise ValidationError(f"{where}.links[{i}]", "must be an object")
         mac = link.get("ethernet_mac_address")
-        if mac is not None and not (isinstance(mac, str) and _MAC_RE.match(mac)):
+        if mac is not None and not (isinstance(mac, str) and _MAC_RE.fullmatch(mac)):
             raise ValidationError(f"{where}.links[{i}].ethernet_mac_address", f"{_quote(mac)} is not a MAC address")
 
 
 def check_tree_path(path: str, where: str) -> None:
     """A relative path inside the drive: no empty, '.' or '..' parts, no NUL, no backslash."""
+    if not isinstance(path, str):
+        raise ValidationError(where, "must be a string")
     parts = path.split("/")
     if not path or "\x00" in path or "\\" in path or any(p in ("", ".", "..") for p in parts):
         raise ValidationError(where, "is not a safe relative path")
@@ -470,7 +493,9 @@ def _metadata_value(value: Any, where: str) -> str:
 
 def _parse_public_keys(value: Any, where: str) -> list[str]:
     if isinstance(value, str):
-        keys = [line.strip() for line in value.splitlines() if line.strip()]
+        # "\n" only, as public-keys.txt is read back (and as sshd reads authorized_keys): splitlines() would also
+        # split at \x85 or U+2028 inside a comment.
+        keys = [line.strip() for line in value.split("\n") if line.strip()]
     elif isinstance(value, list):
         keys = []
         for i, item in enumerate(value):
@@ -488,11 +513,18 @@ def _json_object(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValidationError(where, "must be a JSON object")
     try:
-        json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")  # lone surrogates (from "\ud800" escapes) cannot be written
+        # Keys that json.dumps converts (YAML's `1: x`, tuples) would not read back as they were given.
+        same = json.loads(text) == value
+    except UnicodeEncodeError:
+        raise ValidationError(where, "is not valid Unicode text (lone surrogate)") from None
     except (TypeError, ValueError) as e:
         raise ValidationError(where, f"is not plain JSON ({e})") from None
     except RecursionError:
         raise ValidationError(where, "is nested too deeply") from None
+    if not same:
+        raise ValidationError(where, "is not plain JSON (object keys must be strings)")
     return value
 
 
@@ -508,6 +540,8 @@ def _load_json_or_yaml(text: str) -> Any:
                 "vmdata", f"invalid JSON at line {json_error.lineno} column {json_error.colno}: {json_error.msg}"
             ) from None
         return _load_yaml(text)
+    except ValueError as e:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise ValidationError("vmdata", f"invalid JSON: {e}") from None
 
 
 def _load_yaml(text: str) -> Any:
@@ -523,6 +557,8 @@ def _load_yaml(text: str) -> Any:
 
     try:
         return yaml.load(text, Loader=_NoAliasLoader)
+    except ValidationError:
+        raise
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -530,3 +566,5 @@ def _load_yaml(text: str) -> Any:
         raise ValidationError("vmdata", f"neither valid JSON nor YAML{where}: {problem}") from None
     except RecursionError:
         raise ValidationError("vmdata", "nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as e:  # constructors: 2001-13-01, 5000-digit integers …
+        raise ValidationError("vmdata", f"YAML value not accepted: {e}") from None

@@ -1,0 +1,687 @@
+"""The operations: attach, update, reset-password, detach (stop), remove (expunge), prepare-migration, status.
+
+Each operation reads the VM once, plans from what it read, and applies the plan in an order that keeps the VM
+safe: a new ISO is uploaded before any device points at it, a device stops pointing at an ISO before the ISO is
+deleted, and the extraConfig record changes in the same ReconfigVM as the device. Every ReconfigVM carries the
+VM's ``changeVersion``; when another client changed the VM meanwhile vSphere answers ConcurrentAccess and the
+operation starts again from a fresh read, so two runs at once cannot add two drives or lose an update.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pyVmomi import vim, vmodl
+
+from .errors import ConfigDriveError, LockedDoor, NotFound
+from .iso import MAX_ISO_BYTES, read_iso, tree_to_iso
+from .layout import build_tree, network_data_for_macs
+from .record import AVOID_LOCK_QUESTION_OPTIONS, LOCKED_DOOR_MESSAGE_IDS, DriveRecord
+from .vmdata import ValidationError, VmData
+from .vsphere import devices as dev
+from .vsphere.connection import Session
+from .vsphere.datastore import DatastoreFiles, DatastorePath, safe_path_component
+from .vsphere.inventory import (
+    DatastoreInfo,
+    VmFacts,
+    check_datastore_name,
+    fetch_vm_facts,
+    find_host,
+    find_vm,
+    pick_datastore,
+)
+from .vsphere.tasks import DEFAULT_TIMEOUT, TaskTimeout, choice_key, question_message_ids, wait_for_task
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DRIVE_ROOT = "ConfigDrive"
+FIRST_ISO_NAME = "configdrive.iso"
+VmRef = "str | vim.VirtualMachine"
+
+
+@dataclass
+class Result:
+    """What an operation did (or, with dry_run, would do)."""
+
+    vm: str
+    changed: bool
+    actions: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    iso: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"vm": self.vm, "changed": self.changed}
+        if self.dry_run:
+            out["dry_run"] = True
+        out["actions"] = list(self.actions)
+        if self.iso is not None:
+            out["iso"] = self.iso
+        out.update(self.extra)
+        return out
+
+
+def drive_folder(datastore: str, facts: VmFacts) -> DatastorePath:
+    """``[ds] ConfigDrive/<vm name made safe>``."""
+    return DatastorePath(datastore, f"{DRIVE_ROOT}/{safe_path_component(facts.name, facts.ref._moId)}")
+
+
+def generate_password(length: int = 20) -> str:
+    """A random password with upper- and lower-case letters and digits (no symbols: they break some guest
+    tools and keyboards), from the OS's CSPRNG."""
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        pw = "".join(secrets.choice(alphabet) for _ in range(length))
+        if any(c.islower() for c in pw) and any(c.isupper() for c in pw) and any(c.isdigit() for c in pw):
+            return pw
+
+
+class ConfigDriveController:
+    """Config drives on the VMs of one vSphere session.
+
+    ``force_eject`` answers the guest's locked-door question with yes (the guest loses its mounted drive);
+    otherwise it is answered no, the operation fails and the VM keeps its old drive. ``avoid_lock_question``
+    sets the VM options that make ESXi not ask (effective from the VM's next power-on).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        force_eject: bool = False,
+        avoid_lock_question: bool = False,
+        task_timeout: float = DEFAULT_TIMEOUT,
+        max_attempts: int = 5,
+        datacenter: str | None = None,
+    ) -> None:
+        self.session = session
+        self.force_eject = force_eject
+        self.avoid_lock_question = avoid_lock_question
+        self.task_timeout = task_timeout
+        self.max_attempts = max_attempts
+        self.datacenter = datacenter or session.settings.datacenter
+
+    # ---- the operations ----------------------------------------------------------------------------------------
+
+    def attach(
+        self,
+        vm: VmRef,
+        data: VmData,
+        *,
+        datastore: str | None = None,
+        controller: str = "auto",
+        network_data_auto: bool = False,
+        dry_run: bool = False,
+    ) -> Result:
+        """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change)."""
+        data.validate()
+        tree_to_iso(build_tree(data))  # size and every field checked before vSphere is touched
+        if controller not in dev.CONTROLLER_CHOICES:
+            raise ValidationError("controller", f"must be one of {', '.join(dev.CONTROLLER_CHOICES)}")
+        if datastore:
+            check_datastore_name(datastore)
+        ref = self._resolve(vm)
+        return self._optimistic(lambda: self._attach_once(ref, data, datastore, controller, network_data_auto, dry_run))
+
+    def update(
+        self,
+        vm: VmRef,
+        *,
+        data: VmData | None = None,
+        overrides: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        network_data_auto: bool = False,
+        dry_run: bool = False,
+    ) -> Result:
+        """Change the drive's content: download it, apply ``data`` (whole) and/or ``overrides`` (fields:
+        userdata, password, public_keys, hostname), upload under a new name, swap the backing, delete the old."""
+        if data is not None:
+            data.validate()
+        ref = self._resolve(vm)
+        return self._optimistic(
+            lambda: self._update_once(ref, data, overrides or {}, options or {}, network_data_auto, dry_run)
+        )
+
+    def reset_password(self, vm: VmRef, *, length: int = 20, dry_run: bool = False) -> Result:
+        """Put a new random password on the drive; the result carries it (``extra["password"]``), once."""
+        password = generate_password(length)
+        result = self.update(vm, overrides={"password": password}, dry_run=dry_run)
+        if not dry_run:
+            result.extra["password"] = password
+        return result
+
+    def detach(self, vm: VmRef, *, dry_run: bool = False) -> Result:
+        """VM stopped: disconnect the drive (remove it when the VM is off), then delete the ISO and its folder."""
+        ref = self._resolve(vm)
+        return self._optimistic(lambda: self._detach_once(ref, remove=False, dry_run=dry_run))
+
+    def remove(self, vm: VmRef, *, dry_run: bool = False) -> Result:
+        """VM expunged: remove the device, then the ISO and its folder."""
+        ref = self._resolve(vm)
+        return self._optimistic(lambda: self._detach_once(ref, remove=True, dry_run=dry_run))
+
+    def prepare_migration(
+        self, vm: VmRef, host: str, *, datastore: str | None = None, migrate: bool = False, dry_run: bool = False
+    ) -> Result:
+        """Make sure ``host`` can see the ISO: copy it to a datastore the host mounts, repoint, delete the old."""
+        if datastore:
+            check_datastore_name(datastore)
+        ref = self._resolve(vm)
+        result = self._optimistic(lambda: self._prepare_migration_once(ref, host, datastore, dry_run))
+        if migrate and not dry_run:
+            self._migrate(ref, host, result)
+        elif migrate:
+            result.actions.append(f"migrate the VM to host {host}")
+        return result
+
+    def status(self, vm: VmRef) -> Result:
+        """The drive's device, backing, file and content, read-only."""
+        facts = self._facts(self._resolve(vm))
+        record = DriveRecord.from_extra_config(facts.extra_config)
+        cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
+        out: dict[str, Any] = {"power_state": facts.power_state, "attached": False, "device": None}
+        if cdrom is not None:
+            out["device"] = dev.describe_device(facts.devices, cdrom)
+            out["attached"] = dev.iso_path_of(cdrom) is not None
+        out["record"] = {k: v for k, v in vars(record).items() if v}
+        path = dev.iso_path_of(cdrom) if cdrom is not None else None
+        if path:
+            out.update(self._inspect_file(facts, DatastorePath.parse(path), record))
+        return Result(facts.name, False, iso=path, extra=out)
+
+    # ---- attach ---------------------------------------------------------------------------------------------------
+
+    def _attach_once(
+        self,
+        ref: vim.VirtualMachine,
+        data: VmData,
+        datastore: str | None,
+        controller: str,
+        network_data_auto: bool,
+        dry_run: bool,
+    ) -> Result:
+        facts = self._facts(ref)
+        if network_data_auto:
+            data = self._with_nic_network_data(data, facts)
+        record = DriveRecord.from_extra_config(facts.extra_config)
+        cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
+        if cdrom is not None:
+            # A drive is there (maybe emptied by a detach): make it hold this data, reusing the device.
+            return self._swap_in(facts, record, cdrom, data, datastore, dry_run, verify_current=True)
+        ds = self._datastore(facts, datastore)
+        folder = drive_folder(ds.name, facts)
+        target = DatastorePath(ds.name, f"{folder.path}/{FIRST_ISO_NAME}")
+        try:
+            plan = dev.plan_attach(facts.devices, str(target), facts.powered_on, controller)
+        except dev.DevicePlanError as e:
+            raise ValidationError("controller", str(e)) from None
+        tree = build_tree(data)
+        actions = [f"create folder {folder} if missing", f"upload the config drive to {target}", *plan.summary]
+        if dry_run:
+            return Result(facts.name, True, actions, dry_run=True, iso=str(target))
+        files = self._files(facts)
+        created = files.mkdir(folder)
+        strays = [] if created else self._strays(files, folder, ds, keep=None, vm_id=data.vm_id)
+        iso = tree_to_iso(tree)
+        sha = files.upload(target, iso)
+        new_record = DriveRecord(
+            iso=str(target), digest=tree.digest(), sha256=sha, owner=facts.instance_uuid, folder=str(folder)
+        )
+        self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target)
+        done = [f"uploaded {len(iso)} bytes to {target}", *plan.summary]
+        done += self._delete_all(files, [s for s in strays if s != target])
+        return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
+
+    # ---- update (and attach over an existing drive) -------------------------------------------------------------------
+
+    def _update_once(
+        self,
+        ref: vim.VirtualMachine,
+        data: VmData | None,
+        overrides: dict[str, Any],
+        options: dict[str, Any],
+        network_data_auto: bool,
+        dry_run: bool,
+    ) -> Result:
+        facts = self._facts(ref)
+        record = DriveRecord.from_extra_config(facts.extra_config)
+        cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
+        current = dev.iso_path_of(cdrom) if cdrom is not None else None
+        if cdrom is None or not current:
+            raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
+        files = self._files(facts)
+        try:
+            current_iso = files.download(DatastorePath.parse(current), MAX_ISO_BYTES)
+        except FileNotFoundError:
+            raise ConfigDriveError(
+                f"the ISO attached to VM {facts.name} ({current}) is missing; run attach --vmdata to rebuild it"
+            ) from None
+        now = read_iso(current_iso)
+        # --vmdata replaces the content; how the drive is laid out stays unless asked otherwise.
+        base = (
+            now
+            if data is None
+            else data.copy(
+                label=now.label, password_vendor_data=now.password_vendor_data, dated_versions=now.dated_versions
+            )
+        )
+        for key, value in options.items():
+            setattr(base, key, value)
+        new = base.with_overrides(**overrides)
+        if network_data_auto:
+            new = self._with_nic_network_data(new, facts)
+        return self._swap_in(facts, record, cdrom, new, None, dry_run, verify_current=False)
+
+    def _swap_in(
+        self,
+        facts: VmFacts,
+        record: DriveRecord,
+        cdrom: vim.vm.device.VirtualCdrom,
+        data: VmData,
+        datastore: str | None,
+        dry_run: bool,
+        verify_current: bool,
+    ) -> Result:
+        """Make ``cdrom`` hold ``data``: unchanged when it already does, else upload under a new name and
+        repoint the device in one reconfigure (the update's detach + reattach), then delete the old file."""
+        tree = build_tree(data)
+        digest = tree.digest()
+        current = dev.iso_path_of(cdrom)
+        ours = record.owner == facts.instance_uuid
+        files = self._files(facts)
+        connected_ok = bool(cdrom.connectable and cdrom.connectable.startConnected) and (
+            not facts.powered_on or bool(cdrom.connectable.connected)
+        )
+        same_content = ours and current is not None and current == record.iso and record.digest == digest
+        if same_content and (not verify_current or files.exists(DatastorePath.parse(current))):
+            actions = [] if dry_run else self._finish_pending(files, record, current)
+            if connected_ok:
+                return Result(facts.name, bool(actions), actions, dry_run=dry_run, iso=current)
+            target = DatastorePath.parse(current)  # only the connection state needs fixing
+            iso = None
+        else:
+            ds = self._swap_datastore(facts, current, datastore)
+            target = drive_folder(ds.name, facts)
+            target = DatastorePath(ds.name, f"{target.path}/configdrive-{digest[:12]}.iso")
+            iso = tree_to_iso(tree)
+        plan = dev.plan_swap_backing(cdrom, str(target), facts.powered_on)
+        old = DatastorePath.parse(current) if current and str(target) != current else None
+        deletable_old = old if old is not None and self._is_ours(record, facts, old) else None
+        actions = ([f"upload the config drive to {target}"] if iso is not None else []) + plan.summary
+        if deletable_old:
+            actions.append(f"delete {deletable_old}")
+        if dry_run:
+            return Result(facts.name, True, actions, dry_run=True, iso=str(target))
+        sha = record.sha256
+        done: list[str] = []
+        if iso is not None:
+            if old is None or old.folder != target.folder or old.datastore != target.datastore:
+                files.mkdir(target.folder)
+            sha = files.upload(target, iso)
+            done.append(f"uploaded {len(iso)} bytes to {target}")
+        new_record = record.replace(
+            iso=str(target),
+            digest=digest,
+            sha256=sha,
+            owner=facts.instance_uuid,
+            device=cdrom.key,
+            previous=str(deletable_old) if deletable_old else "",
+            folder=str(target.folder),
+        )
+        self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target if iso is not None else None)
+        done += plan.summary
+        if deletable_old is not None:
+            done += self._delete_all(files, [deletable_old])
+        if iso is not None:
+            folder_ds = facts.datastores.get(target.datastore)
+            done += self._delete_all(
+                files, self._strays(files, target.folder, folder_ds, keep=target, vm_id=data.vm_id, skip=old)
+            )
+        return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
+
+    # ---- detach / remove ----------------------------------------------------------------------------------------------
+
+    def _detach_once(self, ref: vim.VirtualMachine, remove: bool, dry_run: bool) -> Result:
+        facts = self._facts(ref)
+        record = DriveRecord.from_extra_config(facts.extra_config)
+        cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
+        files = self._files(facts)
+        actions: list[str] = []
+        plan = dev.DevicePlan()
+        new_record = DriveRecord(owner=record.owner, folder=record.folder)
+        if cdrom is not None:
+            removable = not facts.powered_on or (remove and dev.can_hot_remove(facts.devices, cdrom))
+            if removable:
+                plan = dev.plan_remove(cdrom)
+            elif dev.iso_path_of(cdrom) or (cdrom.connectable and cdrom.connectable.connected):
+                plan = dev.plan_clear_backing(cdrom)
+                new_record = new_record.replace(device=cdrom.key)
+            else:
+                new_record = new_record.replace(device=cdrom.key)
+            if remove and not removable:
+                actions.append("the IDE CD-ROM of a running VM cannot be removed: emptied instead")
+        folder = self._own_folder(record, facts)
+        if dry_run:
+            actions += plan.summary + ([f"delete {folder}"] if folder else [])
+            changed = bool(plan) or new_record != record or folder is not None
+            return Result(facts.name, changed, actions, dry_run=True)
+        changed = False
+        if plan or new_record != record:
+            self._reconfigure(facts, plan, new_record, record)
+            actions += plan.summary or ["cleared the drive record"]
+            changed = True
+        if folder is not None and files.delete(folder):
+            actions.append(f"deleted {folder}")
+            changed = True
+        return Result(facts.name, changed, actions)
+
+    # ---- migration ---------------------------------------------------------------------------------------------------
+
+    def _prepare_migration_once(
+        self, ref: vim.VirtualMachine, host: str, datastore: str | None, dry_run: bool
+    ) -> Result:
+        facts = self._facts(ref)
+        record = DriveRecord.from_extra_config(facts.extra_config)
+        cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
+        current = dev.iso_path_of(cdrom) if cdrom is not None else None
+        host_ref, host_datastores = find_host(self.session, host)
+        result = Result(facts.name, False, iso=current, extra={"host": host, "host_id": host_ref._moId})
+        if not current:
+            result.actions.append("the VM has no config drive attached: nothing to move")
+            return result
+        files = self._files(facts)
+        source = DatastorePath.parse(current)
+        visible = {d.name: d for d in host_datastores}
+        if source.datastore in visible:
+            result.actions = [] if dry_run else self._finish_pending(files, record, current)
+            result.changed = bool(result.actions)
+            result.actions.append(f"host {host} already sees datastore {source.datastore}")
+            return result
+        target_ds = self._migration_datastore(facts, visible, datastore, host)
+        target = DatastorePath(target_ds.name, f"{drive_folder(target_ds.name, facts).path}/{source.name}")
+        plan = dev.plan_swap_backing(cdrom, str(target), facts.powered_on)
+        deletable = source if self._is_ours(record, facts, source) else None
+        actions = [f"copy {source} to {target}", *plan.summary] + ([f"delete {source}"] if deletable else [])
+        if dry_run:
+            return Result(facts.name, True, actions, dry_run=True, iso=str(target), extra=result.extra)
+        files.mkdir(target.folder)
+        files.copy(source, target)
+        new_record = record.replace(
+            iso=str(target), device=cdrom.key, previous=str(deletable or ""), folder=str(target.folder)
+        )
+        self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target)
+        done = [f"copied {source} to {target}", *plan.summary]
+        if deletable is not None:
+            done += self._delete_all(files, [deletable.folder if self._folder_is_ours(deletable, facts) else deletable])
+        return Result(facts.name, True, done, iso=str(target), extra=result.extra)
+
+    def _migration_datastore(
+        self, facts: VmFacts, visible: dict[str, DatastoreInfo], wanted: str | None, host: str
+    ) -> DatastoreInfo:
+        """The given datastore, else the VM's own (disk) datastore the host sees, else any the host mounts;
+        for a running VM, one its current host sees too (the backing changes before the VM moves)."""
+        current_host = facts.host._moId if facts.host is not None else None
+
+        def usable(d: DatastoreInfo) -> bool:
+            return d.accessible and (not facts.powered_on or not d.hosts or current_host in d.hosts)
+
+        if wanted:
+            if wanted not in visible:
+                raise ValidationError("datastore", f"host {host} does not mount datastore {wanted!r}")
+            if not usable(visible[wanted]):
+                raise ValidationError("datastore", f"the VM's current host cannot reach {wanted!r}")
+            return visible[wanted]
+        own = [visible[n] for n in ([facts.vmx_datastore] + sorted(facts.datastores)) if n in visible]
+        for candidate in own + sorted(visible.values(), key=lambda d: d.name):
+            if usable(candidate):
+                return candidate
+        raise ConfigDriveError(
+            f"no datastore is mounted both by host {host} and by the VM's current host; pass --datastore"
+        )
+
+    def _migrate(self, ref: vim.VirtualMachine, host: str, result: Result) -> None:
+        host_ref, _ = find_host(self.session, host)
+        spec = vim.vm.RelocateSpec(host=host_ref)
+        task = self.session.call(lambda: ref.RelocateVM_Task(spec), "RelocateVM")
+        wait_for_task(self.session, task, what=f"migrate to {host}", timeout=self.task_timeout)
+        result.actions.append(f"migrated the VM to host {host}")
+        result.changed = True
+
+    # ---- shared steps ---------------------------------------------------------------------------------------------
+
+    def _resolve(self, vm: VmRef) -> vim.VirtualMachine:
+        if isinstance(vm, vim.VirtualMachine):
+            return vm
+        return find_vm(self.session, vm, self.datacenter)
+
+    def _facts(self, ref: vim.VirtualMachine) -> VmFacts:
+        return fetch_vm_facts(self.session, ref)
+
+    def _files(self, facts: VmFacts) -> DatastoreFiles:
+        return DatastoreFiles(self.session, facts.datacenter, facts.datacenter_path)
+
+    def _optimistic(self, attempt: Callable[[], T]) -> T:
+        """Run an attempt; when vSphere reports ConcurrentAccess (changeVersion moved), read again and retry."""
+        for n in range(1, self.max_attempts + 1):
+            try:
+                return attempt()
+            except vim.fault.ConcurrentAccess:
+                log.info("the VM changed while we planned (attempt %d); reading it again", n)
+        raise ConfigDriveError(f"the VM kept changing under us; gave up after {self.max_attempts} attempts")
+
+    def _datastore(self, facts: VmFacts, wanted: str | None) -> DatastoreInfo:
+        wanted = wanted or self.session.settings.datastore
+        if wanted and wanted not in facts.datastores:
+            return self._datastore_by_name(facts, wanted)
+        return pick_datastore(facts, wanted)
+
+    def _datastore_by_name(self, facts: VmFacts, name: str) -> DatastoreInfo:
+        """A datastore the VM does not use yet: it must be mounted by the VM's host."""
+        from .vsphere.inventory import datastore_info, retrieve
+
+        PC = vmodl.query.PropertyCollector
+        spec = PC.FilterSpec(
+            objectSet=[
+                PC.ObjectSpec(
+                    obj=facts.datacenter,
+                    skip=True,
+                    selectSet=[PC.TraversalSpec(type=vim.Datacenter, path="datastore", skip=False)],
+                )
+            ],
+            propSet=[PC.PropertySpec(type=vim.Datastore, pathSet=["name", "summary.accessible", "host", "browser"])],
+        )
+        for obj, props in retrieve(self.session, spec):
+            if props.get("name") == name:
+                info = datastore_info(obj, props)
+                if facts.host is not None and info.hosts and facts.host._moId not in info.hosts:
+                    raise ValidationError("datastore", f"{name!r} is not mounted on the VM's host")
+                return info
+        raise NotFound(f"no datastore named {name!r} in the VM's datacenter")
+
+    def _swap_datastore(self, facts: VmFacts, current: str | None, wanted: str | None) -> DatastoreInfo:
+        """Where a replacement ISO goes: the asked datastore, else where the current one is, else the default."""
+        if wanted:
+            return self._datastore(facts, wanted)
+        if current:
+            name = DatastorePath.parse(current).datastore
+            if name in facts.datastores:
+                return facts.datastores[name]
+        return self._datastore(facts, None)
+
+    def _is_ours(self, record: DriveRecord, facts: VmFacts, path: DatastorePath) -> bool:
+        """A file this tool may delete: made for this very VM (not inherited by a clone), in its own folder."""
+        return record.owner == facts.instance_uuid and self._folder_is_ours(path, facts)
+
+    @staticmethod
+    def _folder_is_ours(path: DatastorePath, facts: VmFacts) -> bool:
+        return path.folder.path == drive_folder(path.datastore, facts).path
+
+    def _own_folder(self, record: DriveRecord, facts: VmFacts) -> DatastorePath | None:
+        if not record.folder or record.owner != facts.instance_uuid:
+            return None
+        folder = DatastorePath.parse(record.folder)
+        return folder if folder.path == drive_folder(folder.datastore, facts).path else None
+
+    def _finish_pending(self, files: DatastoreFiles, record: DriveRecord, current: str) -> list[str]:
+        """Delete the file a crashed run swapped out but did not get to delete."""
+        if record.previous and record.previous != current:
+            previous = DatastorePath.parse(record.previous)
+            if files.exists(previous) and files.delete(previous):
+                return [f"deleted {previous} (left by an interrupted run)"]
+        return []
+
+    def _strays(
+        self,
+        files: DatastoreFiles,
+        folder: DatastorePath,
+        ds: DatastoreInfo | None,
+        keep: DatastorePath | None,
+        vm_id: str,
+        skip: DatastorePath | None = None,
+    ) -> list[DatastorePath]:
+        """ISOs in the VM's folder that no device uses: left by interrupted runs. A drive made for another
+        vm-id means another VM shares the folder (same name): refuse rather than delete its file."""
+        if ds is None or ds.browser is None:
+            return []
+        strays = []
+        for name in files.list(folder, ds.browser):
+            path = DatastorePath(folder.datastore, f"{folder.path}/{name}")
+            if path in (keep, skip):
+                continue
+            try:
+                other = read_iso(files.download(path, MAX_ISO_BYTES))
+            except (ValidationError, FileNotFoundError):
+                strays.append(path)  # a partial or broken upload of ours
+                continue
+            if other.vm_id != vm_id:
+                raise ConfigDriveError(
+                    f"{path} holds the config drive of another VM (vm-id {other.vm_id}); two VMs named alike share "
+                    f"{folder}. Remove that VM's drive, or give this one another --datastore"
+                )
+            strays.append(path)
+        return strays
+
+    def _delete_all(self, files: DatastoreFiles, paths: list[DatastorePath]) -> list[str]:
+        return [f"deleted {p}" for p in paths if files.delete(p)]
+
+    def _with_nic_network_data(self, data: VmData, facts: VmFacts) -> VmData:
+        macs = [mac for _, mac in dev.nic_macs(facts.devices)]
+        if not macs:
+            raise ValidationError("network-data", f"VM {facts.name} has no network adapter to describe")
+        new = data.copy(network_data=network_data_for_macs(macs, data.network_data))
+        new.validate()
+        return new
+
+    def _inspect_file(self, facts: VmFacts, path: DatastorePath, record: DriveRecord) -> dict[str, Any]:
+        import hashlib
+
+        files = self._files(facts)
+        try:
+            iso = files.download(path, MAX_ISO_BYTES)
+        except FileNotFoundError:
+            return {"file_exists": False, "problem": f"the device points at {path}, which does not exist"}
+        out: dict[str, Any] = {"file_exists": True, "file_bytes": len(iso)}
+        sha = hashlib.sha256(iso).hexdigest()
+        out["sha256"] = sha
+        out["matches_record"] = bool(record.sha256) and sha == record.sha256
+        try:
+            data = read_iso(iso)
+        except ValidationError as e:
+            out["problem"] = f"the ISO is not a readable config drive: {e}"
+            return out
+        out["content"] = {
+            "label": data.label,
+            "vm_id": data.vm_id,
+            "instance_id": data.metadata.get("instance-id"),
+            "hostname": data.hostname,
+            "public_keys": len(data.public_keys),
+            "userdata_bytes": len(data.userdata or b""),
+            "password_set": bool(data.password),
+        }
+        return out
+
+    # ---- reconfigure -----------------------------------------------------------------------------------------------
+
+    def _reconfigure_or_clean_up(
+        self,
+        facts: VmFacts,
+        plan: dev.DevicePlan,
+        new_record: DriveRecord,
+        old_record: DriveRecord,
+        files: DatastoreFiles,
+        uploaded: DatastorePath | None,
+    ) -> None:
+        """Reconfigure; when vSphere says it failed, delete the file uploaded for it (unless some device uses
+        it after all), so a failure leaves the VM and its folder as they were."""
+        try:
+            self._reconfigure(facts, plan, new_record, old_record)
+        except (vmodl.MethodFault, LockedDoor) as error:
+            if uploaded is not None and not isinstance(error, vim.fault.ConcurrentAccess):
+                self._delete_if_unused(files, facts.ref, uploaded)
+            raise
+
+    def _delete_if_unused(self, files: DatastoreFiles, ref: vim.VirtualMachine, path: DatastorePath) -> None:
+        try:
+            devices = self._facts(ref).devices
+            if any(dev.iso_path_of(d) == str(path) for d in dev.cdroms(devices)):
+                return
+            files.delete(path)
+        except Exception:  # noqa: BLE001 - cleaning up must not hide the failure being reported
+            log.warning("could not delete %s after the failed reconfigure", path, exc_info=True)
+
+    def _reconfigure(
+        self, facts: VmFacts, plan: dev.DevicePlan, new_record: DriveRecord, old_record: DriveRecord
+    ) -> None:
+        options = new_record.changes_from(old_record)
+        if self.avoid_lock_question:
+            options.update({k: v for k, v in AVOID_LOCK_QUESTION_OPTIONS.items() if facts.extra_config.get(k) != v})
+        spec = vim.vm.ConfigSpec(
+            changeVersion=facts.change_version,
+            deviceChange=plan.changes,
+            extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in sorted(options.items())],
+        )
+        refused: list[str] = []
+        task = self.session.call(lambda: facts.ref.ReconfigVM_Task(spec), "ReconfigVM")
+        try:
+            wait_for_task(
+                self.session,
+                task,
+                what=f"reconfigure VM {facts.name}",
+                vm=facts.ref,
+                on_question=self._locked_door_policy(refused),
+                timeout=self.task_timeout,
+            )
+        except TaskTimeout as e:
+            raise ConfigDriveError(
+                f"{e}. The change may still complete; run the same command again to finish or confirm it"
+            ) from None
+        except vmodl.MethodFault:
+            if refused:
+                raise LockedDoor(
+                    f"the guest of VM {facts.name} has locked its CD-ROM door; the VM keeps its current drive. "
+                    "Unmount the drive in the guest (umount/eject) and run again, or pass --force-eject"
+                ) from None
+            raise
+
+    def _locked_door_policy(self, refused: list[str]) -> Callable[[Any], str | None]:
+        def answer(question: Any) -> str | None:
+            ids = question_message_ids(question)
+            if not any(i in LOCKED_DOOR_MESSAGE_IDS for i in ids) and "locked" not in (question.text or "").lower():
+                log.warning("VM question %s is not about the CD-ROM; not answering it", ",".join(ids) or "?")
+                return None
+            label = "button.yes" if self.force_eject else "button.no"
+            key = choice_key(question, label)
+            if key is None:
+                log.warning("the locked-door question has no %s choice", label)
+                return None
+            if not self.force_eject:
+                refused.append(question.id)
+            return key
+
+        return answer

@@ -1,0 +1,63 @@
+"""The record a VM carries in its extraConfig about its config drive, so the drive is found again unambiguously.
+
+Written in the same ReconfigVM as the device change it describes, so the record and the device never disagree
+after a crash. Keys (all under ``esxi-configdrive.``):
+
+- ``iso``: the attached ISO, ``[ds] ConfigDrive/<vm>/….iso``; ``digest``: the content digest (FileTree.digest);
+  ``sha256``: the ISO file's SHA-256; ``owner``: the instance UUID of the VM the drive was made for (a clone
+  inherits extraConfig and devices, but not the right to delete its parent's file); ``device``: the CD-ROM's
+  device key once known; ``previous``: an ISO replaced by the last swap, deleted after it (a crash in between
+  leaves it for the next run to delete); ``folder``: the drive's folder, kept after detach so a re-run can
+  finish deleting it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+PREFIX = "esxi-configdrive."
+
+
+@dataclass(frozen=True)
+class DriveRecord:
+    iso: str = ""
+    digest: str = ""
+    sha256: str = ""
+    owner: str = ""
+    device: str = ""
+    previous: str = ""
+    folder: str = ""
+
+    @classmethod
+    def from_extra_config(cls, extra: dict[str, str]) -> DriveRecord:
+        return cls(**{f.name: extra.get(PREFIX + f.name, "") for f in fields(cls)})
+
+    @property
+    def device_key(self) -> int | None:
+        try:
+            return int(self.device) if self.device else None
+        except ValueError:
+            return None
+
+    def changes_from(self, old: DriveRecord) -> dict[str, str]:
+        """The extraConfig values to send to turn ``old`` into this record ("" deletes a key)."""
+        return {
+            PREFIX + f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(old, f.name)
+        }
+
+    def replace(self, **changes: Any) -> DriveRecord:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update({k: "" if v is None else str(v) for k, v in changes.items()})
+        return DriveRecord(**values)
+
+    @property
+    def empty(self) -> bool:
+        return not any(getattr(self, f.name) for f in fields(self))
+
+
+# KB 2144053: with both set, ESXi answers the locked-door question itself instead of blocking the reconfigure.
+AVOID_LOCK_QUESTION_OPTIONS = {"cdrom.showIsoLockWarning": "FALSE", "msg.autoanswer": "TRUE"}
+LOCKED_DOOR_MESSAGE_IDS = ("msg.cdromdisconnect.locked", "msg.cdromdisconnect.locked.ISO")

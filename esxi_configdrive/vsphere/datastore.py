@@ -1,0 +1,229 @@
+"""Datastore files: ``[ds] path`` values, and upload/download over vCenter's ``/folder`` HTTP API, plus the
+FileManager calls (mkdir, delete, copy) and a folder listing through the datastore browser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import quote
+
+import requests
+from pyVmomi import vim
+
+from ..errors import ConfigDriveError
+from ..vmdata import ValidationError
+from .connection import Session, TransientHttpError, requests_verify, retrying
+from .tasks import wait_for_task
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+_PATH_RE = re.compile(r"^\[([^\[\]]+)\] ?(.*)$")
+
+
+@dataclass(frozen=True)
+class DatastorePath:
+    """A file on a datastore: ``[datastore] folder/file.iso``."""
+
+    datastore: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> DatastorePath:
+        m = _PATH_RE.match(text or "")
+        if not m:
+            raise ValidationError("datastore path", f"{text!r} is not of the form '[datastore] path'")
+        return cls(m.group(1), m.group(2))
+
+    def __str__(self) -> str:
+        return f"[{self.datastore}] {self.path}"
+
+    @property
+    def folder(self) -> DatastorePath:
+        return DatastorePath(self.datastore, self.path.rsplit("/", 1)[0] if "/" in self.path else "")
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def sibling(self, name: str) -> DatastorePath:
+        folder = self.folder.path
+        return DatastorePath(self.datastore, f"{folder}/{name}" if folder else name)
+
+
+def safe_path_component(name: str, fallback: str) -> str:
+    """A VM name made safe as one folder name: letters, digits, '.', '_', '-' only, no leading dot."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:80]
+    return cleaned if cleaned.strip("_") else fallback
+
+
+# ---- files of one datacenter ------------------------------------------------------------------------------------
+
+
+class DatastoreFiles:
+    """Files on the datastores of one datacenter: HTTP for content, FileManager for the rest."""
+
+    def __init__(self, session: Session, datacenter: vim.Datacenter, datacenter_path: str) -> None:
+        self.session = session
+        self.datacenter = datacenter
+        self.datacenter_path = datacenter_path
+
+    def url(self, path: DatastorePath) -> str:
+        """``/folder/<path>?dcPath=<datacenter inventory path>&dsName=<datastore>`` (full path: nested DCs)."""
+        return (
+            f"{self.session.base_url()}/folder/{quote(path.path)}"
+            f"?dcPath={quote(self.datacenter_path, safe='')}&dsName={quote(path.datastore, safe='')}"
+        )
+
+    # -- HTTP
+
+    def upload(self, path: DatastorePath, content: bytes | BinaryIO) -> str:
+        """PUT a file, streamed with a Content-Length; returns its SHA-256. Retries transient failures; after
+        the last one, removes whatever partial file the server may have kept."""
+        url = self.url(path)
+        if isinstance(content, (bytes, bytearray)):
+            digest = hashlib.sha256(content).hexdigest()
+            size, start = len(content), None
+        else:
+            start = content.tell()
+            digest, size = _hash_stream(content)
+
+        def put(http: requests.Session) -> requests.Response:
+            if start is not None:
+                content.seek(start)  # each attempt sends the whole file again
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            response = http.put(url, data=content, headers=headers, **self._request_options())
+            _check_response(response, "upload to", path)
+            return response
+
+        try:
+            self._exchange(put, "upload to", path)
+        except Exception:
+            self._remove_partial(path)
+            raise
+        log.info("uploaded %d bytes to %s", size, path)
+        return digest
+
+    def download(self, path: DatastorePath, limit: int) -> bytes:
+        """GET a file, refusing more than ``limit`` bytes: a datastore file is untrusted input."""
+        url = self.url(path)
+
+        def get(http: requests.Session) -> requests.Response:
+            response = http.get(url, stream=True, **self._request_options())
+            _check_response(response, "download of", path)
+            return response
+
+        response = self._exchange(get, "download of", path)
+        chunks, total = [], 0
+        with response:
+            for chunk in response.iter_content(CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise ValidationError("iso", f"{path} is larger than {limit} bytes: not a config drive")
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def exists(self, path: DatastorePath) -> bool:
+        """HEAD the file: one cheap request."""
+        url = self.url(path)
+
+        def head(http: requests.Session) -> requests.Response:
+            response = http.head(url, **self._request_options())
+            if response.status_code != 404:
+                _check_response(response, "look-up of", path)
+            return response
+
+        return self._exchange(head, "look-up of", path).status_code != 404
+
+    def _request_options(self) -> dict:
+        # verify per request: a session-level value loses to REQUESTS_CA_BUNDLE in the environment
+        return {"verify": requests_verify(self.session.settings), "timeout": self.session.settings.timeout}
+
+    def _exchange(self, fn, what: str, path: DatastorePath) -> requests.Response:
+        """One HTTP exchange with retries; a 401 means the session expired: log in again, repeat once."""
+        session = self.session
+
+        def attempt() -> requests.Response:
+            generation = session.login_generation
+            response = fn(session.http())
+            if response.status_code == 401:
+                response.close()
+                session.relogin(generation)
+                response = fn(session.http())
+            return response
+
+        for tried in retrying(session.retry_attempts, what=f"{what} {path}"):
+            with tried:
+                return attempt()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _remove_partial(self, path: DatastorePath) -> None:
+        try:
+            if self.exists(path):
+                self.delete(path)
+        except Exception:  # noqa: BLE001 - the upload's own error is the one to report
+            log.warning("could not remove a partial upload at %s", path, exc_info=True)
+
+    # -- FileManager
+
+    def mkdir(self, folder: DatastorePath) -> bool:
+        """Create the folder and its parents; True when created, False when it already existed."""
+        fm = self.session.content.fileManager
+        try:
+            self.session.call(lambda: fm.MakeDirectory(str(folder), self.datacenter, True), "MakeDirectory")
+        except vim.fault.FileAlreadyExists:
+            return False
+        return True
+
+    def delete(self, path: DatastorePath) -> bool:
+        """Delete a file, or a folder with its content. True when deleted, False when already gone."""
+        fm = self.session.content.fileManager
+        try:
+            task = self.session.call(lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter), "DeleteFile")
+            wait_for_task(self.session, task, what=f"delete {path}")
+        except vim.fault.FileNotFound:
+            return False
+        return True
+
+    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
+        """Copy a file between datastores of this datacenter, replacing the target."""
+        fm = self.session.content.fileManager
+        dc = self.datacenter
+        task = self.session.call(
+            lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, True), "CopyDatastoreFile"
+        )
+        wait_for_task(self.session, task, what=f"copy {source} to {target}")
+
+    def list(self, folder: DatastorePath, browser: vim.host.DatastoreBrowser, pattern: str = "*.iso") -> list[str]:
+        """File names in a datastore folder (empty when the folder does not exist)."""
+        spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=[pattern])
+        try:
+            task = self.session.call(lambda: browser.SearchDatastore_Task(str(folder), spec), "SearchDatastore")
+            result = wait_for_task(self.session, task, what=f"list {folder}", want_result=True)
+        except vim.fault.FileNotFound:
+            return []
+        return sorted(f.path for f in (getattr(result, "file", None) or []))
+
+
+def _check_response(response: requests.Response, what: str, path: DatastorePath) -> None:
+    if response.status_code in (200, 201, 204):
+        return
+    response.close()
+    if response.status_code >= 500 or response.status_code == 429:
+        raise TransientHttpError(f"{what} {path}: HTTP {response.status_code}")
+    if response.status_code == 404:
+        raise FileNotFoundError(f"{what} {path}: not found (HTTP 404)")
+    raise ConfigDriveError(f"{what} {path}: HTTP {response.status_code} {response.reason}")
+
+
+def _hash_stream(fp: BinaryIO) -> tuple[str, int]:
+    start = fp.tell()
+    digest, size = hashlib.sha256(), 0
+    while chunk := fp.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    fp.seek(start)
+    return digest.hexdigest(), size

@@ -1,0 +1,330 @@
+"""Find a VM, datastore or host, and fetch what an operation needs in one PropertyCollector call.
+
+pyVmomi sends one request per attribute access; walking ``vm.config.hardware.device`` then ``vm.runtime`` then
+``vm.parent.parent…`` costs a round trip each. Here each lookup is one ``RetrievePropertiesEx`` with traversal
+specs that also collect the VM's ancestors (for the datacenter's inventory path) and its datastores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from ..errors import ConfigDriveError, NotFound
+from ..vmdata import ValidationError
+from .connection import Session
+
+PropertySpec = vmodl.query.PropertyCollector.PropertySpec
+ObjectSpec = vmodl.query.PropertyCollector.ObjectSpec
+FilterSpec = vmodl.query.PropertyCollector.FilterSpec
+TraversalSpec = vmodl.query.PropertyCollector.TraversalSpec
+SelectionSpec = vmodl.query.PropertyCollector.SelectionSpec
+
+_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_MOREF_RE = re.compile(r"^vm-\d+$")
+
+VM_PROPERTIES = (
+    "name",
+    "parent",
+    "datastore",
+    "config.instanceUuid",
+    "config.changeVersion",
+    "config.hardware.device",
+    "config.extraConfig",
+    "config.files.vmPathName",
+    "runtime.powerState",
+    "runtime.host",
+    "runtime.question",
+)
+DATASTORE_PROPERTIES = ("name", "summary.accessible", "host", "browser")
+
+
+@dataclass
+class DatastoreInfo:
+    ref: vim.Datastore
+    name: str
+    accessible: bool = True
+    hosts: list[str] = field(default_factory=list)  # morefs of hosts that mount it, accessible
+    browser: vim.host.DatastoreBrowser | None = None
+
+
+@dataclass
+class VmFacts:
+    """One consistent picture of a VM, from one RetrievePropertiesEx."""
+
+    ref: vim.VirtualMachine
+    name: str
+    instance_uuid: str
+    change_version: str | None
+    power_state: str
+    devices: list[vim.vm.device.VirtualDevice]
+    extra_config: dict[str, str]
+    vmx_path: str | None
+    host: vim.HostSystem | None
+    question: Any
+    datacenter: vim.Datacenter
+    datacenter_path: str
+    datastores: dict[str, DatastoreInfo]
+
+    @property
+    def powered_on(self) -> bool:
+        return self.power_state == "poweredOn"
+
+    @property
+    def vmx_datastore(self) -> str | None:
+        """The datastore holding the VM's configuration file."""
+        if self.vmx_path and self.vmx_path.startswith("["):
+            return self.vmx_path[1 : self.vmx_path.index("]")]
+        return None
+
+
+# ---- the collector --------------------------------------------------------------------------------------------
+
+
+def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -> list[tuple[Any, dict[str, Any]]]:
+    """RetrievePropertiesEx, following continuation tokens: (object, {property: value}) for each result."""
+    pc = session.content.propertyCollector
+    options = vmodl.query.PropertyCollector.RetrieveOptions()
+    result = session.call(lambda: pc.RetrievePropertiesEx([spec], options), "RetrievePropertiesEx")
+    out: list[tuple[Any, dict[str, Any]]] = []
+    while result is not None:
+        for obj in result.objects:
+            out.append((obj.obj, {p.name: p.val for p in obj.propSet or []}))
+        token = result.token
+        if not token:
+            break
+        result = session.call(lambda t=token: pc.ContinueRetrievePropertiesEx(t), "ContinueRetrievePropertiesEx")
+    return out
+
+
+def _parent_traversal() -> TraversalSpec:
+    return TraversalSpec(
+        name="toParent", type=vim.ManagedEntity, path="parent", skip=False, selectSet=[SelectionSpec(name="toParent")]
+    )
+
+
+def _inventory_traversal() -> list[TraversalSpec]:
+    """rootFolder → folders → datacenters → VM folders → VMs (and vApps)."""
+    folder = TraversalSpec(
+        name="folderChildren",
+        type=vim.Folder,
+        path="childEntity",
+        skip=False,
+        selectSet=[
+            SelectionSpec(name="folderChildren"),
+            SelectionSpec(name="dcVmFolder"),
+            SelectionSpec(name="vappVms"),
+        ],
+    )
+    dc_vm = TraversalSpec(
+        name="dcVmFolder", type=vim.Datacenter, path="vmFolder", skip=False,
+        selectSet=[SelectionSpec(name="folderChildren")],
+    )  # fmt: skip
+    vapp = TraversalSpec(name="vappVms", type=vim.VirtualApp, path="vm", skip=False)
+    return [folder, dc_vm, vapp]
+
+
+# ---- finding a VM ---------------------------------------------------------------------------------------------------
+
+
+def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.VirtualMachine:
+    """A VM by managed object id (``vm-42``), instance or BIOS UUID, inventory path (``DC0/vm/web-1``), or name."""
+    ident = ident.strip()
+    if not ident or "\x00" in ident:
+        raise ValidationError("vm", "empty or contains NUL")
+    if _MOREF_RE.match(ident):
+        return vim.VirtualMachine(ident, session.stub)
+    search = session.content.searchIndex
+    if _UUID_RE.match(ident):
+        for instance in (True, False):
+            vm = session.call(lambda i=instance: search.FindByUuid(None, ident, True, i), "FindByUuid")
+            if vm is not None:
+                return vm
+        raise NotFound(f"no VM has the UUID {ident}")
+    if "/" in ident:
+        path = ident if not datacenter or ident.startswith(f"{datacenter}/") else f"{datacenter}/vm/{ident}"
+        vm = session.call(lambda: search.FindByInventoryPath(path), "FindByInventoryPath")
+        if isinstance(vm, vim.VirtualMachine):
+            return vm
+        raise NotFound(f"no VM at inventory path {path}")
+    return _find_vm_by_name(session, ident)
+
+
+def _find_vm_by_name(session: Session, name: str) -> vim.VirtualMachine:
+    spec = FilterSpec(
+        objectSet=[ObjectSpec(obj=session.content.rootFolder, skip=True, selectSet=_inventory_traversal())],
+        propSet=[PropertySpec(type=vim.VirtualMachine, pathSet=["name"])],
+    )
+    matches = [obj for obj, props in retrieve(session, spec) if props.get("name") == name]
+    if not matches:
+        raise NotFound(f"no VM named {name!r}")
+    if len(matches) > 1:
+        ids = ", ".join(sorted(m._moId for m in matches))
+        raise ValidationError("vm", f"{len(matches)} VMs are named {name!r} ({ids}); give an inventory path or id")
+    return matches[0]
+
+
+# ---- the facts of one VM --------------------------------------------------------------------------------------------
+
+
+def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
+    """Everything the operations need about ``vm``, its ancestors and its datastores, in one call."""
+    to_datastores = TraversalSpec(name="vmDatastores", type=vim.VirtualMachine, path="datastore", skip=False)
+    spec = FilterSpec(
+        objectSet=[ObjectSpec(obj=vm, skip=False, selectSet=[_parent_traversal(), to_datastores])],
+        propSet=[
+            PropertySpec(type=vim.VirtualMachine, pathSet=list(VM_PROPERTIES)),
+            PropertySpec(type=vim.Folder, pathSet=["name", "parent"]),
+            PropertySpec(type=vim.Datacenter, pathSet=["name", "parent"]),
+            PropertySpec(type=vim.Datastore, pathSet=list(DATASTORE_PROPERTIES)),
+        ],
+    )
+    try:
+        results = retrieve(session, spec)
+    except vmodl.fault.ManagedObjectNotFound:
+        raise NotFound(f"no VM with id {vm._moId}") from None
+    by_id = {obj._moId: (obj, props) for obj, props in results}
+    if vm._moId not in by_id:
+        raise NotFound(f"no VM with id {vm._moId}")
+    props = by_id[vm._moId][1]
+    datacenter, dc_path = _datacenter_of(props.get("parent"), by_id)
+    datastores = {p["name"]: datastore_info(obj, p) for obj, p in by_id.values() if isinstance(obj, vim.Datastore)}
+    return VmFacts(
+        ref=vm,
+        name=props.get("name", vm._moId),
+        instance_uuid=props.get("config.instanceUuid") or "",
+        change_version=props.get("config.changeVersion"),
+        power_state=str(props.get("runtime.powerState", "poweredOff")),
+        devices=list(props.get("config.hardware.device") or []),
+        extra_config=extra_config_dict(props.get("config.extraConfig") or []),
+        vmx_path=props.get("config.files.vmPathName"),
+        host=props.get("runtime.host"),
+        question=props.get("runtime.question"),
+        datacenter=datacenter,
+        datacenter_path=dc_path,
+        datastores=datastores,
+    )
+
+
+def datastore_info(obj: vim.Datastore, props: dict[str, Any]) -> DatastoreInfo:
+    hosts = []
+    for mount in props.get("host") or []:
+        info = getattr(mount, "mountInfo", None)
+        if info is None or (info.accessible is not False and info.mounted is not False):
+            hosts.append(mount.key._moId)
+    accessible = bool(props.get("summary.accessible", True))
+    return DatastoreInfo(obj, props.get("name", obj._moId), accessible, hosts, props.get("browser"))
+
+
+def extra_config_dict(options: Iterable[Any]) -> dict[str, str]:
+    """extraConfig as a dict: the last value of a key wins and an empty value means unset (vSphere's rule;
+    vcsim 0.24 appends instead of replacing, which this reading makes harmless)."""
+    out: dict[str, str] = {}
+    for option in options:
+        value = "" if option.value is None else str(option.value)
+        if value == "":
+            out.pop(option.key, None)
+        else:
+            out[option.key] = value
+    return out
+
+
+def _datacenter_of(parent: Any, by_id: dict[str, tuple[Any, dict[str, Any]]]) -> tuple[vim.Datacenter, str]:
+    """Walk the collected ancestors up to the datacenter; its inventory path is what /folder's dcPath wants."""
+    node, datacenter = parent, None
+    names: list[str] = []
+    while node is not None and node._moId in by_id:
+        obj, props = by_id[node._moId]
+        if isinstance(obj, vim.Datacenter) and datacenter is None:
+            datacenter = obj
+            names = [props["name"]]
+        elif datacenter is not None and props.get("parent") is not None:
+            names.insert(0, props["name"])  # folders above the datacenter, but not the root folder
+        node = props.get("parent")
+    if datacenter is None:
+        raise ConfigDriveError("could not find the VM's datacenter")
+    return datacenter, "/".join(names)
+
+
+# ---- hosts and datastores by name (migration) --------------------------------------------------------------------------
+
+
+def find_host(session: Session, name: str) -> tuple[vim.HostSystem, list[DatastoreInfo]]:
+    """A host by name or moref, and the datastores it mounts (one call)."""
+    name = name.strip()
+    if not name or "\x00" in name:
+        raise ValidationError("host", "empty or contains NUL")
+    folder = TraversalSpec(
+        name="hostFolderChildren", type=vim.Folder, path="childEntity", skip=False,
+        selectSet=[SelectionSpec(name="hostFolderChildren"), SelectionSpec(name="dcHostFolder"),
+                   SelectionSpec(name="computeHosts")],
+    )  # fmt: skip
+    dc_hosts = TraversalSpec(
+        name="dcHostFolder", type=vim.Datacenter, path="hostFolder", skip=False,
+        selectSet=[SelectionSpec(name="hostFolderChildren")],
+    )  # fmt: skip
+    compute = TraversalSpec(
+        name="computeHosts", type=vim.ComputeResource, path="host", skip=False,
+        selectSet=[SelectionSpec(name="hostDatastores")],
+    )  # fmt: skip
+    host_ds = TraversalSpec(name="hostDatastores", type=vim.HostSystem, path="datastore", skip=False)
+    spec = FilterSpec(
+        objectSet=[
+            ObjectSpec(obj=session.content.rootFolder, skip=True, selectSet=[folder, dc_hosts, compute, host_ds])
+        ],
+        propSet=[
+            PropertySpec(type=vim.HostSystem, pathSet=["name", "datastore"]),
+            PropertySpec(type=vim.Datastore, pathSet=list(DATASTORE_PROPERTIES)),
+        ],
+    )
+    results = retrieve(session, spec)
+    hosts = [(o, p) for o, p in results if isinstance(o, vim.HostSystem) and name in (p.get("name"), o._moId)]
+    if not hosts:
+        raise NotFound(f"no host named {name!r}")
+    if len(hosts) > 1:
+        raise ValidationError("host", f"{len(hosts)} hosts are named {name!r}; give its id (host-NN)")
+    host, props = hosts[0]
+    by_id = {o._moId: (o, p) for o, p in results if isinstance(o, vim.Datastore)}
+    mounted = [by_id[d._moId] for d in props.get("datastore") or [] if d._moId in by_id]
+    infos = [datastore_info(o, p) for o, p in mounted]
+    return host, [i for i in infos if host._moId in i.hosts or not i.hosts]
+
+
+def check_datastore_name(name: str, where: str = "datastore") -> str:
+    """Datastore names go inside ``[…]`` of a datastore path: no brackets, slashes or NUL."""
+    if not name or any(c in name for c in "[]/\x00\\") or name != name.strip():
+        raise ValidationError(where, f"{name!r} is not a usable datastore name")
+    return name
+
+
+def pick_datastore(facts: VmFacts, wanted: str | None) -> DatastoreInfo:
+    """The datastore for the ISO: the one asked for (it must be one the VM uses, so its host mounts it),
+    else the one holding the VM's configuration file."""
+    if wanted:
+        check_datastore_name(wanted)
+        if wanted in facts.datastores:
+            return facts.datastores[wanted]
+        raise NotFound(
+            f"datastore {wanted!r} is not one VM {facts.name} uses ({', '.join(sorted(facts.datastores)) or 'none'})"
+        )
+    name = facts.vmx_datastore
+    if name and name in facts.datastores:
+        return facts.datastores[name]
+    if facts.datastores:
+        return sorted(facts.datastores.values(), key=lambda d: d.name)[0]
+    raise ConfigDriveError(f"VM {facts.name} uses no datastore; pass --datastore")
+
+
+def host_names(session: Session, refs: Sequence[str]) -> dict[str, str]:
+    """Names of hosts by moref (one call), for messages."""
+    if not refs:
+        return {}
+    spec = FilterSpec(
+        objectSet=[ObjectSpec(obj=vim.HostSystem(r, session.stub)) for r in refs],
+        propSet=[PropertySpec(type=vim.HostSystem, pathSet=["name"])],
+    )
+    return {o._moId: p.get("name", o._moId) for o, p in retrieve(session, spec)}
