@@ -227,7 +227,7 @@ class ConfigDriveController:
             return Result(facts.name, True, actions, dry_run=True, iso=str(target))
         files = self._files(facts)
         created = files.mkdir(folder)
-        strays = [] if created else self._strays(files, folder, ds, keep=None, vm_id=data.vm_id)
+        strays = [] if created else self._strays(files, folder, ds, data.vm_id)
         iso = tree_to_iso(tree)
         sha = files.upload(target, iso)
         new_record = DriveRecord(
@@ -338,11 +338,6 @@ class ConfigDriveController:
         done += plan.summary
         if deletable_old is not None:
             done += self._delete_all(files, [deletable_old])
-        if iso is not None:
-            folder_ds = facts.datastores.get(target.datastore)
-            done += self._delete_all(
-                files, self._strays(files, target.folder, folder_ds, keep=target, vm_id=data.vm_id, skip=old)
-            )
         return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
 
     # ---- detach / remove ----------------------------------------------------------------------------------------------
@@ -537,23 +532,18 @@ class ConfigDriveController:
         return []
 
     def _strays(
-        self,
-        files: DatastoreFiles,
-        folder: DatastorePath,
-        ds: DatastoreInfo | None,
-        keep: DatastorePath | None,
-        vm_id: str,
-        skip: DatastorePath | None = None,
+        self, files: DatastoreFiles, folder: DatastorePath, ds: DatastoreInfo, vm_id: str
     ) -> list[DatastorePath]:
-        """ISOs in the VM's folder that no device uses: left by interrupted runs. A drive made for another
-        vm-id means another VM shares the folder (same name): refuse rather than delete its file."""
-        if ds is None or ds.browser is None:
+        """ISOs already in the folder of a VM that has no drive: left by an interrupted run. A drive made for
+        another vm-id means another VM shares the folder (same name): refuse rather than touch its file.
+
+        Only attach looks: an update's leftovers have the name its re-run writes again (names follow the
+        content, and the bytes are reproducible), and detach/remove delete the whole folder."""
+        if ds.browser is None:
             return []
         strays = []
         for name in files.list(folder, ds.browser):
             path = DatastorePath(folder.datastore, f"{folder.path}/{name}")
-            if path in (keep, skip):
-                continue
             try:
                 other = read_iso(files.download(path, MAX_ISO_BYTES))
             except (ValidationError, FileNotFoundError):
