@@ -34,7 +34,7 @@ class UsageError(Exception):
     """Bad command-line input found after parsing (exit status 2)."""
 
 
-# ---- shared option groups -----------------------------------------------------------------------------------
+# ---- shared option groups ---------------------------------------------------------------------------------
 
 
 def _add_content_options(p: argparse.ArgumentParser, vmdata_required: bool) -> None:
@@ -113,7 +113,7 @@ def load_vmdata(args: argparse.Namespace) -> VmData:
     return apply_content_options(data, args)
 
 
-# ---- build / inspect ----------------------------------------------------------------------------------------
+# ---- build / inspect --------------------------------------------------------------------------------------
 
 
 def cmd_build(args: argparse.Namespace) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def describe(data: VmData, paths: Sequence[str] | None, show_password: bool) -> 
     return out
 
 
-# ---- output ---------------------------------------------------------------------------------------------------
+# ---- output -----------------------------------------------------------------------------------------------
 
 
 def print_human(result: dict[str, Any], stream: Any = None) -> None:
@@ -206,7 +206,7 @@ def print_human(result: dict[str, Any], stream: Any = None) -> None:
         print(f"{key.replace('_', ' ')}: {value}", file=stream)
 
 
-# ---- parser ---------------------------------------------------------------------------------------------------
+# ---- parser -----------------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,7 +93,7 @@ def add_vsphere_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_status)
 
 
-# ---- running a command ----------------------------------------------------------------------------------------------
+# ---- running a command ------------------------------------------------------------------------------------
 
 
 def connection_settings(args: argparse.Namespace):

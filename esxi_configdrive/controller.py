@@ -107,7 +107,7 @@ class ConfigDriveController:
         self.max_attempts = max_attempts
         self.datacenter = datacenter or session.settings.datacenter
 
-    # ---- the operations ----------------------------------------------------------------------------------------
+    # ---- the operations ------------------------------------------------------------------------------------
 
     def attach(
         self,
@@ -195,7 +195,7 @@ class ConfigDriveController:
             out.update(self._inspect_file(facts, DatastorePath.parse(path), record))
         return Result(facts.name, False, iso=path, extra=out)
 
-    # ---- attach ---------------------------------------------------------------------------------------------------
+    # ---- attach --------------------------------------------------------------------------------------------
 
     def _attach_once(
         self,
@@ -238,7 +238,7 @@ class ConfigDriveController:
         done += self._delete_all(files, [s for s in strays if s != target])
         return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
 
-    # ---- update (and attach over an existing drive) -------------------------------------------------------------------
+    # ---- update (and attach over an existing drive) --------------------------------------------------------
 
     def _update_once(
         self,
@@ -340,7 +340,7 @@ class ConfigDriveController:
             done += self._delete_all(files, [deletable_old])
         return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
 
-    # ---- detach / remove ----------------------------------------------------------------------------------------------
+    # ---- detach / remove -----------------------------------------------------------------------------------
 
     def _detach_once(self, ref: vim.VirtualMachine, remove: bool, dry_run: bool) -> Result:
         facts = self._facts(ref)
@@ -376,7 +376,7 @@ class ConfigDriveController:
             changed = True
         return Result(facts.name, changed, actions)
 
-    # ---- migration ---------------------------------------------------------------------------------------------------
+    # ---- migration -----------------------------------------------------------------------------------------
 
     def _prepare_migration_once(
         self, ref: vim.VirtualMachine, host: str, datastore: str | None, dry_run: bool
@@ -432,7 +432,7 @@ class ConfigDriveController:
             if not usable(visible[wanted]):
                 raise ValidationError("datastore", f"the VM's current host cannot reach {wanted!r}")
             return visible[wanted]
-        own = [visible[n] for n in ([facts.vmx_datastore] + sorted(facts.datastores)) if n in visible]
+        own = [visible[n] for n in ([facts.vmx_datastore, *sorted(facts.datastores)]) if n in visible]
         for candidate in own + sorted(visible.values(), key=lambda d: d.name):
             if usable(candidate):
                 return candidate
@@ -448,7 +448,7 @@ class ConfigDriveController:
         result.actions.append(f"migrated the VM to host {host}")
         result.changed = True
 
-    # ---- shared steps ---------------------------------------------------------------------------------------------
+    # ---- shared steps --------------------------------------------------------------------------------------
 
     def _resolve(self, vm: VmRef) -> vim.VirtualMachine:
         if isinstance(vm, vim.VirtualMachine):
@@ -596,7 +596,7 @@ class ConfigDriveController:
         }
         return out
 
-    # ---- reconfigure -----------------------------------------------------------------------------------------------
+    # ---- reconfigure ---------------------------------------------------------------------------------------
 
     def _reconfigure_or_clean_up(
         self,
@@ -622,7 +622,7 @@ class ConfigDriveController:
             if any(dev.iso_path_of(d) == str(path) for d in dev.cdroms(devices)):
                 return
             files.delete(path)
-        except Exception:  # noqa: BLE001 - cleaning up must not hide the failure being reported
+        except Exception:  # cleaning up must not hide the failure being reported
             log.warning("could not delete %s after the failed reconfigure", path, exc_info=True)
 
     def _reconfigure(

@@ -11,9 +11,9 @@ import hashlib
 import io
 import os
 import re
+import struct
 import sys
 import time
-import struct
 from collections.abc import Iterable
 from typing import Any, BinaryIO, Union
 
@@ -79,7 +79,7 @@ def iso_digest(iso: bytes) -> str:
     return hashlib.sha256(iso).hexdigest()
 
 
-# ---- writing ---------------------------------------------------------------------------------------------------
+# ---- writing ----------------------------------------------------------------------------------------------
 
 
 def tree_to_iso(tree: FileTree) -> bytes:
@@ -196,7 +196,7 @@ def _unique(name: str, taken: set[str]) -> str:
     raise ValidationError("tree", "too many files whose ISO 9660 names collide")
 
 
-# ---- reading -------------------------------------------------------------------------------------------------
+# ---- reading ----------------------------------------------------------------------------------------------
 
 
 def iso_to_tree(source: IsoSource) -> FileTree:

@@ -93,7 +93,7 @@ class FileTree:
         return h.hexdigest()
 
 
-# ---- VmData -> tree -----------------------------------------------------------------------------------------
+# ---- VmData -> tree ---------------------------------------------------------------------------------------
 
 
 def build_tree(data: VmData, *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> FileTree:
@@ -193,7 +193,7 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-# ---- tree -> VmData -------------------------------------------------------------------------------------------
+# ---- tree -> VmData ---------------------------------------------------------------------------------------
 
 
 def parse_tree(tree: FileTree) -> VmData:
@@ -275,7 +275,7 @@ def _utf8(raw: bytes, path: str) -> str:
         raise ValidationError(f"iso:{path}", "is not UTF-8 text") from None
 
 
-# ---- network data from the VM's NICs ---------------------------------------------------------------------------
+# ---- network data from the VM's NICs ----------------------------------------------------------------------
 
 
 def network_data_for_macs(macs: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class VmData:
     password_vendor_data: bool = True
     dated_versions: bool = False
 
-    # ---- construction -------------------------------------------------------------------------------
+    # ---- construction --------------------------------------------------------------------------------------
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> VmData:
@@ -146,7 +146,8 @@ class VmData:
         """From the documented mapping (see docs/format.md)."""
         unknown = sorted(str(k) for k in obj if k not in FILE_KEYS)
         if unknown:
-            raise ValidationError(unknown[0], f"unknown key (expected one of {', '.join(sorted(FILE_KEYS))})")
+            field = unknown[0] if unknown[0].strip() else repr(unknown[0])  # a blank key still names something
+            raise ValidationError(field, f"unknown key (expected one of {', '.join(sorted(FILE_KEYS))})")
         raw_meta = obj.get("metadata", {})
         if not isinstance(raw_meta, dict):
             raise ValidationError("metadata", "must be an object")
@@ -232,7 +233,7 @@ class VmData:
         """A deep copy with some fields replaced."""
         return replace(copy.deepcopy(self), **changes)
 
-    # ---- overrides the CLI offers ----------------------------------------------------------------------
+    # ---- overrides the CLI offers --------------------------------------------------------------------------
 
     def with_overrides(
         self,
@@ -256,7 +257,7 @@ class VmData:
         new.validate(max_userdata_bytes)
         return new
 
-    # ---- validation ---------------------------------------------------------------------------------------
+    # ---- validation ----------------------------------------------------------------------------------------
 
     @property
     def vm_id(self) -> str:
@@ -322,7 +323,7 @@ class VmData:
                 raise ValidationError(f"extra_files.{path}", "must be bytes")
 
 
-# ---- field checks, usable on their own -------------------------------------------------------------------
+# ---- field checks, usable on their own --------------------------------------------------------------------
 
 
 def check_metadata_key(key: str, where: str = "metadata") -> None:
@@ -468,7 +469,7 @@ def read_userdata_file(path: str, max_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -
     return data
 
 
-# ---- helpers -------------------------------------------------------------------------------------------------
+# ---- helpers ----------------------------------------------------------------------------------------------
 
 
 def _quote(value: Any, limit: int = 60) -> str:

@@ -44,7 +44,7 @@ T = TypeVar("T")
 SESSION_COOKIE = "vmware_soap_session"
 
 
-# ---- settings --------------------------------------------------------------------------------------------------
+# ---- settings ---------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _stdin_is_tty() -> bool:
         return False
 
 
-# ---- TLS ---------------------------------------------------------------------------------------------------------
+# ---- TLS --------------------------------------------------------------------------------------------------
 
 
 class _PinnedContext(ssl.SSLContext):
@@ -244,7 +244,7 @@ class _FingerprintAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-# ---- transient faults and retries -----------------------------------------------------------------------------------
+# ---- transient faults and retries -------------------------------------------------------------------------
 
 TRANSIENT_NETWORK_ERRORS = (
     ConnectionError,
@@ -285,7 +285,7 @@ def retrying(attempts: int = 5, max_wait: float = 8.0, what: str = "call") -> _R
     )
 
 
-# ---- the session ---------------------------------------------------------------------------------------------------
+# ---- the session ------------------------------------------------------------------------------------------
 
 
 class Session:
@@ -300,6 +300,11 @@ class Session:
         self._login_lock = threading.Lock()
         self._login_generation = 0
         self._local = threading.local()
+        # Batch mode gives each thread its own property collector (vSphere's advice for concurrent clients);
+        # a single operation uses the service's default one and saves the call that creates another.
+        self.per_thread_collectors = False
+        self._collectors: list[Any] = []
+        self._collectors_lock = threading.Lock()
 
     # -- connecting
 
@@ -332,11 +337,31 @@ class Session:
         log.info("connected to %s as %s", self.settings.url, self.settings.username)
         return self
 
+    def property_collector(self) -> Any:
+        """The property collector for the calling thread."""
+        if not self.per_thread_collectors:
+            return self.content.propertyCollector
+        pc = getattr(self._local, "collector", None)
+        if pc is None:
+            default = self.content.propertyCollector
+            pc = self.call(default.CreatePropertyCollector, "CreatePropertyCollector")
+            self._local.collector = pc
+            with self._collectors_lock:
+                self._collectors.append(pc)
+        return pc
+
     def close(self) -> None:
+        with self._collectors_lock:
+            collectors, self._collectors = self._collectors, []
+        for pc in collectors:
+            try:
+                pc.DestroyPropertyCollector()
+            except Exception:  # the session ends anyway; the collectors go with it
+                log.debug("destroying a property collector failed", exc_info=True)
         if self.si is not None:
             try:
                 self._content.sessionManager.Logout()
-            except Exception:  # noqa: BLE001 - logging out is a courtesy; the session expires anyway
+            except Exception:  # logging out is a courtesy; the session expires anyway
                 log.debug("logout failed", exc_info=True)
             self.si = None
 

@@ -60,7 +60,7 @@ def safe_path_component(name: str, fallback: str) -> str:
     return cleaned if cleaned.strip("_") else fallback
 
 
-# ---- files of one datacenter ------------------------------------------------------------------------------------
+# ---- files of one datacenter ------------------------------------------------------------------------------
 
 
 class DatastoreFiles:
@@ -164,7 +164,7 @@ class DatastoreFiles:
         try:
             if self.exists(path):
                 self.delete(path)
-        except Exception:  # noqa: BLE001 - the upload's own error is the one to report
+        except Exception:  # the upload's own error is the one to report
             log.warning("could not remove a partial upload at %s", path, exc_info=True)
 
     # -- FileManager

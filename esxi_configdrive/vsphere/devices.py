@@ -46,7 +46,7 @@ class DevicePlan:
         return bool(self.changes)
 
 
-# ---- finding ------------------------------------------------------------------------------------------------
+# ---- finding ----------------------------------------------------------------------------------------------
 
 
 def cdroms(devices: Iterable[vim.vm.device.VirtualDevice]) -> list[vim.vm.device.VirtualCdrom]:
@@ -105,7 +105,7 @@ def describe_device(devices: Sequence[vim.vm.device.VirtualDevice], device: vim.
     }
 
 
-# ---- choosing a slot ---------------------------------------------------------------------------------------------
+# ---- choosing a slot --------------------------------------------------------------------------------------
 
 
 def pick_slot(devices: Sequence[vim.vm.device.VirtualDevice], powered_on: bool, preference: str = "auto") -> Slot:
@@ -150,7 +150,7 @@ def new_temporary_key(devices: Sequence[vim.vm.device.VirtualDevice], taken: Ite
     return key
 
 
-# ---- building specs --------------------------------------------------------------------------------------------
+# ---- building specs ---------------------------------------------------------------------------------------
 
 
 def iso_backing(iso_path: str) -> vim.vm.device.VirtualCdrom.IsoBackingInfo:
@@ -233,7 +233,7 @@ def _edited_copy(cdrom: vim.vm.device.VirtualCdrom) -> vim.vm.device.VirtualCdro
     )
 
 
-# ---- NICs, for --network-data auto ------------------------------------------------------------------------------------
+# ---- NICs, for --network-data auto ------------------------------------------------------------------------
 
 
 def nic_macs(devices: Iterable[vim.vm.device.VirtualDevice]) -> list[tuple[int, str]]:

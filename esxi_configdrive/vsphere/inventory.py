@@ -82,12 +82,12 @@ class VmFacts:
         return None
 
 
-# ---- the collector --------------------------------------------------------------------------------------------
+# ---- the collector ----------------------------------------------------------------------------------------
 
 
 def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -> list[tuple[Any, dict[str, Any]]]:
     """RetrievePropertiesEx, following continuation tokens: (object, {property: value}) for each result."""
-    pc = session.content.propertyCollector
+    pc = session.property_collector()
     options = vmodl.query.PropertyCollector.RetrieveOptions()
     result = session.call(lambda: pc.RetrievePropertiesEx([spec], options), "RetrievePropertiesEx")
     out: list[tuple[Any, dict[str, Any]]] = []
@@ -128,7 +128,7 @@ def _inventory_traversal() -> list[TraversalSpec]:
     return [folder, dc_vm, vapp]
 
 
-# ---- finding a VM ---------------------------------------------------------------------------------------------------
+# ---- finding a VM -----------------------------------------------------------------------------------------
 
 
 def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.VirtualMachine:
@@ -168,7 +168,7 @@ def _find_vm_by_name(session: Session, name: str) -> vim.VirtualMachine:
     return matches[0]
 
 
-# ---- the facts of one VM --------------------------------------------------------------------------------------------
+# ---- the facts of one VM ----------------------------------------------------------------------------------
 
 
 def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
@@ -250,7 +250,7 @@ def _datacenter_of(parent: Any, by_id: dict[str, tuple[Any, dict[str, Any]]]) ->
     return datacenter, "/".join(names)
 
 
-# ---- hosts and datastores by name (migration) --------------------------------------------------------------------------
+# ---- hosts and datastores by name (migration) -------------------------------------------------------------
 
 
 def find_host(session: Session, name: str) -> tuple[vim.HostSystem, list[DatastoreInfo]]:

@@ -51,7 +51,7 @@ def wait_for_task(
         object_specs.append(PC.ObjectSpec(obj=vm))
         prop_specs.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
     spec = PC.FilterSpec(objectSet=object_specs, propSet=prop_specs)
-    pc = session.content.propertyCollector
+    pc = session.property_collector()
     deadline = time.monotonic() + timeout
     delay = FIRST_POLL_DELAY
     answered: set[str] = set()

@@ -1,0 +1,10 @@
+"""Shared pytest configuration.
+
+Fixtures live in topic modules listed in ``pytest_plugins`` (tests/ is on sys.path, so plain module
+names work). Add yours as a new module and list it here rather than growing this file.
+"""
+
+pytest_plugins = [
+    "fixtures_vsphere",  # vSphere test bed: vcsim harness, pyvmomi logins, fresh VMs, cassettes (issue 3)
+    "tool_fixtures",  # the tool's controller on a session to the harness, and result inspection (issue 4)
+]
