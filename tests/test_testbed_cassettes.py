@@ -32,7 +32,7 @@ from vsphere_harness import Vcsim, connect, disconnect, download, make_directory
 
 # Strings the recorded tests put on the wire and that must never reach a cassette.
 VM_PASSWORD = "s3cret-VM-passw0rd!"
-KNOWN_SECRETS = [VM_PASSWORD]
+KNOWN_SECRETS = [VM_PASSWORD, "Replay-VM-Passw0rd"]  # the second: tests/test_operations_replay.py
 DEFAULT_VMS = {"DC0_H0_VM0", "DC0_H0_VM1", "DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1"}
 
 
