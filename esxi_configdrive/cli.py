@@ -259,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, status = describe_failure(e)
         log.debug("failure", exc_info=True)
         return _fail(message, status, as_json)
+    if isinstance(result, int):
+        return result  # the command printed its own output (batch mode: one JSON line per VM)
     if getattr(args, "output", None) == "-":
         return EXIT_OK  # the ISO went to stdout; nothing else may
     if as_json:

@@ -21,8 +21,14 @@ def add_connection_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task-timeout", type=float, default=600.0, metavar="SECONDS", help="wait this long per task")
 
 
-def _common(p: argparse.ArgumentParser, changes: bool = True) -> None:
-    p.add_argument("vm", metavar="VM", help="name, inventory path, instance/BIOS UUID or id (vm-42)")
+def _common(p: argparse.ArgumentParser, changes: bool = True, batch: bool = False) -> None:
+    if batch:
+        p.add_argument("vm", metavar="VM", nargs="?", help="name, inventory path, instance/BIOS UUID or id (vm-42)")
+        g = p.add_argument_group("batch mode")
+        g.add_argument("--batch", metavar="FILE", help="JSON lines, one VM per line ('-': stdin); see docs/usage.md")
+        g.add_argument("--concurrency", type=int, default=4, metavar="N", help="VMs at a time (default 4)")
+    else:
+        p.add_argument("vm", metavar="VM", help="name, inventory path, instance/BIOS UUID or id (vm-42)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     if changes:
         p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
@@ -38,8 +44,8 @@ def add_vsphere_commands(sub: Any) -> None:
     from .cli import _add_content_options
 
     p = sub.add_parser("attach", help="attach a config drive as the VM's second CD-ROM")
-    _common(p)
-    _add_content_options(p, vmdata_required=True)
+    _common(p, batch=True)
+    _add_content_options(p, vmdata_required=False)
     p.add_argument("--datastore", help="datastore for the ISO (else GOVC_DATASTORE, else the VM's own)")
     p.add_argument(
         "--controller",
@@ -61,7 +67,7 @@ def add_vsphere_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_attach)
 
     p = sub.add_parser("update", help="change the drive's content: user data, password, SSH keys …")
-    _common(p)
+    _common(p, batch=True)
     _add_content_options(p, vmdata_required=False)
     p.add_argument("--network-data", choices=("keep", "auto"), default="keep")
     p.add_argument("--avoid-lock-question", action="store_true")
@@ -74,11 +80,11 @@ def add_vsphere_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_reset_password)
 
     p = sub.add_parser("detach", help="VM stopped: disconnect the drive, then delete its ISO")
-    _common(p)
+    _common(p, batch=True)
     p.set_defaults(func=cmd_detach)
 
     p = sub.add_parser("remove", help="VM expunged: remove the drive, its ISO and folder")
-    _common(p)
+    _common(p, batch=True)
     p.set_defaults(func=cmd_remove)
 
     p = sub.add_parser("prepare-migration", help="make the ISO reachable from another host")
@@ -126,9 +132,74 @@ def _run(args: argparse.Namespace, operation) -> dict[str, Any]:
         return operation(controller).to_dict()
 
 
-def cmd_attach(args: argparse.Namespace) -> dict[str, Any]:
+def _batch_or_single(args: argparse.Namespace, command: str) -> int | None:
+    """Run the batch when --batch is given (returns the exit status), else check a VM was named."""
+    if args.batch is None:
+        if not args.vm:
+            raise ValidationError("vm", f"name the VM, or give --batch FILE ({command})")
+        return None
+    if args.vm:
+        raise ValidationError("vm", "give a VM or --batch, not both")
+    return run_batch_command(args, command)
+
+
+def run_batch_command(args: argparse.Namespace, command: str) -> int:
+    import json
+    import sys
+
+    from .batch import Progress, read_batch, run_batch
+    from .controller import ConfigDriveController
+    from .vsphere.connection import Session
+
+    if not 1 <= args.concurrency <= 64:
+        raise ValidationError("concurrency", "must be between 1 and 64")
+    defaults = {"dry_run": args.dry_run}
+    for key in ("datastore", "controller"):
+        if getattr(args, key, None):
+            defaults[key] = getattr(args, key)
+    if getattr(args, "network_data", None) == "auto":
+        defaults["network_data"] = "auto"
+    settings = connection_settings(args)
+    stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
+    with stream, Session(settings) as session:
+        session.per_thread_collectors = args.concurrency > 1
+        controller = ConfigDriveController(
+            session,
+            force_eject=args.force_eject,
+            avoid_lock_question=getattr(args, "avoid_lock_question", False),
+            task_timeout=args.task_timeout,
+        )
+
+        def emit(result: dict[str, Any]) -> None:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+
+        summary = run_batch(
+            controller,
+            command,
+            read_batch(stream, command),
+            concurrency=args.concurrency,
+            defaults=defaults,
+            on_result=emit,
+            progress=Progress(),
+        )
+    return summary.exit_status
+
+
+def _open_batch(path: str):
+    try:
+        return open(path, encoding="utf-8")
+    except OSError as e:
+        raise ValidationError("batch", f"cannot read {path}: {e.strerror or e}") from None
+
+
+def cmd_attach(args: argparse.Namespace) -> dict[str, Any] | int:
     from .cli import load_vmdata
 
+    status = _batch_or_single(args, "attach")
+    if status is not None:
+        return status
+    if not args.vmdata:
+        raise ValidationError("vmdata", "attach needs --vmdata FILE")
     data = load_vmdata(args)
     return _run(
         args,
@@ -143,8 +214,12 @@ def cmd_attach(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def cmd_update(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_update(args: argparse.Namespace) -> dict[str, Any] | int:
     from .cli import content_overrides
+
+    status = _batch_or_single(args, "update")
+    if status is not None:
+        return status
 
     data = VmData.from_file(args.vmdata) if args.vmdata else None
     overrides = content_overrides(args)
@@ -184,11 +259,17 @@ def cmd_reset_password(args: argparse.Namespace) -> dict[str, Any]:
     return _run(args, lambda c: c.reset_password(args.vm, length=args.length, dry_run=args.dry_run))
 
 
-def cmd_detach(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_detach(args: argparse.Namespace) -> dict[str, Any] | int:
+    status = _batch_or_single(args, "detach")
+    if status is not None:
+        return status
     return _run(args, lambda c: c.detach(args.vm, dry_run=args.dry_run))
 
 
-def cmd_remove(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_remove(args: argparse.Namespace) -> dict[str, Any] | int:
+    status = _batch_or_single(args, "remove")
+    if status is not None:
+        return status
     return _run(args, lambda c: c.remove(args.vm, dry_run=args.dry_run))
 
 

@@ -1,0 +1,258 @@
+"""Batch mode: one operation over many VMs from a JSON-lines file, with bounded concurrency on one session.
+
+Each line names a VM and, for attach/update, its data. Lines are read as they are needed and results are
+written as they finish, so memory stays flat however long the file is. A line that fails (bad input or a vSphere
+error) gets an error result; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, describe_failure
+from .vmdata import ValidationError, VmData, check_password, decode_base64
+
+COMMANDS = ("attach", "update", "detach", "remove")
+LINE_KEYS = {
+    "attach": {"vm", "vmdata", "vmdata_file", "datastore", "controller", "network_data"},
+    "update": {
+        "vm", "vmdata", "vmdata_file", "userdata", "userdata_base64", "password", "public_keys", "hostname",
+        "network_data",
+    },
+    "detach": {"vm"},
+    "remove": {"vm"},
+}  # fmt: skip
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass
+class BatchItem:
+    """One line: the VM and what to do to it, or why the line is unusable."""
+
+    line: int
+    vm: str = ""
+    data: VmData | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    error: ValidationError | None = None
+
+
+@dataclass
+class BatchSummary:
+    total: int = 0
+    changed: int = 0
+    failed: int = 0
+    bad_input: int = 0
+    seconds: float = 0.0
+
+    @property
+    def exit_status(self) -> int:
+        """0 every VM done; 1 some VM failed on vSphere; 2 only bad lines failed."""
+        if self.failed:
+            return EXIT_FAILURE
+        return EXIT_BAD_INPUT if self.bad_input else EXIT_OK
+
+
+# ---- reading the file ---------------------------------------------------------------------------------------
+
+
+def read_batch(stream: Iterable[str], command: str) -> Iterator[BatchItem]:
+    """Parse JSON lines lazily; blank lines and ``#`` comments are skipped."""
+    if command not in COMMANDS:
+        raise ValidationError("batch", f"batch mode works with {', '.join(COMMANDS)}")
+    for number, raw in enumerate(stream, start=1):
+        text = raw.strip()
+        if not text or text.startswith("#"):
+            continue
+        item = BatchItem(line=number)
+        try:
+            _parse_line(item, text, command)
+        except ValidationError as e:
+            item.error = ValidationError(f"line {number}: {e.field}", e.message)
+        yield item
+
+
+def _parse_line(item: BatchItem, text: str, command: str) -> None:
+    if len(text) > MAX_LINE_BYTES:
+        raise ValidationError("line", f"longer than {MAX_LINE_BYTES} bytes")
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ValidationError("line", f"not JSON ({getattr(e, 'msg', 'nested too deeply')})") from None
+    if not isinstance(obj, dict):
+        raise ValidationError("line", 'must be a JSON object with at least a "vm" key')
+    unknown = sorted(set(obj) - LINE_KEYS[command])
+    if unknown:
+        raise ValidationError(
+            unknown[0], f"unknown key for {command} (expected {', '.join(sorted(LINE_KEYS[command]))})"
+        )
+    vm = obj.get("vm")
+    if not isinstance(vm, str) or not vm.strip() or "\x00" in vm:
+        raise ValidationError("vm", "required: the VM's name, inventory path, UUID or id")
+    item.vm = vm.strip()
+    if "vmdata" in obj and "vmdata_file" in obj:
+        raise ValidationError("vmdata", "give vmdata or vmdata_file, not both")
+    if "vmdata" in obj:
+        item.data = VmData.from_object(obj["vmdata"])
+    elif "vmdata_file" in obj:
+        if not isinstance(obj["vmdata_file"], str):
+            raise ValidationError("vmdata_file", "must be a path")
+        item.data = VmData.from_file(obj["vmdata_file"])
+    if command == "attach" and item.data is None:
+        raise ValidationError("vmdata", "attach needs vmdata or vmdata_file")
+    item.overrides = _overrides(obj)
+    if command == "update" and item.data is None and not item.overrides and obj.get("network_data") != "auto":
+        raise ValidationError("update", "nothing to change on this line")
+    for key in ("datastore", "controller", "network_data"):
+        if key in obj:
+            if not isinstance(obj[key], str):
+                raise ValidationError(key, "must be a string")
+            item.options[key] = obj[key]
+
+
+def _overrides(obj: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "userdata" in obj and "userdata_base64" in obj:
+        raise ValidationError("userdata_base64", "give userdata or userdata_base64, not both")
+    if "userdata" in obj:
+        if not isinstance(obj["userdata"], str):
+            raise ValidationError("userdata", "must be a string")
+        out["userdata"] = obj["userdata"].encode("utf-8", "surrogatepass")
+    if "userdata_base64" in obj:
+        out["userdata"] = decode_base64(obj["userdata_base64"], "userdata_base64")
+    if "password" in obj:
+        check_password(obj["password"])
+        out["password"] = obj["password"]
+    if "public_keys" in obj:
+        keys = obj["public_keys"]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise ValidationError("public_keys", "must be a list of strings")
+        out["public_keys"] = keys
+    if "hostname" in obj:
+        out["hostname"] = obj["hostname"]
+    if out:
+        VmData(metadata={"vm-id": "check"}).with_overrides(**out)  # the same checks the drive will get
+    return out
+
+
+# ---- running ------------------------------------------------------------------------------------------------------
+
+
+def run_batch(
+    controller: Any,
+    command: str,
+    items: Iterable[BatchItem],
+    *,
+    concurrency: int = 4,
+    defaults: dict[str, Any] | None = None,
+    on_result: Callable[[dict[str, Any]], None] = lambda r: None,
+    progress: Progress | None = None,
+) -> BatchSummary:
+    """Run ``command`` for every item, at most ``concurrency`` at a time; ``on_result`` gets each result as
+    it finishes (from the calling thread, so output needs no lock)."""
+    if not 1 <= concurrency <= 64:
+        raise ValidationError("concurrency", "must be between 1 and 64")
+    summary = BatchSummary()
+    started = time.monotonic()
+    defaults = defaults or {}
+    pending: set[Future[dict[str, Any]]] = set()
+
+    def finish(done: Iterable[Future[dict[str, Any]]]) -> None:
+        for future in done:
+            result = future.result()
+            summary.total += 1
+            if "error" in result:
+                if result["exit_status"] == EXIT_BAD_INPUT:
+                    summary.bad_input += 1
+                else:
+                    summary.failed += 1
+            elif result.get("changed"):
+                summary.changed += 1
+            on_result(result)
+            if progress:
+                progress.update(summary)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool:
+        for item in items:
+            if len(pending) >= concurrency * 2:  # read ahead a little, not the whole file
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                finish(done)
+            pending.add(pool.submit(_run_one, controller, command, item, defaults))
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finish(done)
+    summary.seconds = time.monotonic() - started
+    if progress:
+        progress.close(summary)
+    return summary
+
+
+def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str, Any]) -> dict[str, Any]:
+    base = {"line": item.line, "vm": item.vm}
+    if item.error is not None:
+        return {**base, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}
+    options = {**defaults, **item.options}
+    try:
+        if command == "attach":
+            result = controller.attach(
+                item.vm,
+                item.data,
+                datastore=options.get("datastore"),
+                controller=options.get("controller", "auto"),
+                network_data_auto=options.get("network_data") == "auto",
+                dry_run=options.get("dry_run", False),
+            )
+        elif command == "update":
+            result = controller.update(
+                item.vm,
+                data=item.data,
+                overrides=item.overrides,
+                network_data_auto=options.get("network_data") == "auto",
+                dry_run=options.get("dry_run", False),
+            )
+        elif command == "detach":
+            result = controller.detach(item.vm, dry_run=options.get("dry_run", False))
+        else:
+            result = controller.remove(item.vm, dry_run=options.get("dry_run", False))
+    except Exception as e:  # one VM's failure is its own result; the batch goes on
+        message, status = describe_failure(e)
+        return {**base, "error": " ".join(message.split()), "exit_status": status}
+    return {**base, **result.to_dict()}
+
+
+# ---- progress ---------------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress display on a terminal; silent elsewhere (pipelines read stdout only)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+
+    def update(self, s: BatchSummary) -> None:
+        if not self.enabled:
+            return
+        rate = s.total / max(time.monotonic() - self._started, 1e-6)
+        with self._lock:
+            self.stream.write(
+                f"\r{s.total} done ({s.changed} changed, {s.failed + s.bad_input} failed), {rate:.1f} VMs/s "
+            )
+            self.stream.flush()
+
+    def close(self, s: BatchSummary) -> None:
+        if not self.enabled:
+            return
+        self.stream.write(
+            f"\n{s.total} VMs in {s.seconds:.1f} s: {s.changed} changed, {s.failed} failed, {s.bad_input} bad input\n"
+        )
+        self.stream.flush()
