@@ -42,6 +42,7 @@ class BatchItem:
     overrides: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     error: ValidationError | None = None
+    ref: Any = None  # the VM's managed object, when the name was resolved up front
 
 
 @dataclass
@@ -179,8 +180,11 @@ def run_batch(
             if progress:
                 progress.update(summary)
 
+    names = _name_index(controller)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool:
         for item in items:
+            matches = names.get(item.vm, [])
+            item.ref = matches[0] if len(matches) == 1 else None
             if len(pending) >= concurrency * 2:  # read ahead a little, not the whole file
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 finish(done)
@@ -194,15 +198,26 @@ def run_batch(
     return summary
 
 
+def _name_index(controller: Any) -> dict[str, list[Any]]:
+    """All VM names in one call, instead of one look-up per line (names not in it are looked up as usual)."""
+    session = getattr(controller, "session", None)
+    if session is None:
+        return {}
+    from .vsphere.inventory import vm_name_index
+
+    return vm_name_index(session)
+
+
 def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str, Any]) -> dict[str, Any]:
     base = {"line": item.line, "vm": item.vm}
     if item.error is not None:
         return {**base, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}
     options = {**defaults, **item.options}
+    vm = item.ref if item.ref is not None else item.vm
     try:
         if command == "attach":
             result = controller.attach(
-                item.vm,
+                vm,
                 item.data,
                 datastore=options.get("datastore"),
                 controller=options.get("controller", "auto"),
@@ -211,16 +226,16 @@ def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str,
             )
         elif command == "update":
             result = controller.update(
-                item.vm,
+                vm,
                 data=item.data,
                 overrides=item.overrides,
                 network_data_auto=options.get("network_data") == "auto",
                 dry_run=options.get("dry_run", False),
             )
         elif command == "detach":
-            result = controller.detach(item.vm, dry_run=options.get("dry_run", False))
+            result = controller.detach(vm, dry_run=options.get("dry_run", False))
         else:
-            result = controller.remove(item.vm, dry_run=options.get("dry_run", False))
+            result = controller.remove(vm, dry_run=options.get("dry_run", False))
     except Exception as e:  # one VM's failure is its own result; the batch goes on
         message, status = describe_failure(e)
         return {**base, "error": " ".join(message.split()), "exit_status": status}

@@ -20,8 +20,8 @@ from tool_fixtures import (
 from vsphere_harness import (
     cdroms,
     connect,
-    disconnect,
     create_local_datastore,
+    disconnect,
     find_host,
     get_property,
     hosts_seeing,
@@ -71,7 +71,7 @@ def controller_kind(vm: vim.VirtualMachine, drive: vim.vm.device.VirtualCdrom) -
     return "ide" if isinstance(ctrl, vim.vm.device.VirtualIDEController) else "sata"
 
 
-# ---- attach ---------------------------------------------------------------------------------------------------
+# ---- attach -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("powered_on", [False, True], ids=["off", "on"])
@@ -192,7 +192,7 @@ def test_network_data_auto_uses_the_vms_real_macs(tool, vcsim_faults, vsphere, m
     assert net["networks"][0]["type"] == "ipv4_dhcp"
 
 
-# ---- update ---------------------------------------------------------------------------------------------------
+# ---- update -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("powered_on", [False, True], ids=["off", "on"])
@@ -246,7 +246,7 @@ def test_update_dry_run_does_not_show_the_password(tool, vcsim_faults, make_vm):
     assert "never-Shown-9" not in repr(plan.to_dict())
 
 
-# ---- detach / remove ------------------------------------------------------------------------------------------
+# ---- detach / remove --------------------------------------------------------------------------------------
 
 
 def test_detach_powered_off_removes_the_device_then_the_iso(tool, vsphere, make_vm):
@@ -304,7 +304,7 @@ def test_remove_ide_drive_of_a_running_vm_empties_it(tool, vcsim_faults, vsphere
     assert len(cdroms(vm)) == 1
 
 
-# ---- prepare-migration ---------------------------------------------------------------------------------------------
+# ---- prepare-migration ------------------------------------------------------------------------------------
 
 
 def test_prepare_migration_moves_the_iso_where_the_target_host_sees_it(tool, vcsim_faults, vsphere, make_vm):
@@ -342,7 +342,7 @@ def test_prepare_migration_to_an_unknown_host(tool, make_vm):
         tool.prepare_migration(vm.name, "no-such-host")
 
 
-# ---- status ---------------------------------------------------------------------------------------------------------
+# ---- status -----------------------------------------------------------------------------------------------
 
 
 def test_status_reports_device_file_and_content(tool, vcsim_faults, vsphere, make_vm):
@@ -356,7 +356,7 @@ def test_status_reports_device_file_and_content(tool, vcsim_faults, vsphere, mak
     assert "first-Passw0rd" not in repr(status)
 
 
-# ---- faults ---------------------------------------------------------------------------------------------------------
+# ---- faults -----------------------------------------------------------------------------------------------
 
 
 def test_locked_door_answered_no_keeps_the_old_drive(tool, vcsim_faults, vsphere, make_vm):
@@ -462,7 +462,7 @@ def test_concurrent_attaches_make_one_drive(vcsim_faults, vsphere, make_vm):
         try:
             barrier.wait()
             ConfigDriveController(s, task_timeout=20).attach(vm.name, vmdata(userdata=f"#cloud-config\n# {i}\n"))
-        except BaseException as e:  # noqa: BLE001 - collected and asserted on below
+        except BaseException as e:  # collected and asserted on below
             errors.append(e)
         finally:
             s.close()

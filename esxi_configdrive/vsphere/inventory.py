@@ -154,12 +154,21 @@ def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.
     return _find_vm_by_name(session, ident)
 
 
-def _find_vm_by_name(session: Session, name: str) -> vim.VirtualMachine:
+def vm_name_index(session: Session) -> dict[str, list[vim.VirtualMachine]]:
+    """Every VM by name, in one call (batch mode resolves a whole file's names with it)."""
     spec = FilterSpec(
         objectSet=[ObjectSpec(obj=session.content.rootFolder, skip=True, selectSet=_inventory_traversal())],
         propSet=[PropertySpec(type=vim.VirtualMachine, pathSet=["name"])],
     )
-    matches = [obj for obj, props in retrieve(session, spec) if props.get("name") == name]
+    index: dict[str, list[vim.VirtualMachine]] = {}
+    for obj, props in retrieve(session, spec):
+        if obj._moId not in {o._moId for o in index.get(props.get("name", ""), [])}:
+            index.setdefault(props.get("name", ""), []).append(obj)
+    return index
+
+
+def _find_vm_by_name(session: Session, name: str) -> vim.VirtualMachine:
+    matches = vm_name_index(session).get(name, [])
     if not matches:
         raise NotFound(f"no VM named {name!r}")
     if len(matches) > 1:
