@@ -31,6 +31,8 @@ _NON_D_CHARS = re.compile(r"[^A-Z0-9_]")
 # a digest identifies a drive. ISO dates are SOURCE_DATE_EPOCH (the reproducible-builds convention) or 2000-01-01.
 BUILD_EPOCH = int(os.environ.get("SOURCE_DATE_EPOCH", "946684800"))
 
+PUBLIC_FILE_MODE, PRIVATE_FILE_MODE = 0o100444, 0o100400  # Rock Ridge modes; hard links share their file's
+
 IsoSource = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", BinaryIO]
 
 
@@ -123,7 +125,10 @@ def _write_iso(tree: FileTree) -> bytes:
         iso.add_directory(names[directory], rr_name=_base(directory), joliet_path="/" + directory)
     for path in sorted(tree.files):
         content = tree.files[path]
-        iso.add_fp(io.BytesIO(content), len(content), names[path], rr_name=_base(path), joliet_path="/" + path)
+        mode = PRIVATE_FILE_MODE if path in tree.private else PUBLIC_FILE_MODE
+        iso.add_fp(
+            io.BytesIO(content), len(content), names[path], rr_name=_base(path), joliet_path="/" + path, file_mode=mode
+        )
     for path in sorted(tree.links):
         target = tree.links[path]
         if target not in tree.files:

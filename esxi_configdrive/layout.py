@@ -73,6 +73,8 @@ class FileTree:
     files: dict[str, bytes] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
     label: str = "config-2"
+    # Files that hold the password: readable by root only where the drive is mounted with Rock Ridge modes.
+    private: set[str] = field(default_factory=set)
 
     def read(self, path: str) -> bytes | None:
         if path in self.files:
@@ -119,6 +121,7 @@ def _add_cloudstack_tree(tree: FileTree, data: VmData) -> None:
         tree.files[PASSWORD_PATH] = data.password.encode("utf-8")
         tree.files[CHECKSUM_PATH] = password_md5_checksum(data.password).encode("ascii")
         tree.links[CHECKSUM_ALIAS] = CHECKSUM_PATH
+        tree.private |= {PASSWORD_PATH, CHECKSUM_PATH}
 
 
 def _add_openstack_tree(tree: FileTree, data: VmData) -> None:
@@ -129,6 +132,10 @@ def _add_openstack_tree(tree: FileTree, data: VmData) -> None:
     }
     for name, content in latest.items():
         tree.files[f"{LATEST}/{name}"] = content
+    if data.password and data.password_vendor_data:
+        tree.private.add(f"{LATEST}/{VENDOR_DATA}")
+    if data.password and data.admin_pass:
+        tree.private.add(f"{LATEST}/{META_DATA}")
     if data.userdata:
         tree.links[f"{LATEST}/{USER_DATA}"] = USERDATA_PATH  # a hard link, as CloudStack's `ln`
     if data.dated_versions:
@@ -150,7 +157,7 @@ def openstack_meta_data(data: VmData) -> dict[str, Any]:
         names = public_key_names(data.public_keys)
         meta["public_keys"] = dict(zip(names, data.public_keys))
         meta["keys"] = [{"type": "ssh", "name": n, "data": k} for n, k in zip(names, data.public_keys)]
-    if data.password:
+    if data.password and data.admin_pass:
         meta["admin_pass"] = data.password
     meta.update(data.openstack_metadata)
     return meta
@@ -171,11 +178,44 @@ def public_key_names(keys: list[str]) -> list[str]:
 
 
 def openstack_vendor_data(data: VmData) -> dict[str, Any]:
-    """The caller's vendor data, plus the password as cloud-config (cloud-init ignores CloudStack's files)."""
+    """The caller's vendor data, plus the password for cloud-init (which ignores CloudStack's files): the
+    cloud-config CloudStack 4.20 writes, and a boothook that makes a changed password apply at the next boot."""
     vendor = dict(data.vendor_data)
     if data.password and data.password_vendor_data:
-        vendor["cloud-init"] = password_cloud_config(data.password)
+        vendor["cloud-init"] = [
+            password_cloud_config(data.password),
+            password_reset_boothook(data.vm_id, data.password),
+        ]
     return vendor
+
+
+# cloud-init runs set_passwords once per instance, so a reset drive (same instance id, new password) would be
+# ignored. A boothook runs at every boot, before that module: when the drive's password differs from the one it
+# saw last (it keeps a digest, not the password, in a root-only file), it removes set_passwords' once-per-instance
+# marker so cloud-init applies the password again. A password changed inside the guest is left alone until the
+# drive's password changes. Verified by booting Debian's cloud-init 22.4 (tests/guest).
+_RESET_HOOK = """#cloud-boothook
+#!/bin/sh
+{marker}
+# cloud-init applies the password above once per instance. When this drive's password differs from the one
+# last applied (a digest is kept, not the password), let cloud-init's set_passwords run again at this boot.
+f=/var/lib/cloud/instance/esxi-configdrive-password
+[ "$(cat "$f" 2>/dev/null)" = "{token}" ] && exit 0
+[ -f "$f" ] && rm -f /var/lib/cloud/instance/sem/config_set_passwords
+umask 077
+echo "{token}" >"$f"
+"""
+PASSWORD_RESET_MARKER = "# esxi-configdrive: password reset"
+
+
+def password_reset_boothook(vm_id: str, password: str) -> str:
+    return _RESET_HOOK.format(marker=PASSWORD_RESET_MARKER, token=password_token(vm_id, password))
+
+
+def password_token(vm_id: str, password: str) -> str:
+    """Tells one drive password from another without revealing it; deterministic, so drives stay reproducible.
+    (The drive holds the password itself; the digest only keeps it out of the guest's state file.)"""
+    return hashlib.sha256(f"esxi-configdrive:{vm_id}:{password}".encode()).hexdigest()[:32]
 
 
 def password_cloud_config(password: str) -> str:
@@ -207,6 +247,7 @@ def parse_tree(tree: FileTree) -> VmData:
         data.password = _utf8(password, PASSWORD_PATH) or None
     elif isinstance(meta.get("admin_pass"), str):
         data.password = meta["admin_pass"] or None
+    data.admin_pass = "admin_pass" in meta or not data.password
     data.openstack_metadata = {k: v for k, v in meta.items() if k not in GENERATED_OPENSTACK_KEYS}
     vendor = _load_json_file(tree, f"{LATEST}/{VENDOR_DATA}")
     data.password_vendor_data = _is_generated_password_part(vendor.get("cloud-init"), data.password)
@@ -245,10 +286,19 @@ def _read_metadata(tree: FileTree, meta: dict[str, Any], data: VmData) -> None:
 
 
 def _is_generated_password_part(part: Any, password: str | None) -> bool:
-    if not isinstance(part, str) or not password:
+    if not password:
+        return False
+    if isinstance(part, list):
+        return (
+            len(part) == 2
+            and all(isinstance(p, str) for p in part)
+            and PASSWORD_PART_MARKER in part[0]
+            and PASSWORD_RESET_MARKER in part[1]
+        )
+    if not isinstance(part, str):
         return False
     if PASSWORD_PART_MARKER in part:
-        return True
+        return True  # the single-part form of earlier versions
     # CloudStack 4.20 writes the same thing unquoted and without our marker.
     return part.rstrip("\n") == f"#cloud-config\npassword: {password}\nchpasswd:\n  expire: False"
 

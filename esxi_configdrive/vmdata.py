@@ -100,6 +100,9 @@ class VmData:
     label: str = DEFAULT_LABEL
     password_vendor_data: bool = True
     dated_versions: bool = False
+    # meta_data.json's admin_pass is what cloudbase-init (Windows) reads; cloud-init copies meta_data.json into
+    # the world-readable /run/cloud-init/instance-data.json, so attach leaves it out for non-Windows guests.
+    admin_pass: bool = True
 
     # ---- construction --------------------------------------------------------------------------------------
 
@@ -354,7 +357,7 @@ def check_public_key(key: str, where: str = "public_keys") -> None:
         blob = base64.b64decode(parts[1], validate=True)
         (length,) = struct.unpack(">I", blob[:4])
         blob_type = blob[4 : 4 + length].decode("ascii")
-    except (binascii.Error, struct.error, UnicodeDecodeError):
+    except (ValueError, struct.error, UnicodeDecodeError):  # ValueError: binascii.Error, or non-ASCII text
         raise ValidationError(where, "the key's base64 body is not valid") from None
     if blob_type != parts[0]:
         raise ValidationError(where, f"the key body says {blob_type!r} but the key type is {parts[0]!r}")

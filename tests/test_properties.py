@@ -144,12 +144,13 @@ def vm_data(draw) -> VmData:
         label=draw(label),
         password_vendor_data=password_vendor_data,
         dated_versions=draw(st.booleans()),
+        admin_pass=draw(st.booleans()),
     )
 
 
 def expected_after_read(data: VmData) -> VmData:
-    """Without a password the vendor-data switch leaves no trace on the drive; reading gives the default."""
-    return data if data.password else data.copy(password_vendor_data=True)
+    """Without a password the vendor-data and admin_pass switches leave no trace; reading gives the defaults."""
+    return data if data.password else data.copy(password_vendor_data=True, admin_pass=True)
 
 
 # ---- valid data round-trips -------------------------------------------------------------------------------
@@ -170,8 +171,10 @@ def test_tree_round_trip_and_password_cloud_config(data):
     assert parse_tree(tree) == expected_after_read(data)
     vendor = json.loads(tree.read("openstack/latest/vendor_data.json") or b"")
     if data.password and data.password_vendor_data:
-        assert yaml.safe_load(vendor["cloud-init"]) == {"password": data.password, "chpasswd": {"expire": False}}
-        assert json.loads(tree.read("openstack/latest/meta_data.json") or b"")["admin_pass"] == data.password
+        assert yaml.safe_load(vendor["cloud-init"][0]) == {"password": data.password, "chpasswd": {"expire": False}}
+        assert vendor["cloud-init"][1].startswith("#cloud-boothook\n")
+        meta = json.loads(tree.read("openstack/latest/meta_data.json") or b"")
+        assert meta.get("admin_pass") == (data.password if data.admin_pass else None)
     else:
         assert vendor == data.vendor_data
 
@@ -181,7 +184,7 @@ def test_tree_round_trip_and_password_cloud_config(data):
 def test_file_format_round_trip(data):
     text = json.dumps(data.to_dict())
     again = VmData.from_text(text)
-    assert again == data.copy(label="config-2", password_vendor_data=True, dated_versions=False)
+    assert again == data.copy(label="config-2", password_vendor_data=True, dated_versions=False, admin_pass=True)
     # (PyYAML escapes non-ASCII unless allow_unicode: with it, it writes U+0085 raw and reads it back as a space)
     assert VmData.from_text(yaml.safe_dump(data.to_dict()), yaml_first=True) == again
 
@@ -193,7 +196,7 @@ def test_file_format_round_trip(data):
 def test_password_cloud_config_parses_back(pw):
     tree = build_tree(sd.minimal_vmdata(password=pw))
     vendor = json.loads(tree.read("openstack/latest/vendor_data.json") or b"")
-    assert yaml.safe_load(vendor["cloud-init"])["password"] == pw
+    assert yaml.safe_load(vendor["cloud-init"][0])["password"] == pw
     assert (tree.read("cloudstack/password/vm_password.txt") or b"").decode() == pw
 
 

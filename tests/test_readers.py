@@ -187,6 +187,10 @@ out["ds_hostname"] = ds.get_hostname().hostname
 out["ds_keys"] = ds.get_public_ssh_keys()
 out["ds_userdata_raw"] = b64(ds.userdata_raw)
 out["ds_vendordata_raw"] = ds.vendordata_raw
+# how cloud-init's user-data processor splits the vendor data into parts (cloud-config, boothook, ...)
+from cloudinit import user_data as ud
+message = ud.UserDataProcessor(paths).process(ds.vendordata_raw) if ds.vendordata_raw else None
+out["vendor_part_types"] = [p.get_content_type() for p in message.walk() if not p.is_multipart()] if message else []
 if known_mac:
     ds.known_macs = {known_mac: "ens192"}
     out["ds_network_config"] = ds.network_config
@@ -216,11 +220,14 @@ def test_cloud_init_reads_the_drive(extracted):
     assert got["networkdata"] == sd.NETWORK_DATA
     assert got["version_dir"] == "latest"
 
-    # vendor data: the password as cloud-config, which is what cloud-init acts on
+    # vendor data: the password as cloud-config, which is what cloud-init acts on, and the boothook that lets a
+    # new password apply at the next boot
     assert set(got["vendordata"]) == {"cloud-init"}
-    cloud_config = got["converted_vendordata"]
+    cloud_config, boothook = got["converted_vendordata"]
     assert cloud_config.startswith("#cloud-config")
     assert yaml.safe_load(cloud_config) == {"password": sd.PASSWORD, "chpasswd": {"expire": False}}
+    assert boothook.startswith("#cloud-boothook\n#!/bin/sh\n") and sd.PASSWORD not in boothook
+    assert got["vendor_part_types"] == ["text/cloud-config", "text/cloud-boothook"]
 
     # the datasource level
     assert got["ds_found"] is True
@@ -228,7 +235,7 @@ def test_cloud_init_reads_the_drive(extracted):
     assert got["ds_hostname"] == sd.HOSTNAME
     assert sorted(got["ds_keys"]) == sorted(sd.KEYS)
     assert base64.b64decode(got["ds_userdata_raw"]) == sd.USERDATA
-    assert yaml.safe_load(got["ds_vendordata_raw"])["password"] == sd.PASSWORD
+    assert yaml.safe_load(got["ds_vendordata_raw"][0])["password"] == sd.PASSWORD
     config = got["ds_network_config"]
     assert [(c["type"], c["mac_address"], c["name"]) for c in config["config"] if c["type"] == "physical"] == [
         ("physical", mac, "ens192")
