@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -194,6 +195,16 @@ def describe(data: VmData, paths: Sequence[str] | None, show_password: bool) -> 
 # ---- output -----------------------------------------------------------------------------------------------
 
 
+# Control characters, and Unicode's bidirectional overrides, from hostile input (a metadata key, a VM name)
+# would reach the admin's terminal as they are: shown escaped instead.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(m: re.Match[str]) -> str:
+    return ascii(m.group())[1:-1]  # '\x00', '\u202e'
+
+
 def print_human(result: dict[str, Any], stream: Any = None) -> None:
     stream = stream or sys.stdout
     for key, value in result.items():
@@ -203,7 +214,8 @@ def print_human(result: dict[str, Any], stream: Any = None) -> None:
             value = json.dumps(value, ensure_ascii=False, indent=2)
         elif isinstance(value, str) and "\n" in value:
             value = "\n  " + value.rstrip("\n").replace("\n", "\n  ")
-        print(f"{key.replace('_', ' ')}: {value}", file=stream)
+        text = _UNPRINTABLE_IN_TEXT.sub(_escaped, f"{key.replace('_', ' ')}: {value}")  # a drive's content is input
+        print(text, file=stream)
 
 
 # ---- parser -----------------------------------------------------------------------------------------------
@@ -272,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _fail(message: str, status: int, as_json: bool) -> int:
     message = " ".join(message.split())  # one line, whatever the cause produced
+    message = _UNPRINTABLE.sub(_escaped, message)
     if as_json:
         print(json.dumps({"error": message, "exit_status": status}))
     print(f"esxi-configdrive: error: {message}", file=sys.stderr)

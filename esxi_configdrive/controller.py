@@ -9,9 +9,11 @@ operation starts again from a fresh read, so two runs at once cannot add two dri
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import string
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -106,6 +108,7 @@ class ConfigDriveController:
         self.task_timeout = task_timeout
         self.max_attempts = max_attempts
         self.datacenter = datacenter or session.settings.datacenter
+        self._local = threading.local()  # per-thread state of the operation running (batch mode shares us)
 
     # ---- the operations ------------------------------------------------------------------------------------
 
@@ -124,7 +127,7 @@ class ConfigDriveController:
         tree_to_iso(build_tree(data))  # size and every field checked before vSphere is touched
         if controller not in dev.CONTROLLER_CHOICES:
             raise ValidationError("controller", f"must be one of {', '.join(dev.CONTROLLER_CHOICES)}")
-        if datastore:
+        if datastore is not None:  # an explicit empty name is a mistake, not "the default"
             check_datastore_name(datastore)
         ref = self._resolve(vm)
         return self._optimistic(lambda: self._attach_once(ref, data, datastore, controller, network_data_auto, dry_run))
@@ -170,7 +173,7 @@ class ConfigDriveController:
         self, vm: VmRef, host: str, *, datastore: str | None = None, migrate: bool = False, dry_run: bool = False
     ) -> Result:
         """Make sure ``host`` can see the ISO: copy it to a datastore the host mounts, repoint, delete the old."""
-        if datastore:
+        if datastore is not None:
             check_datastore_name(datastore)
         ref = self._resolve(vm)
         result = self._optimistic(lambda: self._prepare_migration_once(ref, host, datastore, dry_run))
@@ -182,7 +185,11 @@ class ConfigDriveController:
 
     def status(self, vm: VmRef) -> Result:
         """The drive's device, backing, file and content, read-only."""
-        facts = self._facts(self._resolve(vm))
+        ref = self._resolve(vm)
+        return self._optimistic(lambda: self._status_once(ref))
+
+    def _status_once(self, ref: vim.VirtualMachine) -> Result:
+        facts = self._facts(ref)
         record = DriveRecord.from_extra_config(facts.extra_config)
         cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
         out: dict[str, Any] = {"power_state": facts.power_state, "attached": False, "device": None}
@@ -193,6 +200,8 @@ class ConfigDriveController:
         path = dev.iso_path_of(cdrom) if cdrom is not None else None
         if path:
             out.update(self._inspect_file(facts, DatastorePath.parse(path), record))
+            if not out["file_exists"]:
+                self._raise_if_changed(facts)  # not missing: swapped by an update running now
         return Result(facts.name, False, iso=path, extra=out)
 
     # ---- attach --------------------------------------------------------------------------------------------
@@ -229,7 +238,7 @@ class ConfigDriveController:
         created = files.mkdir(folder)
         strays = [] if created else self._strays(files, folder, ds, data.vm_id)
         iso = tree_to_iso(tree)
-        sha = files.upload(target, iso)
+        sha = self._upload(files, target, iso)
         new_record = DriveRecord(
             iso=str(target), digest=tree.digest(), sha256=sha, owner=facts.instance_uuid, folder=str(folder)
         )
@@ -259,10 +268,17 @@ class ConfigDriveController:
         try:
             current_iso = files.download(DatastorePath.parse(current), MAX_ISO_BYTES)
         except FileNotFoundError:
+            self._raise_if_changed(facts)  # another client swapped the drive and deleted this file meanwhile
             raise ConfigDriveError(
                 f"the ISO attached to VM {facts.name} ({current}) is missing; run attach --vmdata to rebuild it"
             ) from None
-        now = read_iso(current_iso)
+        try:
+            now = read_iso(current_iso)
+        except ValidationError as e:  # the datastore's file is input too: say which, and the way out
+            reason = e.message if e.field == "iso" else str(e)
+            raise ValidationError(
+                "iso", f"{current} is not a readable config drive ({reason}); attach --vmdata rebuilds it"
+            ) from None
         # --vmdata replaces the content; how the drive is laid out stays unless asked otherwise.
         base = (
             now
@@ -298,9 +314,11 @@ class ConfigDriveController:
         connected_ok = bool(cdrom.connectable and cdrom.connectable.startConnected) and (
             not facts.powered_on or bool(cdrom.connectable.connected)
         )
-        same_content = ours and current is not None and current == record.iso and record.digest == digest
-        if same_content and (not verify_current or files.exists(DatastorePath.parse(current))):
-            actions = [] if dry_run else self._finish_pending(files, record, current)
+        # An explicit datastore other than the drive's: the drive moves there (and a wrong name is an error).
+        moving = bool(datastore and current and DatastorePath.parse(current).datastore != datastore)
+        same_content = ours and not moving and current is not None and current == record.iso and record.digest == digest
+        if same_content and (not verify_current or self._intact(files, current, record)):
+            actions = [] if dry_run else self._finish_pending(files, record, current, facts)
             if connected_ok:
                 return Result(facts.name, bool(actions), actions, dry_run=dry_run, iso=current)
             target = DatastorePath.parse(current)  # only the connection state needs fixing
@@ -323,7 +341,7 @@ class ConfigDriveController:
         if iso is not None:
             if old is None or old.folder != target.folder or old.datastore != target.datastore:
                 files.mkdir(target.folder)
-            sha = files.upload(target, iso)
+            sha = self._upload(files, target, iso)
             done.append(f"uploaded {len(iso)} bytes to {target}")
         new_record = record.replace(
             iso=str(target),
@@ -337,7 +355,7 @@ class ConfigDriveController:
         self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target if iso is not None else None)
         done += plan.summary
         if deletable_old is not None:
-            done += self._delete_all(files, [deletable_old])
+            done += self._delete_all(files, [self._doomed(deletable_old, target, facts)])
         return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
 
     # ---- detach / remove -----------------------------------------------------------------------------------
@@ -394,7 +412,7 @@ class ConfigDriveController:
         source = DatastorePath.parse(current)
         visible = {d.name: d for d in host_datastores}
         if source.datastore in visible:
-            result.actions = [] if dry_run else self._finish_pending(files, record, current)
+            result.actions = [] if dry_run else self._finish_pending(files, record, current, facts)
             result.changed = bool(result.actions)
             result.actions.append(f"host {host} already sees datastore {source.datastore}")
             return result
@@ -413,7 +431,7 @@ class ConfigDriveController:
         self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target)
         done = [f"copied {source} to {target}", *plan.summary]
         if deletable is not None:
-            done += self._delete_all(files, [deletable.folder if self._folder_is_ours(deletable, facts) else deletable])
+            done += self._delete_all(files, [self._doomed(deletable, target, facts)])
         return Result(facts.name, True, done, iso=str(target), extra=result.extra)
 
     def _migration_datastore(
@@ -462,13 +480,47 @@ class ConfigDriveController:
         return DatastoreFiles(self.session, facts.datacenter, facts.datacenter_path)
 
     def _optimistic(self, attempt: Callable[[], T]) -> T:
-        """Run an attempt; when vSphere reports ConcurrentAccess (changeVersion moved), read again and retry."""
-        for n in range(1, self.max_attempts + 1):
-            try:
-                return attempt()
-            except vim.fault.ConcurrentAccess:
-                log.info("the VM changed while we planned (attempt %d); reading it again", n)
+        """Run an attempt; when vSphere reports ConcurrentAccess (changeVersion moved), read again and retry.
+
+        An attempt that lost keeps its upload: the next one usually writes the same name again. When it does
+        not (an update built on content another client changed meanwhile), the upload is deleted at the end,
+        unless the VM uses it."""
+        self._local.leftovers = leftovers = []
+        try:
+            for n in range(1, self.max_attempts + 1):
+                try:
+                    result = attempt()
+                except vim.fault.ConcurrentAccess:
+                    log.info("the VM changed while we planned (attempt %d); reading it again", n)
+                    continue
+                self._delete_leftovers(leftovers, keep=getattr(result, "iso", None))
+                return result
+        except Exception:
+            self._delete_leftovers(leftovers, keep=None)
+            raise
+        self._delete_leftovers(leftovers, keep=None)
         raise ConfigDriveError(f"the VM kept changing under us; gave up after {self.max_attempts} attempts")
+
+    def _raise_if_changed(self, facts: VmFacts) -> None:
+        """A file the VM pointed at when read is gone: when the VM has changed since, that is a concurrent
+        swap, not a missing file; ConcurrentAccess makes _optimistic read the VM again."""
+        if self._facts(facts.ref).change_version != facts.change_version:
+            raise vim.fault.ConcurrentAccess(msg=f"VM {facts.name} changed while it was read")
+
+    def _delete_leftovers(self, leftovers: list[tuple[DatastoreFiles, Any, DatastorePath]], keep: str | None) -> None:
+        by_path = {path: (files, ref) for files, ref, path in leftovers}  # attempts often wrote the same name
+        for path, (files, ref) in by_path.items():
+            if str(path) != keep:
+                self._delete_if_unused(files, ref, path)
+
+    def _upload(self, files: DatastoreFiles, target: DatastorePath, iso: bytes) -> str:
+        """Upload into the drive's folder; when the folder vanished since it was made or seen (a detach running
+        at the same time deleted it), make it again and upload once more."""
+        try:
+            return files.upload(target, iso)
+        except FileNotFoundError:
+            files.mkdir(target.folder)
+            return files.upload(target, iso)
 
     def _datastore(self, facts: VmFacts, wanted: str | None) -> DatastoreInfo:
         wanted = wanted or self.session.settings.datastore
@@ -523,13 +575,31 @@ class ConfigDriveController:
         folder = DatastorePath.parse(record.folder)
         return folder if folder.path == drive_folder(folder.datastore, facts).path else None
 
-    def _finish_pending(self, files: DatastoreFiles, record: DriveRecord, current: str) -> list[str]:
-        """Delete the file a crashed run swapped out but did not get to delete."""
+    def _finish_pending(self, files: DatastoreFiles, record: DriveRecord, current: str, facts: VmFacts) -> list[str]:
+        """Delete the file a crashed run swapped out but did not get to delete (with its folder when the drive
+        moved to another datastore, as the finished run would have)."""
         if record.previous and record.previous != current:
             previous = DatastorePath.parse(record.previous)
-            if files.exists(previous) and files.delete(previous):
-                return [f"deleted {previous} (left by an interrupted run)"]
+            doomed = self._doomed(previous, DatastorePath.parse(current), facts)
+            if files.exists(previous) and files.delete(doomed):
+                return [f"deleted {doomed} (left by an interrupted run)"]
         return []
+
+    def _intact(self, files: DatastoreFiles, current: str, record: DriveRecord) -> bool:
+        """The attached file is there and is the one recorded: not deleted, truncated or overwritten behind our
+        back (one GET, as many round trips as a HEAD)."""
+        try:
+            content = files.download(DatastorePath.parse(current), MAX_ISO_BYTES)
+        except (FileNotFoundError, ValidationError):
+            return False
+        return hashlib.sha256(content).hexdigest() == record.sha256
+
+    def _doomed(self, old: DatastorePath, current: DatastorePath, facts: VmFacts) -> DatastorePath:
+        """What goes of a replaced ISO: the file, or its whole folder when the drive moved out of that folder
+        (another datastore) and the folder is this VM's own."""
+        if old.folder != current.folder and self._folder_is_ours(old, facts):
+            return old.folder
+        return old
 
     def _strays(
         self, files: DatastoreFiles, folder: DatastorePath, ds: DatastoreInfo, vm_id: str
@@ -569,13 +639,13 @@ class ConfigDriveController:
         return new
 
     def _inspect_file(self, facts: VmFacts, path: DatastorePath, record: DriveRecord) -> dict[str, Any]:
-        import hashlib
-
         files = self._files(facts)
         try:
             iso = files.download(path, MAX_ISO_BYTES)
         except FileNotFoundError:
             return {"file_exists": False, "problem": f"the device points at {path}, which does not exist"}
+        except ValidationError as e:  # too large to be a drive: reported like any other broken file
+            return {"file_exists": True, "matches_record": False, "problem": e.message}
         out: dict[str, Any] = {"file_exists": True, "file_bytes": len(iso)}
         sha = hashlib.sha256(iso).hexdigest()
         out["sha256"] = sha
@@ -612,7 +682,10 @@ class ConfigDriveController:
         try:
             self._reconfigure(facts, plan, new_record, old_record)
         except (vmodl.MethodFault, LockedDoor) as error:
-            if uploaded is not None and not isinstance(error, vim.fault.ConcurrentAccess):
+            leftovers = getattr(self._local, "leftovers", None)
+            if uploaded is not None and isinstance(error, vim.fault.ConcurrentAccess) and leftovers is not None:
+                leftovers.append((files, facts.ref, uploaded))  # the retry may write it again: _optimistic judges
+            elif uploaded is not None:
                 self._delete_if_unused(files, facts.ref, uploaded)
             raise
 

@@ -31,7 +31,7 @@ def describe_failure(error: BaseException) -> tuple[str, int]:
         return str(error), EXIT_BAD_INPUT
     if isinstance(error, ConfigDriveError):
         return str(error), error.exit_status
-    vmodl = sys.modules.get("pyVmomi.vmodl")
+    vmodl = getattr(sys.modules.get("pyVmomi"), "vmodl", None)  # pyVmomi.vmodl is no module of its own
     if vmodl is not None and isinstance(error, vmodl.MethodFault):
         return f"vSphere fault {type(error).__name__}: {fault_message(error)}", EXIT_FAILURE
     if isinstance(error, OSError):

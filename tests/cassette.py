@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import socket
@@ -131,6 +132,15 @@ _TICKET_RES = (
 )
 
 
+def secret_forms(secret: str) -> list[str]:
+    """A secret as a drive carries it: as is, JSON-escaped (meta_data.json's admin_pass), and the MD5 in the
+    checksum file of CloudStack's Windows guests (hex, padded, then Java BigInteger's unpadded form: masking
+    the longer first). An unsalted MD5 of a password is as good as the password to a dictionary attack."""
+    md5 = hashlib.md5(secret.encode()).hexdigest()
+    forms = [secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], md5, f"{int(md5, 16):x}"]
+    return list(dict.fromkeys(forms))
+
+
 @dataclass
 class Scrubber:
     """Record-time scrubbing; also applied to live requests before matching (vcr does that)."""
@@ -139,8 +149,11 @@ class Scrubber:
     _tokens: dict[str, str] = field(default_factory=dict)  # real cookie/ticket value -> placeholder
 
     def register_secret(self, secret: str) -> None:
-        if secret and secret not in self.secrets:
-            self.secrets.append(secret)
+        if not secret:
+            return
+        for form in secret_forms(secret):
+            if form and form not in self.secrets:
+                self.secrets.append(form)
 
     # -- helpers -----------------------------------------------------------------------------------------
 

@@ -54,30 +54,32 @@ def drive_of(session: Session, name: str) -> dict[str, Any] | None:
 
 
 def test_powered_on_vm_attach_update_detach_remove(vsphere_cassettes) -> None:
-    with vsphere_cassettes.cassette("ops_powered_on", secrets=[REPLAY_PASSWORD]):
-        with Session(settings_for(vsphere_cassettes.target)) as session:
-            tool = ConfigDriveController(session, task_timeout=20)
-            vm = "DC0_H0_VM1"
-            attached = tool.attach(vm, data())
-            assert attached.changed
-            drive = drive_of(session, vm)
-            assert drive["controller"] == "sata" and drive["connected"] and drive["start_connected"]
-            assert tool.attach(vm, data()).changed is False
+    with (
+        vsphere_cassettes.cassette("ops_powered_on", secrets=[REPLAY_PASSWORD]),
+        Session(settings_for(vsphere_cassettes.target)) as session,
+    ):
+        tool = ConfigDriveController(session, task_timeout=20)
+        vm = "DC0_H0_VM1"
+        attached = tool.attach(vm, data())
+        assert attached.changed
+        drive = drive_of(session, vm)
+        assert drive["controller"] == "sata" and drive["connected"] and drive["start_connected"]
+        assert tool.attach(vm, data()).changed is False
 
-            status = tool.status(vm).to_dict()
-            assert status["file_exists"] and status["matches_record"]
-            assert status["content"]["hostname"] == "replayed"
+        status = tool.status(vm).to_dict()
+        assert status["file_exists"] and status["matches_record"]
+        assert status["content"]["hostname"] == "replayed"
 
-            updated = tool.update(vm, overrides={"public_keys": [RSA_KEY]})
-            assert updated.changed and updated.iso != attached.iso
-            assert any(a.startswith("deleted") and attached.iso in a for a in updated.actions)
-            with_password = tool.update(vm, overrides={"password": REPLAY_PASSWORD})
-            assert with_password.changed
+        updated = tool.update(vm, overrides={"public_keys": [RSA_KEY]})
+        assert updated.changed and updated.iso != attached.iso
+        assert any(a.startswith("deleted") and attached.iso in a for a in updated.actions)
+        with_password = tool.update(vm, overrides={"password": REPLAY_PASSWORD})
+        assert with_password.changed
 
-            detached = tool.detach(vm)
-            assert detached.changed and drive_of(session, vm)["iso"] is None  # emptied, not removed: VM runs
-            assert tool.remove(vm).changed
-            assert drive_of(session, vm) is None
+        detached = tool.detach(vm)
+        assert detached.changed and drive_of(session, vm)["iso"] is None  # emptied, not removed: VM runs
+        assert tool.remove(vm).changed
+        assert drive_of(session, vm) is None
 
 
 def test_powered_off_vm_through_the_command_line(vsphere_cassettes, tmp_path, monkeypatch, capsys) -> None:
@@ -100,48 +102,52 @@ def test_powered_off_vm_through_the_command_line(vsphere_cassettes, tmp_path, mo
         assert status == 0, out
         return json.loads(out)
 
-    with vsphere_cassettes.cassette("ops_powered_off_cli", secrets=[REPLAY_PASSWORD]):
-        with Session(settings_for(target)) as session:
-            # a VM of the scenario's own, powered off, with its own CD-ROM on IDE 0:0 (its creation is
-            # recorded and replayed like the rest)
-            create_vm(session.si, OFF_VM)
-            first = cli("attach", OFF_VM, "--vmdata", str(vmdata))
-            assert first["changed"] and first["iso"].endswith(f"ConfigDrive/{OFF_VM}/configdrive.iso")
-            drive = drive_of(session, OFF_VM)
-            assert drive["controller"] == "ide" and drive["start_connected"] and not drive["connected"]
-            assert cli("attach", OFF_VM, "--vmdata", str(vmdata))["changed"] is False
+    with (
+        vsphere_cassettes.cassette("ops_powered_off_cli", secrets=[REPLAY_PASSWORD]),
+        Session(settings_for(target)) as session,
+    ):
+        # a VM of the scenario's own, powered off, with its own CD-ROM on IDE 0:0 (its creation is
+        # recorded and replayed like the rest)
+        create_vm(session.si, OFF_VM)
+        first = cli("attach", OFF_VM, "--vmdata", str(vmdata))
+        assert first["changed"] and first["iso"].endswith(f"ConfigDrive/{OFF_VM}/configdrive.iso")
+        drive = drive_of(session, OFF_VM)
+        assert drive["controller"] == "ide" and drive["start_connected"] and not drive["connected"]
+        assert cli("attach", OFF_VM, "--vmdata", str(vmdata))["changed"] is False
 
-            plan = cli("update", OFF_VM, "--ssh-key-file", str(keyfile), "--dry-run")
-            assert plan["dry_run"] and plan["changed"]
-            cli("update", OFF_VM, "--ssh-key-file", str(keyfile))
-            cli("update", OFF_VM, "--password-file", str(password_file))
-            status = cli("status", OFF_VM)
-            assert status["content"]["public_keys"] == 1 and status["content"]["password_set"]
-            assert REPLAY_PASSWORD not in json.dumps(status)
+        plan = cli("update", OFF_VM, "--ssh-key-file", str(keyfile), "--dry-run")
+        assert plan["dry_run"] and plan["changed"]
+        cli("update", OFF_VM, "--ssh-key-file", str(keyfile))
+        cli("update", OFF_VM, "--password-file", str(password_file))
+        status = cli("status", OFF_VM)
+        assert status["content"]["public_keys"] == 1 and status["content"]["password_set"]
+        assert REPLAY_PASSWORD not in json.dumps(status)
 
-            assert cli("detach", OFF_VM)["changed"]
-            assert drive_of(session, OFF_VM) is None  # powered off: the device is removed
-            assert cli("remove", OFF_VM)["changed"] is False
-            destroy_vm(session.si, vim.VirtualMachine(find_vm(session, OFF_VM)._moId, session.si._stub))
+        assert cli("detach", OFF_VM)["changed"]
+        assert drive_of(session, OFF_VM) is None  # powered off: the device is removed
+        assert cli("remove", OFF_VM)["changed"] is False
+        destroy_vm(session.si, vim.VirtualMachine(find_vm(session, OFF_VM)._moId, session.si._stub))
 
 
 def test_replayed_download_is_a_readable_drive(vsphere_cassettes) -> None:
     """status downloads the ISO: in replay that is the recorded (masked) body, still a valid config drive."""
-    with vsphere_cassettes.cassette("ops_status_download", secrets=[REPLAY_PASSWORD]):
-        with Session(settings_for(vsphere_cassettes.target)) as session:
-            tool = ConfigDriveController(session, task_timeout=20)
-            vm = "DC0_C0_RP0_VM1"
-            tool.attach(vm, data(password=REPLAY_PASSWORD))
-            from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath
+    with (
+        vsphere_cassettes.cassette("ops_status_download", secrets=[REPLAY_PASSWORD]),
+        Session(settings_for(vsphere_cassettes.target)) as session,
+    ):
+        tool = ConfigDriveController(session, task_timeout=20)
+        vm = "DC0_C0_RP0_VM1"
+        tool.attach(vm, data(password=REPLAY_PASSWORD))
+        from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath
 
-            facts = fetch_vm_facts(session, find_vm(session, vm))
-            iso = DatastoreFiles(session, facts.datacenter, facts.datacenter_path).download(
-                DatastorePath.parse(tool.status(vm).iso), 64 << 20
-            )
-            drive = read_iso(iso)
-            assert drive.vm_id == data().vm_id and drive.hostname == "replayed"
-            if vsphere_cassettes.mode == RECORD:
-                assert drive.password == REPLAY_PASSWORD
-            else:
-                assert drive.password == "*" * len(REPLAY_PASSWORD)
-            tool.remove(vm)
+        facts = fetch_vm_facts(session, find_vm(session, vm))
+        iso = DatastoreFiles(session, facts.datacenter, facts.datacenter_path).download(
+            DatastorePath.parse(tool.status(vm).iso), 64 << 20
+        )
+        drive = read_iso(iso)
+        assert drive.vm_id == data().vm_id and drive.hostname == "replayed"
+        if vsphere_cassettes.mode == RECORD:
+            assert drive.password == REPLAY_PASSWORD
+        else:
+            assert drive.password == "*" * len(REPLAY_PASSWORD)
+        tool.remove(vm)

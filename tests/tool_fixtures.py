@@ -45,7 +45,7 @@ def tool(session: Session) -> ConfigDriveController:
     return ConfigDriveController(session, task_timeout=20)
 
 
-# ---- looking at the result with the harness's own pyVmomi session ------------------------------------------
+# ---- looking at the result with the harness's own pyVmomi session -----------------------------------------
 
 
 def record_of(si: vim.ServiceInstance, vm: vim.VirtualMachine) -> dict[str, str]:

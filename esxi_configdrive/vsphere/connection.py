@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import requests
+import urllib3
 from pyVim import connect as pyvim_connect
 from pyVmomi import vim, vmodl
 from tenacity import (
@@ -232,15 +233,16 @@ def requests_verify(settings: ConnectionSettings) -> bool | str:
     return settings.ca_file or True
 
 
-class _FingerprintAdapter(requests.adapters.HTTPAdapter):
-    """urllib3 checks the certificate fingerprint itself when given one."""
+class _PinnedAdapter(requests.adapters.HTTPAdapter):
+    """Datastore transfers through the same pinned context as SOAP, so they accept exactly the thumbprints SOAP
+    does (urllib3's own ``assert_fingerprint`` knows no SHA-512)."""
 
-    def __init__(self, fingerprint: str) -> None:
-        self._fingerprint = fingerprint
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self._fingerprint
+        kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
 
 
@@ -262,11 +264,34 @@ class TransientHttpError(ConfigDriveError):
 
 def is_transient(error: BaseException) -> bool:
     """Worth another try: connection trouble, 5xx, or vSphere saying another task holds the object."""
+    if isinstance(error, requests.exceptions.SSLError):
+        error = root_cause(error)  # a refused certificate or thumbprint is permanent; a cut connection is not
     if isinstance(error, (TransientHttpError, *TRANSIENT_NETWORK_ERRORS)):
         return True
     if isinstance(error, ssl.SSLError) and not isinstance(error, ssl.SSLCertVerificationError):
         return "EOF" in str(error) or "reset" in str(error).lower()
     return isinstance(error, (vim.fault.TaskInProgress, vmodl.fault.HostCommunication))
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception requests/urllib3 wrapped (each of their layers repeats the URL)."""
+    for _ in range(10):
+        inner = getattr(error, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in getattr(error, "args", ()) if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        error = inner
+    return error
+
+
+def describe_network_error(error: BaseException) -> str:
+    """One line for a failed HTTP exchange: its root cause, without the URL."""
+    root = root_cause(error)
+    text = " ".join(str(root).split()) or type(root).__name__
+    if isinstance(root, ssl.SSLCertVerificationError) or "fingerprint" in text.lower():
+        return f"TLS verification failed ({text}); trust the server with --ca-file/--thumbprint, or pass --insecure"
+    return f"connection failed ({type(root).__name__}: {text})"
 
 
 def retrying(attempts: int = 5, max_wait: float = 8.0, what: str = "call") -> _Retrying:
@@ -324,8 +349,9 @@ class Session:
         except vim.fault.InvalidLogin:
             raise ConfigDriveError(f"login to {self.settings.url} as {self.settings.username} was refused") from None
         except ssl.SSLCertVerificationError as e:
+            reason = getattr(e, "verify_message", None) or e  # the pinning context raises one without it
             raise ConfigDriveError(
-                f"TLS verification of {self.settings.url} failed ({e.verify_message or e}); trust it with "
+                f"TLS verification of {self.settings.url} failed ({reason}); trust it with "
                 "--ca-file/GOVC_TLS_CA_CERTS or --thumbprint, or pass --insecure"
             ) from None
         except vim.fault.HostConnectFault as e:
@@ -426,7 +452,11 @@ class Session:
         http = requests.Session()
         http.verify = requests_verify(self.settings)
         if self.settings.thumbprint:
-            http.mount("https://", _FingerprintAdapter(self.settings.thumbprint))
+            http.mount("https://", _PinnedAdapter(ssl_context(self.settings)))
+        if http.verify is False:
+            # A pin is verified by the adapter, --insecure was asked for: urllib3's "Unverified HTTPS request"
+            # warning would be wrong or redundant, and would break the CLI's one-line output.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         http.cookies.set(SESSION_COOKIE, self.session_cookie())
         http.headers["User-Agent"] = "esxi-configdrive"
         self._local.http = (self._login_generation, http)

@@ -16,7 +16,7 @@ from pyVmomi import vim
 
 from ..errors import ConfigDriveError
 from ..vmdata import ValidationError
-from .connection import Session, TransientHttpError, requests_verify, retrying
+from .connection import Session, TransientHttpError, describe_network_error, requests_verify, retrying
 from .tasks import wait_for_task
 
 log = logging.getLogger(__name__)
@@ -143,21 +143,25 @@ class DatastoreFiles:
         return {"verify": requests_verify(self.session.settings), "timeout": self.session.settings.timeout}
 
     def _exchange(self, fn, what: str, path: DatastorePath) -> requests.Response:
-        """One HTTP exchange with retries; a 401 means the session expired: log in again, repeat once."""
+        """One HTTP exchange with retries; a 401 means the session expired: log in again, repeat once.
+        A connection that keeps failing becomes one line naming the file (requests' own message is a page
+        of URL and nested causes)."""
         session = self.session
 
         def attempt() -> requests.Response:
             generation = session.login_generation
-            response = fn(session.http())
-            if response.status_code == 401:
-                response.close()
+            try:
+                return fn(session.http())
+            except _Unauthorized:
                 session.relogin(generation)
-                response = fn(session.http())
-            return response
+                return fn(session.http())
 
-        for tried in retrying(session.retry_attempts, what=f"{what} {path}"):
-            with tried:
-                return attempt()
+        try:
+            for tried in retrying(session.retry_attempts, what=f"{what} {path}"):
+                with tried:
+                    return attempt()
+        except requests.RequestException as e:
+            raise ConfigDriveError(f"{what} {path}: {describe_network_error(e)}") from e
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _remove_partial(self, path: DatastorePath) -> None:
@@ -208,10 +212,16 @@ class DatastoreFiles:
         return sorted(f.path for f in (getattr(result, "file", None) or []))
 
 
+class _Unauthorized(ConfigDriveError):
+    """HTTP 401: the session expired (``_exchange`` logs in again once)."""
+
+
 def _check_response(response: requests.Response, what: str, path: DatastorePath) -> None:
     if response.status_code in (200, 201, 204):
         return
     response.close()
+    if response.status_code == 401:
+        raise _Unauthorized(f"{what} {path}: HTTP 401 Unauthorized")
     if response.status_code >= 500 or response.status_code == 429:
         raise TransientHttpError(f"{what} {path}: HTTP {response.status_code}")
     if response.status_code == 404:

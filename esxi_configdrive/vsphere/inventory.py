@@ -26,6 +26,9 @@ SelectionSpec = vmodl.query.PropertyCollector.SelectionSpec
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 _MOREF_RE = re.compile(r"^vm-\d+$")
+# What a name may not hold: control characters (XML 1.0 cannot carry most; vCenter answers InvalidRequest) and
+# lone surrogates (bytes of argv that were not UTF-8; they cannot be encoded at all).
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 VM_PROPERTIES = (
     "name",
@@ -134,8 +137,8 @@ def _inventory_traversal() -> list[TraversalSpec]:
 def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.VirtualMachine:
     """A VM by managed object id (``vm-42``), instance or BIOS UUID, inventory path (``DC0/vm/web-1``), or name."""
     ident = ident.strip()
-    if not ident or "\x00" in ident:
-        raise ValidationError("vm", "empty or contains NUL")
+    if not ident or _UNSENDABLE.search(ident):
+        raise ValidationError("vm", "empty, or holds a control character or bytes that are not text")
     if _MOREF_RE.match(ident):
         return vim.VirtualMachine(ident, session.stub)
     search = session.content.searchIndex
@@ -265,8 +268,8 @@ def _datacenter_of(parent: Any, by_id: dict[str, tuple[Any, dict[str, Any]]]) ->
 def find_host(session: Session, name: str) -> tuple[vim.HostSystem, list[DatastoreInfo]]:
     """A host by name or moref, and the datastores it mounts (one call)."""
     name = name.strip()
-    if not name or "\x00" in name:
-        raise ValidationError("host", "empty or contains NUL")
+    if not name or _UNSENDABLE.search(name):
+        raise ValidationError("host", "empty, or holds a control character or bytes that are not text")
     folder = TraversalSpec(
         name="hostFolderChildren", type=vim.Folder, path="childEntity", skip=False,
         selectSet=[SelectionSpec(name="hostFolderChildren"), SelectionSpec(name="dcHostFolder"),
@@ -305,7 +308,7 @@ def find_host(session: Session, name: str) -> tuple[vim.HostSystem, list[Datasto
 
 def check_datastore_name(name: str, where: str = "datastore") -> str:
     """Datastore names go inside ``[…]`` of a datastore path: no brackets, slashes or NUL."""
-    if not name or any(c in name for c in "[]/\x00\\") or name != name.strip():
+    if not name or any(c in name for c in "[]/\\") or _UNSENDABLE.search(name) or name != name.strip():
         raise ValidationError(where, f"{name!r} is not a usable datastore name")
     return name
 

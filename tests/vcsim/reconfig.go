@@ -400,6 +400,10 @@ func localized(fault types.BaseMethodFault, msg string, key string) *types.Local
 
 func (h *harness) failedTask(vm mo.Reference, vmName string, fault types.BaseMethodFault, msg string) types.ManagedObjectReference {
 	t := h.newTask(vm, vmName)
+	if tip, ok := fault.(*types.TaskInProgress); ok && tip.Task.Value == "" {
+		// vCenter always names the task in progress; an empty reference is unreadable for pyVmomi.
+		tip.Task = t.Self
+	}
 	finishTask(t, localized(fault, msg, ""))
 	return t.Self
 }
