@@ -68,6 +68,13 @@ def _add_content_options(p: argparse.ArgumentParser, vmdata_required: bool) -> N
         help="don't repeat the password as cloud-config in vendor_data.json",
     )
     g.add_argument(
+        "--admin-pass",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="put the password in meta_data.json's admin_pass, for cloudbase-init (Windows); auto: yes for build "
+        "and for Windows VMs, no for other guests (cloud-init would copy it into a world-readable file)",
+    )
+    g.add_argument(
         "--dated-versions",
         action="store_true",
         default=None,
@@ -103,6 +110,8 @@ def apply_content_options(data: VmData, args: argparse.Namespace) -> VmData:
         data.label = args.label
     if args.password_vendor_data is not None:
         data.password_vendor_data = args.password_vendor_data
+    if args.admin_pass != "auto":
+        data.admin_pass = args.admin_pass == "yes"
     if args.dated_versions is not None:
         data.dated_versions = args.dated_versions
     data.validate(max_userdata_bytes=args.max_userdata_bytes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .vmdata import ValidationError, VmData
+from .vmdata import DEFAULT_MAX_USERDATA_BYTES, ValidationError, VmData
 
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
@@ -128,6 +128,8 @@ def _run(args: argparse.Namespace, operation) -> dict[str, Any]:
             force_eject=getattr(args, "force_eject", False),
             avoid_lock_question=getattr(args, "avoid_lock_question", False),
             task_timeout=args.task_timeout,
+            admin_pass=getattr(args, "admin_pass", "auto"),
+            max_userdata_bytes=getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES),
         )
         return operation(controller).to_dict()
 
@@ -168,6 +170,8 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
             force_eject=args.force_eject,
             avoid_lock_question=getattr(args, "avoid_lock_question", False),
             task_timeout=args.task_timeout,
+            admin_pass=getattr(args, "admin_pass", "auto"),
+            max_userdata_bytes=getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES),
         )
 
         def emit(result: dict[str, Any]) -> None:
@@ -221,7 +225,7 @@ def cmd_update(args: argparse.Namespace) -> dict[str, Any] | int:
     if status is not None:
         return status
 
-    data = VmData.from_file(args.vmdata) if args.vmdata else None
+    data = VmData.from_file(args.vmdata, max_userdata_bytes=args.max_userdata_bytes) if args.vmdata else None
     overrides = content_overrides(args)
     options = {
         k: v

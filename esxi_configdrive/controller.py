@@ -22,9 +22,9 @@ from pyVmomi import vim, vmodl
 
 from .errors import ConfigDriveError, LockedDoor, NotFound
 from .iso import MAX_ISO_BYTES, read_iso, tree_to_iso
-from .layout import build_tree, network_data_for_macs
+from .layout import FileTree, build_tree, network_data_for_macs
 from .record import AVOID_LOCK_QUESTION_OPTIONS, LOCKED_DOOR_MESSAGE_IDS, DriveRecord
-from .vmdata import ValidationError, VmData
+from .vmdata import DEFAULT_MAX_USERDATA_BYTES, ValidationError, VmData
 from .vsphere import devices as dev
 from .vsphere.connection import Session
 from .vsphere.datastore import DatastoreFiles, DatastorePath, safe_path_component
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DRIVE_ROOT = "ConfigDrive"
+ADMIN_PASS_CHOICES = ("auto", "yes", "no")
 FIRST_ISO_NAME = "configdrive.iso"
 VmRef = "str | vim.VirtualMachine"
 
@@ -74,6 +75,13 @@ def drive_folder(datastore: str, facts: VmFacts) -> DatastorePath:
     return DatastorePath(datastore, f"{DRIVE_ROOT}/{safe_path_component(facts.name, facts.ref._moId)}")
 
 
+def attach_name(digest: str, change_version: str | None) -> str:
+    """The ISO name of an attach into an existing folder: the content, and the VM version it was planned on. A
+    re-run after a crash (nothing changed the VM) writes the same name again; any other run writes another."""
+    version = hashlib.sha256((change_version or "").encode()).hexdigest()[:6]
+    return f"configdrive-{digest[:12]}-{version}.iso"
+
+
 def generate_password(length: int = 20) -> str:
     """A random password with upper- and lower-case letters and digits (no symbols: they break some guest
     tools and keyboards), from the OS's CSPRNG."""
@@ -101,8 +109,14 @@ class ConfigDriveController:
         task_timeout: float = DEFAULT_TIMEOUT,
         max_attempts: int = 5,
         datacenter: str | None = None,
+        admin_pass: str = "auto",
+        max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES,
     ) -> None:
+        if admin_pass not in ADMIN_PASS_CHOICES:
+            raise ValidationError("admin-pass", f"must be one of {', '.join(ADMIN_PASS_CHOICES)}")
         self.session = session
+        self.admin_pass = admin_pass
+        self.max_userdata_bytes = max_userdata_bytes
         self.force_eject = force_eject
         self.avoid_lock_question = avoid_lock_question
         self.task_timeout = task_timeout
@@ -123,8 +137,7 @@ class ConfigDriveController:
         dry_run: bool = False,
     ) -> Result:
         """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change)."""
-        data.validate()
-        tree_to_iso(build_tree(data))  # size and every field checked before vSphere is touched
+        tree_to_iso(self._tree(data))  # size and every field checked before vSphere is touched
         if controller not in dev.CONTROLLER_CHOICES:
             raise ValidationError("controller", f"must be one of {', '.join(dev.CONTROLLER_CHOICES)}")
         if datastore is not None:  # an explicit empty name is a mistake, not "the default"
@@ -145,7 +158,7 @@ class ConfigDriveController:
         """Change the drive's content: download it, apply ``data`` (whole) and/or ``overrides`` (fields:
         userdata, password, public_keys, hostname), upload under a new name, swap the backing, delete the old."""
         if data is not None:
-            data.validate()
+            data.validate(self.max_userdata_bytes)
         ref = self._resolve(vm)
         return self._optimistic(
             lambda: self._update_once(ref, data, overrides or {}, options or {}, network_data_auto, dry_run)
@@ -216,13 +229,15 @@ class ConfigDriveController:
         dry_run: bool,
     ) -> Result:
         facts = self._facts(ref)
+        data = self._for_guest(data, facts)
         if network_data_auto:
             data = self._with_nic_network_data(data, facts)
         record = DriveRecord.from_extra_config(facts.extra_config)
         cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
         if cdrom is not None:
             # A drive is there (maybe emptied by a detach): make it hold this data, reusing the device.
-            return self._swap_in(facts, record, cdrom, data, datastore, dry_run, verify_current=True)
+            result = self._swap_in(facts, record, cdrom, data, datastore, dry_run, verify_current=True)
+            return self._with_warnings(result, data, facts)
         ds = self._datastore(facts, datastore)
         folder = drive_folder(ds.name, facts)
         target = DatastorePath(ds.name, f"{folder.path}/{FIRST_ISO_NAME}")
@@ -230,13 +245,19 @@ class ConfigDriveController:
             plan = dev.plan_attach(facts.devices, str(target), facts.powered_on, controller)
         except dev.DevicePlanError as e:
             raise ValidationError("controller", str(e)) from None
-        tree = build_tree(data)
+        tree = self._tree(data)
         actions = [f"create folder {folder} if missing", f"upload the config drive to {target}", *plan.summary]
         if dry_run:
-            return Result(facts.name, True, actions, dry_run=True, iso=str(target))
+            return self._with_warnings(Result(facts.name, True, actions, dry_run=True, iso=str(target)), data, facts)
         files = self._files(facts)
         created = files.mkdir(folder)
-        strays = [] if created else self._strays(files, folder, ds, data.vm_id)
+        strays: list[DatastorePath] = []
+        if not created:
+            # The folder was there: left by a detach, an interrupted run, or a run going on right now. Never write
+            # a name another run may be using or deleting: this one is unique to the VM's current version.
+            strays = self._strays(files, folder, ds, data.vm_id)
+            target = DatastorePath(ds.name, f"{folder.path}/{attach_name(tree.digest(), facts.change_version)}")
+            plan = dev.plan_attach(facts.devices, str(target), facts.powered_on, controller)
         iso = tree_to_iso(tree)
         sha = self._upload(files, target, iso)
         new_record = DriveRecord(
@@ -245,7 +266,7 @@ class ConfigDriveController:
         self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target)
         done = [f"uploaded {len(iso)} bytes to {target}", *plan.summary]
         done += self._delete_all(files, [s for s in strays if s != target])
-        return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
+        return self._with_warnings(Result(facts.name, True, done, iso=str(target), extra={"sha256": sha}), data, facts)
 
     # ---- update (and attach over an existing drive) --------------------------------------------------------
 
@@ -289,10 +310,11 @@ class ConfigDriveController:
         )
         for key, value in options.items():
             setattr(base, key, value)
-        new = base.with_overrides(**overrides)
+        new = self._for_guest(base.with_overrides(**overrides, max_userdata_bytes=self.max_userdata_bytes), facts)
         if network_data_auto:
             new = self._with_nic_network_data(new, facts)
-        return self._swap_in(facts, record, cdrom, new, None, dry_run, verify_current=False)
+        result = self._swap_in(facts, record, cdrom, new, None, dry_run, verify_current=False)
+        return self._with_warnings(result, new, facts)
 
     def _swap_in(
         self,
@@ -306,7 +328,7 @@ class ConfigDriveController:
     ) -> Result:
         """Make ``cdrom`` hold ``data``: unchanged when it already does, else upload under a new name and
         repoint the device in one reconfigure (the update's detach + reattach), then delete the old file."""
-        tree = build_tree(data)
+        tree = self._tree(data)
         digest = tree.digest()
         current = dev.iso_path_of(cdrom)
         ours = record.owner == facts.instance_uuid
@@ -337,7 +359,7 @@ class ConfigDriveController:
         if dry_run:
             return Result(facts.name, True, actions, dry_run=True, iso=str(target))
         sha = record.sha256
-        done: list[str] = []
+        done: list[str] = self._finish_pending(files, record, current or str(target), facts, keep=str(target))
         if iso is not None:
             if old is None or old.folder != target.folder or old.datastore != target.datastore:
                 files.mkdir(target.folder)
@@ -367,7 +389,13 @@ class ConfigDriveController:
         files = self._files(facts)
         actions: list[str] = []
         plan = dev.DevicePlan()
-        new_record = DriveRecord(owner=record.owner, folder=record.folder)
+        # The file that stops being used: deleted after the reconfigure, and named in the record until then, so
+        # a run interrupted in between is finished by the next (the same way as an update's old file).
+        detached = (dev.iso_path_of(cdrom) if cdrom is not None else None) or record.iso or record.previous
+        doomed = DatastorePath.parse(detached) if detached else None
+        if doomed is not None and not self._is_ours(record, facts, doomed):
+            doomed = None  # a clone's inherited drive: its file belongs to the parent
+        new_record = DriveRecord(owner=record.owner, folder=record.folder, previous=str(doomed or ""))
         if cdrom is not None:
             removable = not facts.powered_on or (remove and dev.can_hot_remove(facts.devices, cdrom))
             if removable:
@@ -379,19 +407,22 @@ class ConfigDriveController:
                 new_record = new_record.replace(device=cdrom.key)
             if remove and not removable:
                 actions.append("the IDE CD-ROM of a running VM cannot be removed: emptied instead")
-        folder = self._own_folder(record, facts)
+        # detach deletes just the file (an attach running meanwhile may already be writing a new one into the
+        # folder); remove, for a VM that is going away, deletes the folder with whatever is in it.
+        folder = self._own_folder(record, facts) if remove else None
         if dry_run:
-            actions += plan.summary + ([f"delete {folder}"] if folder else [])
-            changed = bool(plan) or new_record != record or folder is not None
+            actions += plan.summary + [f"delete {p}" for p in ([folder] if folder else [doomed]) if p is not None]
+            changed = bool(plan) or new_record != record or doomed is not None or folder is not None
             return Result(facts.name, changed, actions, dry_run=True)
         changed = False
         if plan or new_record != record:
             self._reconfigure(facts, plan, new_record, record)
             actions += plan.summary or ["cleared the drive record"]
             changed = True
-        if folder is not None and files.delete(folder):
-            actions.append(f"deleted {folder}")
-            changed = True
+        for path in [folder] if folder is not None else [doomed]:
+            if path is not None and files.delete(path):
+                actions.append(f"deleted {path}")
+                changed = True
         return Result(facts.name, changed, actions)
 
     # ---- migration -----------------------------------------------------------------------------------------
@@ -467,6 +498,26 @@ class ConfigDriveController:
         result.changed = True
 
     # ---- shared steps --------------------------------------------------------------------------------------
+
+    def _tree(self, data: VmData) -> FileTree:
+        return build_tree(data, max_userdata_bytes=self.max_userdata_bytes)
+
+    def _for_guest(self, data: VmData, facts: VmFacts) -> VmData:
+        """Decide meta_data.json's admin_pass: cloudbase-init (Windows) reads it; on other guests cloud-init would
+        copy it into a world-readable file, so "auto" keeps it only for Windows (or a guest vSphere can't name)."""
+        wanted = {"yes": True, "no": False}.get(self.admin_pass)
+        if wanted is None:
+            wanted = facts.is_windows is not False
+        return data if data.admin_pass == wanted else data.copy(admin_pass=wanted)
+
+    @staticmethod
+    def _with_warnings(result: Result, data: VmData, facts: VmFacts) -> Result:
+        if facts.bios_uuid and data.vm_id.lower() == facts.bios_uuid.lower():
+            result.extra.setdefault("warnings", []).append(
+                "vm-id equals the VM's BIOS UUID: cloud-init then trusts its cache and ignores later drive updates "
+                "(hostname, password reset); give the drive its own vm-id (docs/guest-setup.md)"
+            )
+        return result
 
     def _resolve(self, vm: VmRef) -> vim.VirtualMachine:
         if isinstance(vm, vim.VirtualMachine):
@@ -575,10 +626,12 @@ class ConfigDriveController:
         folder = DatastorePath.parse(record.folder)
         return folder if folder.path == drive_folder(folder.datastore, facts).path else None
 
-    def _finish_pending(self, files: DatastoreFiles, record: DriveRecord, current: str, facts: VmFacts) -> list[str]:
+    def _finish_pending(
+        self, files: DatastoreFiles, record: DriveRecord, current: str, facts: VmFacts, keep: str = ""
+    ) -> list[str]:
         """Delete the file a crashed run swapped out but did not get to delete (with its folder when the drive
         moved to another datastore, as the finished run would have)."""
-        if record.previous and record.previous != current:
+        if record.previous and record.previous not in (current, keep):
             previous = DatastorePath.parse(record.previous)
             doomed = self._doomed(previous, DatastorePath.parse(current), facts)
             if files.exists(previous) and files.delete(doomed):

@@ -211,14 +211,10 @@ def test_update_against_reset_password_and_status(vcsim_faults, vsphere, make_vm
     tally.add("concurrency", "reset-password vs update vs 2 status (on)", races=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation (docs/reliability.md): a whole attach between a detach's "
-    "reconfigure and its folder delete loses the new ISO; orchestrators serialize start/stop per VM",
-)
 @pytest.mark.parametrize("powered_on", [False, True], ids=["off", "on"])
-def test_attach_completing_inside_a_detach_loses_its_iso(vcsim_faults, vsphere, make_vm, powered_on) -> None:
-    """Deterministic: the detach is held right before its DeleteDatastoreFile while a whole attach runs."""
+def test_attach_completing_inside_a_detach_keeps_its_iso(vcsim_faults, vsphere, make_vm, powered_on) -> None:
+    """Deterministic: the detach is held right before its DeleteDatastoreFile while a whole attach runs. The
+    detach deletes only the file it detached; the attach wrote another name (the folder existed)."""
     vm = make_vm(powered_on=powered_on)
     with tool_session(vcsim_faults) as s:
         ConfigDriveController(s).attach(vm.name, BASE)
@@ -234,14 +230,10 @@ def test_attach_completing_inside_a_detach_loses_its_iso(vcsim_faults, vsphere, 
     assert_attached(drive_state(vcsim_faults, vsphere, vm), first, iso_of(BASE), vsphere, powered_on)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation (docs/reliability.md): a first attach always writes "
-    "configdrive.iso, so a losing concurrent attach with other data overwrites the winner's file",
-)
-def test_losing_first_attach_overwrites_the_winners_iso(vcsim_faults, vsphere, make_vm) -> None:
+def test_losing_first_attach_does_not_overwrite_the_winners_iso(vcsim_faults, vsphere, make_vm) -> None:
     """Deterministic: attach B is held right before its upload while attach A (other data) runs through; B then
-    uploads to the same first name and dies. The VM is left pointing at B's bytes under A's record."""
+    uploads and dies. Only the run that created the folder writes configdrive.iso (the folder is made without
+    createParentDirectories, so exactly one MakeDirectory succeeds): B wrote another name, A's drive is intact."""
     vm = make_vm()
     first = first_cdrom(vm)
     a, b = BASE, BASE.with_overrides(hostname="other-data")

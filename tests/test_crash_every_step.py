@@ -139,9 +139,9 @@ def end_attached(content: bytes) -> Callable[[Bed, vim.VirtualMachine, tuple], N
     return check
 
 
-def end_detached(keep_empty: bool) -> Callable[[Bed, vim.VirtualMachine, tuple], None]:
+def end_detached(keep_empty: bool, removed: bool = False) -> Callable[[Bed, vim.VirtualMachine, tuple], None]:
     def check(bed: Bed, vm: vim.VirtualMachine, first: tuple) -> None:
-        assert_no_drive(bed.state(vm), first, bed.si, f"[LocalDS_0] ConfigDrive/{vm.name}", keep_empty)
+        assert_no_drive(bed.state(vm), first, bed.si, f"[LocalDS_0] ConfigDrive/{vm.name}", keep_empty, removed)
 
     return check
 
@@ -185,7 +185,7 @@ def case(name: str, powered_on: bool, **kw: Any) -> Case:
             prepare=_attach_old,
             run=lambda c, vm, bed: c.remove(vm),
             contents=[iso_of(OLD)],
-            check_end=end_detached(keep_empty=kw.get("power_on_after_prepare", False)),
+            check_end=end_detached(keep_empty=kw.get("power_on_after_prepare", False), removed=True),
         ),
         "prepare-migration": dict(
             prepare=_attach_old,

@@ -311,7 +311,7 @@ def test_corrupt_iso_on_the_datastore(vcsim_faults: Vcsim, vsphere, make_vm, tmp
         again = cli_in_process(["attach", vm.name, "--vmdata", str(vmdata)], env)
         assert again.status == 0, again.err
         attached = drive_state(vcsim_faults, vsphere, vm)
-        assert [read_iso(c) for c in attached.files.values()] == [sd.sample_vmdata()], case
+        assert [read_iso(c) for c in attached.files.values()] == [sd.sample_vmdata(admin_pass=False)], case
         assert fetch_file(vcsim_faults, vsphere, iso) is None or iso in attached.files
     tally.add("hostile", "corrupt ISO on the datastore (update/status/attach)", cases=len(cases))
 

@@ -249,7 +249,7 @@ def test_update_dry_run_does_not_show_the_password(tool, vcsim_faults, make_vm):
 # ---- detach / remove --------------------------------------------------------------------------------------
 
 
-def test_detach_powered_off_removes_the_device_then_the_iso(tool, vsphere, make_vm):
+def test_detach_powered_off_removes_the_device_then_the_iso_file(tool, vsphere, make_vm):
     vm = make_vm()
     before = first_cdrom_state(vm)
     iso = tool.attach(vm.name, vmdata()).iso
@@ -257,8 +257,11 @@ def test_detach_powered_off_removes_the_device_then_the_iso(tool, vsphere, make_
     assert result.changed
     assert our_drives(vm) == [] and len(cdroms(vm)) == 1
     assert first_cdrom_state(vm) == before
-    assert folder_listing(vsphere, str(DatastorePath.parse(iso).folder)) is None
+    # the ISO is gone; the (empty) folder stays for the next attach, and remove takes it
+    assert folder_listing(vsphere, str(DatastorePath.parse(iso).folder)) == []
     assert tool.detach(vm.name).changed is False
+    assert tool.remove(vm.name).changed is True
+    assert folder_listing(vsphere, str(DatastorePath.parse(iso).folder)) is None
 
 
 def test_detach_powered_on_empties_the_drive_and_attach_reuses_it(tool, vcsim_faults, vsphere, make_vm):
@@ -369,7 +372,7 @@ def test_locked_door_answered_no_keeps_the_old_drive(tool, vcsim_faults, vsphere
     assert counters["questions_asked"] == 1 and counters["questions_answered_no"] == 1
     assert iso_paths(vsphere, vm)[-1] == old
     assert read_iso(fetch_file(vcsim_faults, vsphere, old)).password == "first-Passw0rd"
-    assert folder_listing(vsphere, str(DatastorePath.parse(old).folder)) == ["configdrive.iso"]
+    assert folder_listing(vsphere, str(DatastorePath.parse(old).folder)) == [DatastorePath.parse(old).name]
 
 
 def test_locked_door_with_force_eject_swaps(session, vcsim_faults, vsphere, make_vm):
@@ -449,7 +452,7 @@ def test_failed_reconfigure_removes_the_upload_and_leaves_the_vm_as_it_was(tool,
     with pytest.raises(vim.fault.GenericVmConfigFault):
         tool.update(vm.name, overrides={"password": "second-Passw0rd"})
     assert iso_paths(vsphere, vm)[-1] == old
-    assert folder_listing(vsphere, str(DatastorePath.parse(old).folder)) == ["configdrive.iso"]
+    assert folder_listing(vsphere, str(DatastorePath.parse(old).folder)) == [DatastorePath.parse(old).name]
 
 
 def test_concurrent_attaches_make_one_drive(vcsim_faults, vsphere, make_vm):
@@ -479,3 +482,30 @@ def test_concurrent_attaches_make_one_drive(vcsim_faults, vsphere, make_vm):
     assert data.userdata.startswith(b"#cloud-config\n# ")
     assert record_of(vsphere, vm)["iso"] == iso
     assert vcsim_faults.counters()["faults"]["concurrent_access"] >= 1
+
+
+# ---- guest-dependent content --------------------------------------------------------------------------------
+
+
+def test_admin_pass_follows_the_guest_os(tool, vcsim_faults, vsphere, make_vm, tmp_path):
+    """meta_data.json's admin_pass (for cloudbase-init) goes only to Windows guests: cloud-init copies meta_data
+    into the world-readable /run/cloud-init/instance-data.json."""
+    from vsphere_harness import reconfigure
+
+    linux, windows = make_vm(), make_vm()
+    reconfigure(vsphere, windows, vim.vm.ConfigSpec(guestId="windows9Server64Guest"))
+    for vm, expected in ((linux, None), (windows, "first-Passw0rd")):
+        iso = fetch_file(vcsim_faults, vsphere, tool.attach(vm.name, vmdata()).iso)
+        (tmp_path / vm.name).mkdir()
+        assert cloud_init_read(iso, tmp_path / vm.name)["admin_pass"] == expected
+        assert read_iso(iso).password == "first-Passw0rd"  # the CloudStack files and vendor data carry it anyway
+    forced = ConfigDriveController(tool.session, admin_pass="yes").update(linux.name, overrides={"hostname": "h2"})
+    assert read_iso(fetch_file(vcsim_faults, vsphere, forced.iso)).admin_pass is True
+
+
+def test_vm_id_equal_to_the_bios_uuid_is_warned_about(tool, make_vm):
+    vm = make_vm()
+    result = tool.attach(vm.name, vmdata(vm_id=vm.config.uuid))
+    assert any("BIOS UUID" in w for w in result.extra["warnings"])
+    other = make_vm()
+    assert "warnings" not in tool.attach(other.name, vmdata()).extra

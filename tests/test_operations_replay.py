@@ -125,6 +125,8 @@ def test_powered_off_vm_through_the_command_line(vsphere_cassettes, tmp_path, mo
 
         assert cli("detach", OFF_VM)["changed"]
         assert drive_of(session, OFF_VM) is None  # powered off: the device is removed
+        removed = cli("remove", OFF_VM)  # detach keeps the emptied folder for the next attach; remove takes it
+        assert removed["changed"] and any("deleted" in a for a in removed["actions"])
         assert cli("remove", OFF_VM)["changed"] is False
         destroy_vm(session.si, vim.VirtualMachine(find_vm(session, OFF_VM)._moId, session.si._stub))
 

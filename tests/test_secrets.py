@@ -38,7 +38,8 @@ VMDATA = {
 }
 # Options allowed to mention a password: they take a file name, or nothing.
 PASSWORD_OPTIONS = {"--password-file": "FILE", "--vc-password-file": "FILE", "--no-password-vendor-data": None,
-                    "--show-password": None}  # fmt: skip
+                    "--show-password": None,
+                    "--admin-pass": "{auto,yes,no}"}  # fmt: skip  # a choice of where the password goes, not one
 
 
 def forms(secret: str) -> list[str]:

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 import tenacity
-from reliability_fixtures import cli_env, cli_in_process, run_cli, tool_session, vsphere_writes
+from reliability_fixtures import cli_env, cli_in_process, iso_of, run_cli, tool_session, vsphere_writes
 from tool_fixtures import fetch_file
 from vsphere_harness import Vcsim
 
-from esxi_configdrive import VmData, build_iso
+from esxi_configdrive import VmData
 from esxi_configdrive.errors import ConfigDriveError
 from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath
 
@@ -90,7 +90,7 @@ def _attach_and_check(sim: Vcsim, vsphere, name: str, vmdata: Path, args: list[s
     run = cli_in_process(["attach", name, "--vmdata", str(vmdata), *args, "--json"], env)
     assert run.status == 0, run.err
     iso = run.json()["iso"]
-    assert fetch_file(sim, vsphere, iso) == build_iso(DATA)  # the upload went through, over the same trust
+    assert fetch_file(sim, vsphere, iso) == iso_of(DATA)  # the upload went through, over the same trust
     assert sim.counters()["folder_requests"].get("PUT") == 1
     status = cli_in_process(["status", name, "--json", *args], env)
     assert status.status == 0 and status.json()["matches_record"] is True, status.err

@@ -174,13 +174,23 @@ class DatastoreFiles:
     # -- FileManager
 
     def mkdir(self, folder: DatastorePath) -> bool:
-        """Create the folder and its parents; True when created, False when it already existed."""
+        """Create the folder (and its parents when missing). True only for the one caller that created it: the
+        folder itself is made without createParentDirectories, which fails with FileAlreadyExists on an existing
+        folder everywhere (with it, vcsim succeeds silently), so two runs cannot both believe they made it."""
         fm = self.session.content.fileManager
+
+        def make(path: DatastorePath, parents: bool) -> bool:
+            try:
+                self.session.call(lambda: fm.MakeDirectory(str(path), self.datacenter, parents), "MakeDirectory")
+            except vim.fault.FileAlreadyExists:
+                return False
+            return True
+
         try:
-            self.session.call(lambda: fm.MakeDirectory(str(folder), self.datacenter, True), "MakeDirectory")
-        except vim.fault.FileAlreadyExists:
-            return False
-        return True
+            return make(folder, parents=False)
+        except vim.fault.FileNotFound:  # the parent (ConfigDrive/) is missing: the datastore's first drive
+            make(folder.folder, parents=True)
+            return make(folder, parents=False)
 
     def delete(self, path: DatastorePath) -> bool:
         """Delete a file, or a folder with its content. True when deleted, False when already gone."""

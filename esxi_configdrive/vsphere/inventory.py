@@ -35,6 +35,8 @@ VM_PROPERTIES = (
     "parent",
     "datastore",
     "config.instanceUuid",
+    "config.uuid",
+    "config.guestId",
     "config.changeVersion",
     "config.hardware.device",
     "config.extraConfig",
@@ -72,6 +74,13 @@ class VmFacts:
     datacenter: vim.Datacenter
     datacenter_path: str
     datastores: dict[str, DatastoreInfo]
+    guest_id: str = ""
+    bios_uuid: str = ""
+
+    @property
+    def is_windows(self) -> bool | None:
+        """From the configured guest OS: True, False, or None when vSphere does not say."""
+        return self.guest_id.lower().startswith("win") if self.guest_id else None
 
     @property
     def powered_on(self) -> bool:
@@ -219,6 +228,8 @@ def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
         datacenter=datacenter,
         datacenter_path=dc_path,
         datastores=datastores,
+        guest_id=props.get("config.guestId") or "",
+        bios_uuid=props.get("config.uuid") or "",
     )
 
 
