@@ -19,7 +19,8 @@ from esxi_configdrive import VmData  # noqa: E402
 from esxi_configdrive.controller import ConfigDriveController  # noqa: E402
 from esxi_configdrive.vsphere.connection import ConnectionSettings, Session  # noqa: E402
 
-GOALS = {"attach": 8, "unchanged re-run": 3, "status": 3, "update": 12, "detach": 8}
+GOALS = {"attach (first on the datastore)": 8, "attach": 8, "unchanged re-run": 3, "status": 3, "update": 12,
+         "detach": 8}  # fmt: skip
 DATA = VmData.from_dict(
     {"metadata": {"vm-id": "8a4f2c61-0d3b-4e5a-9f7c-1b2d3e4f5a6b", "local-hostname": "bench"}, "password": "Bench-pw-1"}
 )
@@ -38,6 +39,7 @@ def main() -> int:
         si = connect(sim)
         try:
             tool_vm, naive_vm = create_vm(si, "bench-tool").name, create_vm(si, "bench-naive").name
+            tool_first, naive_first = create_vm(si, "bench-tool-0").name, create_vm(si, "bench-naive-0").name
         finally:
             disconnect(si)
         settings = ConnectionSettings.from_sources(
@@ -46,6 +48,8 @@ def main() -> int:
         with Session(settings) as session:
             tool = ConfigDriveController(session)
             ours = {
+                # the datastore's first drive also creates ConfigDrive/ (two more MakeDirectory calls)
+                "attach (first on the datastore)": count(sim, lambda: tool.attach(tool_first, DATA)),
                 "attach": count(sim, lambda: tool.attach(tool_vm, DATA)),
                 "unchanged re-run": count(sim, lambda: tool.attach(tool_vm, DATA)),
                 "status": count(sim, lambda: tool.status(tool_vm)),
@@ -56,6 +60,9 @@ def main() -> int:
         try:
             base, verify = sim.url.rsplit("/sdk", 1)[0], sim.ca_file
             theirs = {
+                "attach (first on the datastore)": count(
+                    sim, lambda: naive.attach(si, base, verify, naive_first, DATA)
+                ),
                 "attach": count(sim, lambda: naive.attach(si, base, verify, naive_vm, DATA)),
                 "unchanged re-run": count(sim, lambda: naive.attach(si, base, verify, naive_vm, DATA)),
                 "status": count(sim, lambda: naive.status(si, base, verify, naive_vm)),
@@ -65,14 +72,14 @@ def main() -> int:
         finally:
             disconnect(si)
 
-    print(f"{'command':<18}{'tool':>6}{'goal':>6}{'naive':>7}{'ratio':>7}  tool's requests")
+    print(f"{'command':<33}{'tool':>6}{'goal':>6}{'naive':>7}{'ratio':>7}  tool's requests")
     ok = True
     for job, goal in GOALS.items():
         n, detail = ours[job]
         m, _ = theirs[job]
         ok &= n <= goal
         breakdown = ", ".join(f"{k} {v}" for k, v in sorted(detail.items()))
-        print(f"{job:<18}{n:>6}{'≤' + str(goal):>6}{m:>7}{m / n:>6.1f}x  {breakdown}")
+        print(f"{job:<33}{n:>6}{'≤' + str(goal):>6}{m:>7}{m / n:>6.1f}x  {breakdown}")
     print("all within goals" if ok else "SOME ABOVE GOAL")
     return 0 if ok else 1
 
