@@ -173,7 +173,8 @@ class ConfigDriveController:
         return result
 
     def detach(self, vm: VmRef, *, dry_run: bool = False) -> Result:
-        """VM stopped: disconnect the drive (remove it when the VM is off), then delete the ISO and its folder."""
+        """VM stopped: disconnect the drive (remove it when the VM is off), then delete its ISO (the empty folder
+        stays: a start may be attaching into it right now)."""
         ref = self._resolve(vm)
         return self._optimistic(lambda: self._detach_once(ref, remove=False, dry_run=dry_run))
 
@@ -661,7 +662,7 @@ class ConfigDriveController:
         another vm-id means another VM shares the folder (same name): refuse rather than touch its file.
 
         Only attach looks: an update's leftovers have the name its re-run writes again (names follow the
-        content, and the bytes are reproducible), and detach/remove delete the whole folder."""
+        content, and the bytes are reproducible), detach deletes the file it detached, remove the whole folder."""
         if ds.browser is None:
             return []
         strays = []
