@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, describe_failure
-from .vmdata import ValidationError, VmData, check_password, decode_base64
+from .vmdata import DEFAULT_MAX_USERDATA_BYTES, ValidationError, VmData, check_password, decode_base64
 
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
@@ -64,7 +64,9 @@ class BatchSummary:
 # ---- reading the file ---------------------------------------------------------------------------------------
 
 
-def read_batch(stream: Iterable[str], command: str) -> Iterator[BatchItem]:
+def read_batch(
+    stream: Iterable[str], command: str, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES
+) -> Iterator[BatchItem]:
     """Parse JSON lines lazily; blank lines and ``#`` comments are skipped."""
     if command not in COMMANDS:
         raise ValidationError("batch", f"batch mode works with {', '.join(COMMANDS)}")
@@ -74,13 +76,13 @@ def read_batch(stream: Iterable[str], command: str) -> Iterator[BatchItem]:
             continue
         item = BatchItem(line=number)
         try:
-            _parse_line(item, text, command)
+            _parse_line(item, text, command, max_userdata_bytes)
         except ValidationError as e:
             item.error = ValidationError(f"line {number}: {e.field}", e.message)
         yield item
 
 
-def _parse_line(item: BatchItem, text: str, command: str) -> None:
+def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: int) -> None:
     if len(text) > MAX_LINE_BYTES:
         raise ValidationError("line", f"longer than {MAX_LINE_BYTES} bytes")
     try:
@@ -101,14 +103,14 @@ def _parse_line(item: BatchItem, text: str, command: str) -> None:
     if "vmdata" in obj and "vmdata_file" in obj:
         raise ValidationError("vmdata", "give vmdata or vmdata_file, not both")
     if "vmdata" in obj:
-        item.data = VmData.from_object(obj["vmdata"])
+        item.data = VmData.from_object(obj["vmdata"], max_userdata_bytes=max_userdata_bytes)
     elif "vmdata_file" in obj:
         if not isinstance(obj["vmdata_file"], str):
             raise ValidationError("vmdata_file", "must be a path")
-        item.data = VmData.from_file(obj["vmdata_file"])
+        item.data = VmData.from_file(obj["vmdata_file"], max_userdata_bytes=max_userdata_bytes)
     if command == "attach" and item.data is None:
         raise ValidationError("vmdata", "attach needs vmdata or vmdata_file")
-    item.overrides = _overrides(obj)
+    item.overrides = _overrides(obj, max_userdata_bytes)
     if command == "update" and item.data is None and not item.overrides and obj.get("network_data") != "auto":
         raise ValidationError("update", "nothing to change on this line")
     for key in ("datastore", "controller", "network_data"):
@@ -118,7 +120,7 @@ def _parse_line(item: BatchItem, text: str, command: str) -> None:
             item.options[key] = obj[key]
 
 
-def _overrides(obj: dict[str, Any]) -> dict[str, Any]:
+def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "userdata" in obj and "userdata_base64" in obj:
         raise ValidationError("userdata_base64", "give userdata or userdata_base64, not both")
@@ -139,7 +141,8 @@ def _overrides(obj: dict[str, Any]) -> dict[str, Any]:
     if "hostname" in obj:
         out["hostname"] = obj["hostname"]
     if out:
-        VmData(metadata={"vm-id": "check"}).with_overrides(**out)  # the same checks the drive will get
+        # the same checks the drive will get
+        VmData(metadata={"vm-id": "check"}).with_overrides(**out, max_userdata_bytes=max_userdata_bytes)
     return out
 
 
@@ -211,7 +214,7 @@ def _name_index(controller: Any) -> dict[str, list[Any]]:
 def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str, Any]) -> dict[str, Any]:
     base = {"line": item.line, "vm": item.vm}
     if item.error is not None:
-        return {**base, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}
+        return {**base, "changed": False, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}
     options = {**defaults, **item.options}
     vm = item.ref if item.ref is not None else item.vm
     try:
@@ -238,7 +241,8 @@ def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str,
             result = controller.remove(vm, dry_run=options.get("dry_run", False))
     except Exception as e:  # one VM's failure is its own result; the batch goes on
         message, status = describe_failure(e)
-        return {**base, "error": " ".join(message.split()), "exit_status": status}
+        changed = False if status == EXIT_BAD_INPUT else None  # None: the message says what state the VM is in
+        return {**base, "changed": changed, "error": " ".join(message.split()), "exit_status": status}
     return {**base, **result.to_dict()}
 
 

@@ -187,9 +187,14 @@ def describe(data: VmData, paths: Sequence[str] | None, show_password: bool) -> 
         "vendor_data": data.vendor_data,
         "network_data": data.network_data,
     }
+    if data.password and not show_password:
+        # a foreign drive may repeat the password in a form the layout does not recognise as its own
+        out["vendor_data"] = _masked(data.vendor_data, data.password)
     if data.userdata is not None:
         try:
             out["userdata"] = data.userdata.decode("utf-8")
+            if data.password and not show_password:
+                out["userdata"] = out["userdata"].replace(data.password, MASK)
         except UnicodeDecodeError:
             import base64
 
@@ -199,6 +204,10 @@ def describe(data: VmData, paths: Sequence[str] | None, show_password: bool) -> 
     if paths is not None:
         out["files"] = list(paths)
     return out
+
+
+def _masked(obj: Any, secret: str) -> Any:
+    return json.loads(json.dumps(obj, ensure_ascii=False).replace(json.dumps(secret, ensure_ascii=False)[1:-1], MASK))
 
 
 # ---- output -----------------------------------------------------------------------------------------------
@@ -295,7 +304,9 @@ def _fail(message: str, status: int, as_json: bool) -> int:
     message = " ".join(message.split())  # one line, whatever the cause produced
     message = _UNPRINTABLE.sub(_escaped, message)
     if as_json:
-        print(json.dumps({"error": message, "exit_status": status}))
+        # bad input changed nothing; after a vSphere failure the message says what state the VM is in
+        changed = False if status == EXIT_BAD_INPUT else None
+        print(json.dumps({"changed": changed, "error": message, "exit_status": status}))
     print(f"esxi-configdrive: error: {message}", file=sys.stderr)
     return status
 

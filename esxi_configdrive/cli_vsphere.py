@@ -155,6 +155,12 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
 
     if not 1 <= args.concurrency <= 64:
         raise ValidationError("concurrency", "must be between 1 and 64")
+    per_line = ("vmdata", "userdata_file", "password_file", "ssh_key_file", "hostname", "label")
+    given = [k for k in per_line if getattr(args, k, None)]
+    given += [k for k in ("password_vendor_data", "dated_versions") if getattr(args, k, None) is not None]
+    if given:  # silently ignoring them would be worse than refusing
+        flag = "--" + given[0].replace("_", "-")
+        raise ValidationError(flag.lstrip("-"), f"{flag} does not apply with --batch: put the content on each line")
     defaults = {"dry_run": args.dry_run}
     for key in ("datastore", "controller"):
         if getattr(args, key, None):
@@ -180,7 +186,9 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         summary = run_batch(
             controller,
             command,
-            read_batch(stream, command),
+            read_batch(
+                stream, command, max_userdata_bytes=getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES)
+            ),
             concurrency=args.concurrency,
             defaults=defaults,
             on_result=emit,

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pyVmomi import vim, vmodl
 
-from .errors import ConfigDriveError, LockedDoor, NotFound
+from .errors import ConfigDriveError, LockedDoor, NotFound, OutcomeUnknown
 from .iso import MAX_ISO_BYTES, read_iso, tree_to_iso
 from .layout import FileTree, build_tree, network_data_for_macs
 from .record import AVOID_LOCK_QUESTION_OPTIONS, LOCKED_DOOR_MESSAGE_IDS, DriveRecord
@@ -258,7 +258,7 @@ class ConfigDriveController:
             # a name another run may be using or deleting: this one is unique to the VM's current version.
             strays = self._strays(files, folder, ds, data.vm_id)
             target = DatastorePath(ds.name, f"{folder.path}/{attach_name(tree.digest(), facts.change_version)}")
-            plan = dev.plan_attach(facts.devices, str(target), facts.powered_on, controller)
+            plan = dev.plan_attach(facts.devices, str(target), facts.powered_on, controller)  # checked above
         iso = tree_to_iso(tree)
         sha = self._upload(files, target, iso)
         new_record = DriveRecord(
@@ -378,7 +378,7 @@ class ConfigDriveController:
         self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target if iso is not None else None)
         done += plan.summary
         if deletable_old is not None:
-            done += self._delete_all(files, [self._doomed(deletable_old, target, facts)])
+            done += self._retire(files, facts, deletable_old, str(target))
         return Result(facts.name, True, done, iso=str(target), extra={"sha256": sha})
 
     # ---- detach / remove -----------------------------------------------------------------------------------
@@ -408,22 +408,30 @@ class ConfigDriveController:
                 new_record = new_record.replace(device=cdrom.key)
             if remove and not removable:
                 actions.append("the IDE CD-ROM of a running VM cannot be removed: emptied instead")
-        # detach deletes just the file (an attach running meanwhile may already be writing a new one into the
-        # folder); remove, for a VM that is going away, deletes the folder with whatever is in it.
+        # Deleted afterwards: the detached file, and one an interrupted update left. Never the folder on detach (a
+        # start may be attaching into it right now); remove deletes it too, once nothing else is in it (another
+        # VM of the same name may keep its drive there).
+        previous = DatastorePath.parse(record.previous) if record.previous else None
+        doomed_files = [
+            p for p in dict.fromkeys([doomed, previous]) if p is not None and self._is_ours(record, facts, p)
+        ]
         folder = self._own_folder(record, facts) if remove else None
         if dry_run:
-            actions += plan.summary + [f"delete {p}" for p in ([folder] if folder else [doomed]) if p is not None]
-            changed = bool(plan) or new_record != record or doomed is not None or folder is not None
+            existing = [p for p in doomed_files if files.exists(p)]
+            actions += plan.summary + [f"delete {p}" for p in existing]
+            actions += [f"delete {folder} once empty"] if folder is not None else []
+            changed = bool(plan) or new_record != record or bool(existing)
             return Result(facts.name, changed, actions, dry_run=True)
         changed = False
         if plan or new_record != record:
             self._reconfigure(facts, plan, new_record, record)
             actions += plan.summary or ["cleared the drive record"]
             changed = True
-        for path in [folder] if folder is not None else [doomed]:
-            if path is not None and files.delete(path):
-                actions.append(f"deleted {path}")
-                changed = True
+        deleted = self._delete_all(files, doomed_files)
+        if folder is not None:
+            deleted += self._delete_folder_if_empty(files, facts, folder)
+        actions += deleted
+        changed = changed or any(a.startswith("deleted") for a in deleted)
         return Result(facts.name, changed, actions)
 
     # ---- migration -----------------------------------------------------------------------------------------
@@ -449,22 +457,36 @@ class ConfigDriveController:
             result.actions.append(f"host {host} already sees datastore {source.datastore}")
             return result
         target_ds = self._migration_datastore(facts, visible, datastore, host)
-        target = DatastorePath(target_ds.name, f"{drive_folder(target_ds.name, facts).path}/{source.name}")
+        # Named by content: a same-named VM's drive in the target folder has another name, or the same bytes.
+        name = f"configdrive-{record.digest[:12]}.iso" if record.digest else source.name
+        target = DatastorePath(target_ds.name, f"{drive_folder(target_ds.name, facts).path}/{name}")
         plan = dev.plan_swap_backing(cdrom, str(target), facts.powered_on)
         deletable = source if self._is_ours(record, facts, source) else None
         actions = [f"copy {source} to {target}", *plan.summary] + ([f"delete {source}"] if deletable else [])
         if dry_run:
             return Result(facts.name, True, actions, dry_run=True, iso=str(target), extra=result.extra)
         files.mkdir(target.folder)
-        files.copy(source, target)
+        self._copy_once(files, source, target, record)
         new_record = record.replace(
             iso=str(target), device=cdrom.key, previous=str(deletable or ""), folder=str(target.folder)
         )
         self._reconfigure_or_clean_up(facts, plan, new_record, record, files, target)
         done = [f"copied {source} to {target}", *plan.summary]
         if deletable is not None:
-            done += self._delete_all(files, [self._doomed(deletable, target, facts)])
+            done += self._retire(files, facts, deletable, str(target))
         return Result(facts.name, True, done, iso=str(target), extra=result.extra)
+
+    def _copy_once(self, files: DatastoreFiles, source: DatastorePath, target: DatastorePath, record: DriveRecord):
+        """Copy without overwriting: a target already there is fine only when it is this drive (an interrupted
+        run's copy); anything else there is not ours to replace."""
+        try:
+            files.copy(source, target)
+        except vim.fault.FileAlreadyExists:
+            existing = files.download(target, MAX_ISO_BYTES)
+            if not record.sha256 or hashlib.sha256(existing).hexdigest() != record.sha256:
+                raise ConfigDriveError(
+                    f"{target} already exists and is not this VM's drive; pass another --datastore"
+                ) from None
 
     def _migration_datastore(
         self, facts: VmFacts, visible: dict[str, DatastoreInfo], wanted: str | None, host: str
@@ -529,7 +551,7 @@ class ConfigDriveController:
         return fetch_vm_facts(self.session, ref)
 
     def _files(self, facts: VmFacts) -> DatastoreFiles:
-        return DatastoreFiles(self.session, facts.datacenter, facts.datacenter_path)
+        return DatastoreFiles(self.session, facts.datacenter, facts.datacenter_path, self.task_timeout)
 
     def _optimistic(self, attempt: Callable[[], T]) -> T:
         """Run an attempt; when vSphere reports ConcurrentAccess (changeVersion moved), read again and retry.
@@ -547,6 +569,8 @@ class ConfigDriveController:
                     continue
                 self._delete_leftovers(leftovers, keep=getattr(result, "iso", None))
                 return result
+        except OutcomeUnknown:
+            raise  # a reconfigure may still be attaching one of the uploads: leave them to the re-run
         except Exception:
             self._delete_leftovers(leftovers, keep=None)
             raise
@@ -614,30 +638,63 @@ class ConfigDriveController:
         return self._datastore(facts, None)
 
     def _is_ours(self, record: DriveRecord, facts: VmFacts, path: DatastorePath) -> bool:
-        """A file this tool may delete: made for this very VM (not inherited by a clone), in its own folder."""
-        return record.owner == facts.instance_uuid and self._folder_is_ours(path, facts)
-
-    @staticmethod
-    def _folder_is_ours(path: DatastorePath, facts: VmFacts) -> bool:
-        return path.folder.path == drive_folder(path.datastore, facts).path
+        """A file this tool may delete: made for this very VM (not inherited by a clone), in a folder of its own:
+        the one its current name gives, or the one its record names (the VM may have been renamed since)."""
+        if record.owner != facts.instance_uuid:
+            return False
+        folders = {drive_folder(path.datastore, facts).path}
+        if record.folder:
+            folders.add(DatastorePath.parse(record.folder).path)
+        return path.folder.path in folders
 
     def _own_folder(self, record: DriveRecord, facts: VmFacts) -> DatastorePath | None:
         if not record.folder or record.owner != facts.instance_uuid:
             return None
-        folder = DatastorePath.parse(record.folder)
-        return folder if folder.path == drive_folder(folder.datastore, facts).path else None
+        return DatastorePath.parse(record.folder)
 
     def _finish_pending(
         self, files: DatastoreFiles, record: DriveRecord, current: str, facts: VmFacts, keep: str = ""
     ) -> list[str]:
-        """Delete the file a crashed run swapped out but did not get to delete (with its folder when the drive
-        moved to another datastore, as the finished run would have)."""
-        if record.previous and record.previous not in (current, keep):
-            previous = DatastorePath.parse(record.previous)
-            doomed = self._doomed(previous, DatastorePath.parse(current), facts)
-            if files.exists(previous) and files.delete(doomed):
-                return [f"deleted {doomed} (left by an interrupted run)"]
+        """Delete the file a crashed run swapped out but did not get to delete (and its folder when the drive
+        moved out of it, as the finished run would have)."""
+        if not record.previous or record.previous in (current, keep):
+            return []
+        previous = DatastorePath.parse(record.previous)
+        if not self._is_ours(record, facts, previous):
+            return []
+        if files.exists(previous):
+            return [f"{a} (left by an interrupted run)" for a in self._retire(files, facts, previous, current)]
+        if previous.folder != DatastorePath.parse(current).folder:
+            return self._delete_folder_if_empty(files, facts, previous.folder)
         return []
+
+    def _retire(self, files: DatastoreFiles, facts: VmFacts, old: DatastorePath, current: str | None) -> list[str]:
+        """Delete a replaced ISO of ours; when the drive moved out of its folder, the folder too once empty."""
+        done = self._delete_all(files, [old])
+        if current is None or old.folder != DatastorePath.parse(current).folder:
+            done += self._delete_folder_if_empty(files, facts, old.folder)
+        return done
+
+    def _delete_folder_if_empty(self, files: DatastoreFiles, facts: VmFacts, folder: DatastorePath) -> list[str]:
+        """A folder is named after the VM, and another VM of the same name may keep its drive there: delete it
+        only when nothing is left in it."""
+        browser = self._browser(facts, folder.datastore)
+        if browser is None:
+            return []
+        left = files.list(folder, browser, pattern="*")
+        if left is None:
+            return []
+        if left:
+            return [f"left {folder}: it still holds {', '.join(left)}"]
+        return [f"deleted {folder}"] if files.delete(folder) else []
+
+    def _browser(self, facts: VmFacts, datastore: str) -> Any:
+        if datastore in facts.datastores:
+            return facts.datastores[datastore].browser
+        try:
+            return self._datastore_by_name(facts, datastore).browser
+        except (ValidationError, ConfigDriveError):
+            return None
 
     def _intact(self, files: DatastoreFiles, current: str, record: DriveRecord) -> bool:
         """The attached file is there and is the one recorded: not deleted, truncated or overwritten behind our
@@ -647,13 +704,6 @@ class ConfigDriveController:
         except (FileNotFoundError, ValidationError):
             return False
         return hashlib.sha256(content).hexdigest() == record.sha256
-
-    def _doomed(self, old: DatastorePath, current: DatastorePath, facts: VmFacts) -> DatastorePath:
-        """What goes of a replaced ISO: the file, or its whole folder when the drive moved out of that folder
-        (another datastore) and the folder is this VM's own."""
-        if old.folder != current.folder and self._folder_is_ours(old, facts):
-            return old.folder
-        return old
 
     def _strays(
         self, files: DatastoreFiles, folder: DatastorePath, ds: DatastoreInfo, vm_id: str
@@ -666,7 +716,7 @@ class ConfigDriveController:
         if ds.browser is None:
             return []
         strays = []
-        for name in files.list(folder, ds.browser):
+        for name in files.list(folder, ds.browser) or []:
             path = DatastorePath(folder.datastore, f"{folder.path}/{name}")
             try:
                 other = read_iso(files.download(path, MAX_ISO_BYTES))
@@ -764,7 +814,15 @@ class ConfigDriveController:
             extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in sorted(options.items())],
         )
         refused: list[str] = []
-        task = self.session.call(lambda: facts.ref.ReconfigVM_Task(spec), "ReconfigVM")
+        try:
+            task = self.session.call(lambda: facts.ref.ReconfigVM_Task(spec), "ReconfigVM")
+        except vmodl.MethodFault:
+            raise  # vSphere refused the request: nothing was changed
+        except Exception as e:  # the request may have reached vCenter: whether it applies is unknown
+            raise OutcomeUnknown(
+                f"reconfigure VM {facts.name}: {type(e).__name__} while sending it; it may still apply. Run the same "
+                "command again to finish or confirm it"
+            ) from e
         try:
             wait_for_task(
                 self.session,
@@ -775,7 +833,7 @@ class ConfigDriveController:
                 timeout=self.task_timeout,
             )
         except TaskTimeout as e:
-            raise ConfigDriveError(
+            raise OutcomeUnknown(
                 f"{e}. The change may still complete; run the same command again to finish or confirm it"
             ) from None
         except vmodl.MethodFault:

@@ -21,6 +21,12 @@ class NotFound(ConfigDriveError):
     exit_status = EXIT_BAD_INPUT
 
 
+class OutcomeUnknown(ConfigDriveError):
+    """A change was sent and its outcome is not known (a task still running at the deadline, the connection lost
+    while waiting): nothing may be cleaned up on the assumption that it failed; running the command again finishes
+    or confirms it."""
+
+
 class LockedDoor(ConfigDriveError):
     """The guest holds the CD-ROM locked and the question was answered 'no'."""
 
@@ -34,8 +40,6 @@ def describe_failure(error: BaseException) -> tuple[str, int]:
     vmodl = getattr(sys.modules.get("pyVmomi"), "vmodl", None)  # pyVmomi.vmodl is no module of its own
     if vmodl is not None and isinstance(error, vmodl.MethodFault):
         return f"vSphere fault {type(error).__name__}: {fault_message(error)}", EXIT_FAILURE
-    if isinstance(error, OSError):
-        return f"{type(error).__name__}: {error}", EXIT_FAILURE
     return f"{type(error).__name__}: {error}", EXIT_FAILURE
 
 

@@ -53,10 +53,6 @@ class DriveRecord:
         values.update({k: "" if v is None else str(v) for k, v in changes.items()})
         return DriveRecord(**values)
 
-    @property
-    def empty(self) -> bool:
-        return not any(getattr(self, f.name) for f in fields(self))
-
 
 # KB 2144053: with both set, ESXi answers the locked-door question itself instead of blocking the reconfigure.
 AVOID_LOCK_QUESTION_OPTIONS = {"cdrom.showIsoLockWarning": "FALSE", "msg.autoanswer": "TRUE"}

@@ -162,6 +162,7 @@ class VmData:
             if key == PUBLIC_KEYS_KEY:
                 public_keys = _parse_public_keys(value, f"metadata.{key}")
             else:
+                _check_key_in_file(key)
                 metadata[key] = _metadata_value(value, f"metadata.{key}")
         if "userdata" in obj and "userdata_base64" in obj:
             raise ValidationError("userdata_base64", "give either userdata or userdata_base64, not both")
@@ -335,6 +336,15 @@ def check_metadata_key(key: str, where: str = "metadata") -> None:
         raise ValidationError(
             where, "key must be 1-60 letters, digits, '.', '_' or '-', start with a letter or digit, no '..'"
         )
+
+
+def _check_key_in_file(key: str) -> None:
+    """The key first: an unusable key (":", "../x") is what to report, quoted in the message, since as part of a
+    field name it would garble the "field: message" line."""
+    try:
+        check_metadata_key(key)
+    except ValidationError as e:
+        raise ValidationError("metadata", f"key {json.dumps(key)}: {e.message}") from None
 
 
 def check_hostname(name: str, where: str = "hostname") -> None:

@@ -109,7 +109,7 @@ def test_build_replaces_an_existing_file(tmp_path):
 BAD_INPUTS = [
     ({"metadata": {"local-hostname": "web-1"}, "password": SECRET}, "metadata.vm-id"),
     ({"metadata": {"vm-id": "x", "local-hostname": "bad_host"}, "password": SECRET}, "metadata.local-hostname"),
-    ({"metadata": {"vm-id": "x", "../etc": "v"}, "password": SECRET}, "metadata.../etc"),
+    ({"metadata": {"vm-id": "x", "../etc": "v"}, "password": SECRET}, "metadata"),
     ({"metadata": {"vm-id": "x", "public-keys": ["ssh-rsa AAAA"]}, "password": SECRET}, "metadata.public-keys[0]"),
     ({"metadata": {"vm-id": "x"}, "userdata_base64": "%%%", "password": SECRET}, "userdata_base64"),
     ({"metadata": {"vm-id": "x"}, "password": SECRET + "\n2nd"}, "password"),

@@ -509,3 +509,49 @@ def test_vm_id_equal_to_the_bios_uuid_is_warned_about(tool, make_vm):
     assert any("BIOS UUID" in w for w in result.extra["warnings"])
     other = make_vm()
     assert "warnings" not in tool.attach(other.name, vmdata()).extra
+
+
+# ---- folders shared by same-named VMs, renamed VMs ----------------------------------------------------------
+
+
+def test_remove_leaves_a_same_named_vms_drive_and_folder_alone(tool, vcsim_faults, vsphere, make_vm):
+    """'web 1' and 'web_1' both get ConfigDrive/web_1: one VM's remove must not delete the other's drive."""
+    a, b = make_vm("cdshare 1"), make_vm("cdshare_1")
+    tool.attach(a.name, vmdata())
+    tool.detach(a.name)  # a's file goes, the folder stays
+    b_iso = tool.attach(b.name, vmdata(vm_id="11111111-2222-4333-8444-555555555555")).iso
+    assert DatastorePath.parse(b_iso).folder.path == "ConfigDrive/cdshare_1"
+    result = tool.remove(a.name)
+    assert any(a.startswith("left [LocalDS_0] ConfigDrive/cdshare_1") for a in result.actions), result.actions
+    assert fetch_file(vcsim_faults, vsphere, b_iso) is not None
+    assert iso_paths(vsphere, b) == [b_iso]
+    tool.remove(b.name)  # b's remove finds the folder empty after deleting its own file
+    assert folder_listing(vsphere, "[LocalDS_0] ConfigDrive/cdshare_1") is None
+
+
+def test_a_renamed_vm_still_cleans_up_its_old_folder(tool, vcsim_faults, vsphere, make_vm):
+    from vsphere_harness import wait_for_task
+
+    vm = make_vm()
+    old_iso = tool.attach(vm.name, vmdata()).iso
+    wait_for_task(vsphere, vm.Rename_Task(vm.name + "-renamed"))
+    tool.remove(vm.name)
+    assert fetch_file(vcsim_faults, vsphere, old_iso) is None
+    assert folder_listing(vsphere, str(DatastorePath.parse(old_iso).folder)) is None
+
+
+def test_prepare_migration_never_overwrites_a_file_it_did_not_write(tool, vcsim_faults, vsphere, make_vm):
+    from vsphere_harness import make_directory, upload
+
+    name = f"OnlyH0b-{id(make_vm) % 10000}"
+    create_local_datastore(vsphere, "DC0_C0_H0", name)
+    vm = make_vm(host="DC0_C0_H0")
+    old = tool.attach(vm.name, vmdata(), datastore=name).iso
+    digest = record_of(vsphere, vm)["digest"]
+    squatter = f"ConfigDrive/{vm.name}/configdrive-{digest[:12]}.iso"
+    make_directory(vsphere, f"[LocalDS_0] ConfigDrive/{vm.name}")
+    assert upload(vcsim_faults, vsphere, "LocalDS_0", squatter, b"someone else's file").status_code in (200, 201)
+    with pytest.raises(ConfigDriveError, match="not this VM's drive"):
+        tool.prepare_migration(vm.name, "DC0_C0_H1")
+    assert iso_paths(vsphere, vm) == [old]
+    assert fetch_file(vcsim_faults, vsphere, f"[LocalDS_0] {squatter}") == b"someone else's file"

@@ -297,7 +297,7 @@ def test_unsafe_metadata_keys_always_rejected(key):
         return
     with pytest.raises(ValidationError) as info:
         VmData.from_dict({"metadata": {"vm-id": "x", key: "v"}})
-    assert info.value.field == f"metadata.{key}"
+    assert info.value.field == "metadata" and json.dumps(key) in info.value.message
     with pytest.raises(ValidationError):
         VmData.from_object([["metadata", "vm-id", "x"], ["metadata", key, "v"]])
     with pytest.raises(ValidationError):

@@ -110,7 +110,7 @@ class ConnectionSettings:
             if not (prompt and _stdin_is_tty()):
                 raise ValidationError("password", "no password: set GOVC_PASSWORD or pass --vc-password-file")
             settings.password = getpass.getpass(f"Password for {settings.username}@{host}: ")
-        settings.ca_file = ca_file or _first_existing(env.get("GOVC_TLS_CA_CERTS"))
+        settings.ca_file = ca_file or _first_path(env.get("GOVC_TLS_CA_CERTS"))
         settings.thumbprint = thumbprint or _known_host_thumbprint(env.get("GOVC_TLS_KNOWN_HOSTS"), host)
         if insecure is None:
             insecure = _truthy(env.get("GOVC_INSECURE")) or env.get("VMWARE_VALIDATE_CERTS", "").lower() in (
@@ -169,7 +169,7 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _first_existing(paths: str | None) -> str | None:
+def _first_path(paths: str | None) -> str | None:
     for p in (paths or "").split(os.pathsep):
         if p.strip():
             return p.strip()

@@ -66,10 +66,13 @@ def safe_path_component(name: str, fallback: str) -> str:
 class DatastoreFiles:
     """Files on the datastores of one datacenter: HTTP for content, FileManager for the rest."""
 
-    def __init__(self, session: Session, datacenter: vim.Datacenter, datacenter_path: str) -> None:
+    def __init__(
+        self, session: Session, datacenter: vim.Datacenter, datacenter_path: str, task_timeout: float = 600.0
+    ) -> None:
         self.session = session
         self.datacenter = datacenter
         self.datacenter_path = datacenter_path
+        self.task_timeout = task_timeout
 
     def url(self, path: DatastorePath) -> str:
         """``/folder/<path>?dcPath=<datacenter inventory path>&dsName=<datastore>`` (full path: nested DCs)."""
@@ -197,28 +200,33 @@ class DatastoreFiles:
         fm = self.session.content.fileManager
         try:
             task = self.session.call(lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter), "DeleteFile")
-            wait_for_task(self.session, task, what=f"delete {path}")
+            wait_for_task(self.session, task, what=f"delete {path}", timeout=self.task_timeout)
         except vim.fault.FileNotFound:
             return False
         return True
 
-    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
-        """Copy a file between datastores of this datacenter, replacing the target."""
+    def copy(self, source: DatastorePath, target: DatastorePath, force: bool = False) -> None:
+        """Copy a file between datastores of this datacenter; an existing target raises FileAlreadyExists unless
+        ``force`` (a file of that name may be another VM's)."""
         fm = self.session.content.fileManager
         dc = self.datacenter
         task = self.session.call(
-            lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, True), "CopyDatastoreFile"
+            lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, force), "CopyDatastoreFile"
         )
-        wait_for_task(self.session, task, what=f"copy {source} to {target}")
+        wait_for_task(self.session, task, what=f"copy {source} to {target}", timeout=self.task_timeout)
 
-    def list(self, folder: DatastorePath, browser: vim.host.DatastoreBrowser, pattern: str = "*.iso") -> list[str]:
-        """File names in a datastore folder (empty when the folder does not exist)."""
+    def list(
+        self, folder: DatastorePath, browser: vim.host.DatastoreBrowser, pattern: str = "*.iso"
+    ) -> list[str] | None:
+        """File names in a datastore folder; None when the folder does not exist."""
         spec = vim.host.DatastoreBrowser.SearchSpec(matchPattern=[pattern])
         try:
             task = self.session.call(lambda: browser.SearchDatastore_Task(str(folder), spec), "SearchDatastore")
-            result = wait_for_task(self.session, task, what=f"list {folder}", want_result=True)
+            result = wait_for_task(
+                self.session, task, what=f"list {folder}", want_result=True, timeout=self.task_timeout
+            )
         except vim.fault.FileNotFound:
-            return []
+            return None
         return sorted(f.path for f in (getattr(result, "file", None) or []))
 
 

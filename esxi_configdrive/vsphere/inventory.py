@@ -8,7 +8,7 @@ specs that also collect the VM's ancestors (for the datacenter's inventory path)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,6 @@ VM_PROPERTIES = (
     "config.files.vmPathName",
     "runtime.powerState",
     "runtime.host",
-    "runtime.question",
 )
 DATASTORE_PROPERTIES = ("name", "summary.accessible", "host", "browser")
 
@@ -70,7 +69,6 @@ class VmFacts:
     extra_config: dict[str, str]
     vmx_path: str | None
     host: vim.HostSystem | None
-    question: Any
     datacenter: vim.Datacenter
     datacenter_path: str
     datastores: dict[str, DatastoreInfo]
@@ -152,11 +150,7 @@ def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.
         return vim.VirtualMachine(ident, session.stub)
     search = session.content.searchIndex
     if _UUID_RE.match(ident):
-        for instance in (True, False):
-            vm = session.call(lambda i=instance: search.FindByUuid(None, ident, True, i), "FindByUuid")
-            if vm is not None:
-                return vm
-        raise NotFound(f"no VM has the UUID {ident}")
+        return _find_vm_by_uuid(session, ident)
     if "/" in ident:
         path = ident if not datacenter or ident.startswith(f"{datacenter}/") else f"{datacenter}/vm/{ident}"
         vm = session.call(lambda: search.FindByInventoryPath(path), "FindByInventoryPath")
@@ -177,6 +171,25 @@ def vm_name_index(session: Session) -> dict[str, list[vim.VirtualMachine]]:
         if obj._moId not in {o._moId for o in index.get(props.get("name", ""), [])}:
             index.setdefault(props.get("name", ""), []).append(obj)
     return index
+
+
+def _find_vm_by_uuid(session: Session, uuid: str) -> vim.VirtualMachine:
+    """By instance UUID, else BIOS UUID, in one collector call. FindByUuid would pick one of several VMs sharing a
+    BIOS UUID (a VM copied with "I copied it" keeps it) without saying so; this refuses instead."""
+    spec = FilterSpec(
+        objectSet=[ObjectSpec(obj=session.content.rootFolder, skip=True, selectSet=_inventory_traversal())],
+        propSet=[PropertySpec(type=vim.VirtualMachine, pathSet=["config.instanceUuid", "config.uuid"])],
+    )
+    wanted = uuid.replace("-", "").lower()
+    rows = retrieve(session, spec)
+    for prop in ("config.instanceUuid", "config.uuid"):
+        vms = {o._moId: o for o, p in rows if (p.get(prop) or "").replace("-", "").lower() == wanted}
+        if len(vms) > 1:
+            ids = ", ".join(sorted(vms))
+            raise ValidationError("vm", f"{len(vms)} VMs have the UUID {uuid} ({ids}); give the id instead")
+        if vms:
+            return next(iter(vms.values()))
+    raise NotFound(f"no VM has the UUID {uuid}")
 
 
 def _find_vm_by_name(session: Session, name: str) -> vim.VirtualMachine:
@@ -224,7 +237,6 @@ def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
         extra_config=extra_config_dict(props.get("config.extraConfig") or []),
         vmx_path=props.get("config.files.vmPathName"),
         host=props.get("runtime.host"),
-        question=props.get("runtime.question"),
         datacenter=datacenter,
         datacenter_path=dc_path,
         datastores=datastores,
@@ -340,14 +352,3 @@ def pick_datastore(facts: VmFacts, wanted: str | None) -> DatastoreInfo:
     if facts.datastores:
         return sorted(facts.datastores.values(), key=lambda d: d.name)[0]
     raise ConfigDriveError(f"VM {facts.name} uses no datastore; pass --datastore")
-
-
-def host_names(session: Session, refs: Sequence[str]) -> dict[str, str]:
-    """Names of hosts by moref (one call), for messages."""
-    if not refs:
-        return {}
-    spec = FilterSpec(
-        objectSet=[ObjectSpec(obj=vim.HostSystem(r, session.stub)) for r in refs],
-        propSet=[PropertySpec(type=vim.HostSystem, pathSet=["name"])],
-    )
-    return {o._moId: p.get("name", o._moId) for o, p in retrieve(session, spec)}

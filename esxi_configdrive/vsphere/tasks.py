@@ -15,7 +15,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..errors import ConfigDriveError, fault_message
+from ..errors import ConfigDriveError, OutcomeUnknown, fault_message
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ DEFAULT_TIMEOUT = 600.0
 FIRST_POLL_DELAY, MAX_POLL_DELAY = 0.05, 2.0
 
 
-class TaskTimeout(ConfigDriveError):
+class TaskTimeout(OutcomeUnknown):
     """The task did not finish before the deadline."""
 
 
@@ -42,6 +42,8 @@ def wait_for_task(
     """Poll until ``task`` ends; return its result, or raise its fault (a pyVmomi MethodFault).
 
     With ``vm`` given, its pending question is passed to ``on_question`` and answered with the key it returns.
+    A MethodFault raised from here is always the task's own error (the task ended and failed); a failure of the
+    waiting itself (polling, answering) raises OutcomeUnknown, since the task may still succeed.
     """
     PC = vmodl.query.PropertyCollector
     task_props = ["info.state", "info.error"] + (["info.result"] if want_result else [])
@@ -56,7 +58,7 @@ def wait_for_task(
     delay = FIRST_POLL_DELAY
     answered: set[str] = set()
     while True:
-        result = session.call(lambda: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "RetrievePropertiesEx")
+        result = _waiting(session, lambda: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), task, what)
         task_state, question = _read(result, task)
         state = task_state.get("info.state")
         if state == vim.TaskInfo.State.success:
@@ -72,7 +74,7 @@ def wait_for_task(
             if choice is not None:
                 answered.add(question.id)
                 log.info("answering VM question %s (%s) with %s", question.id, _message_ids(question), choice)
-                session.call(lambda q=question, c=choice: vm.AnswerVM(q.id, str(c)), "AnswerVM")
+                _waiting(session, lambda q=question, c=choice: vm.AnswerVM(q.id, str(c)), task, what)
                 delay = FIRST_POLL_DELAY
                 continue
         if time.monotonic() >= deadline:
@@ -80,6 +82,16 @@ def wait_for_task(
             raise TaskTimeout(f"{what}: still running after {timeout:.0f} s (task {task._moId}){hint}")
         time.sleep(delay)
         delay = min(delay * 2, MAX_POLL_DELAY)
+
+
+def _waiting(session: Any, call: Callable[[], Any], task: vim.Task, what: str) -> Any:
+    try:
+        return session.call(call, "task wait")
+    except Exception as e:
+        raise OutcomeUnknown(
+            f"{what}: lost track of task {task._moId} ({type(e).__name__}); it may still complete. Run the same "
+            "command again to finish or confirm it"
+        ) from e
 
 
 def _read(result: Any, task: vim.Task) -> tuple[dict[str, Any], Any]:
