@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyVmomi import vim
 
@@ -190,26 +191,30 @@ def plan_attach(
 
 def plan_swap_backing(cdrom: vim.vm.device.VirtualCdrom, iso_path: str, powered_on: bool) -> DevicePlan:
     """Point the existing config-drive CD-ROM at another ISO (the detach + reattach of an update, in one step)."""
-    device = _edited_copy(cdrom)
-    device.backing = iso_backing(iso_path)
-    device.connectable = connect_info(connected=powered_on, start_connected=True)
-    edit = vim.vm.device.VirtualDeviceSpec.Operation.edit
-    return DevicePlan(
-        [vim.vm.device.VirtualDeviceSpec(operation=edit, device=device)],
-        [f"point CD-ROM {cdrom.key} at {iso_path}"],
+    return _plan_edit(
+        cdrom,
+        iso_backing(iso_path),
+        connect_info(connected=powered_on, start_connected=True),
+        f"point CD-ROM {cdrom.key} at {iso_path}",
     )
 
 
 def plan_clear_backing(cdrom: vim.vm.device.VirtualCdrom) -> DevicePlan:
     """Leave the drive in place but empty and disconnected: no backing that could point at a deleted file."""
-    device = _edited_copy(cdrom)
-    device.backing = vim.vm.device.VirtualCdrom.RemotePassthroughBackingInfo(deviceName="", exclusive=False)
-    device.connectable = connect_info(connected=False, start_connected=False)
-    edit = vim.vm.device.VirtualDeviceSpec.Operation.edit
-    return DevicePlan(
-        [vim.vm.device.VirtualDeviceSpec(operation=edit, device=device)],
-        [f"empty and disconnect CD-ROM {cdrom.key}"],
+    return _plan_edit(
+        cdrom,
+        vim.vm.device.VirtualCdrom.RemotePassthroughBackingInfo(deviceName="", exclusive=False),
+        connect_info(connected=False, start_connected=False),
+        f"empty and disconnect CD-ROM {cdrom.key}",
     )
+
+
+def _plan_edit(cdrom: vim.vm.device.VirtualCdrom, backing: Any, connectable: Any, summary: str) -> DevicePlan:
+    device = _edited_copy(cdrom)
+    device.backing = backing
+    device.connectable = connectable
+    edit = vim.vm.device.VirtualDeviceSpec.Operation.edit
+    return DevicePlan([vim.vm.device.VirtualDeviceSpec(operation=edit, device=device)], [summary])
 
 
 def plan_remove(cdrom: vim.vm.device.VirtualCdrom) -> DevicePlan:
