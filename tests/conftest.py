@@ -8,4 +8,5 @@ pytest_plugins = [
     "fixtures_vsphere",  # vSphere test bed: vcsim harness, pyvmomi logins, fresh VMs, cassettes (issue 3)
     "tool_fixtures",  # the tool's controller on a session to the harness, and result inspection (issue 4)
     "reliability_fixtures",  # interrupting the tool's calls, the CLI as a killable child, counts (issue 6)
+    "fixtures_stock",  # stock vcsim: govmomi's simulator with nothing in front (issue 11 item 4)
 ]

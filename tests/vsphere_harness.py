@@ -666,3 +666,49 @@ def hosts_seeing(si: vim.ServiceInstance, datastore: str) -> set[str]:
         for row in retrieve(si, vim.HostSystem, ["name", "datastore"])
         if any(ds.name == datastore for ds in row.get("datastore", []))
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stock vcsim (the same binary with -stock: govmomi's simulator with nothing in front; docs/testing.md)
+
+
+class StockVcsim(Vcsim):
+    """govmomi's simulator as the stock vcsim command serves it: no fault injection, no repairs of its model,
+    no control API. Started, addressed and logged into exactly like ``Vcsim`` (same TLS certificate, startup
+    line and credentials); ``set_faults``/``counters``/``reset_faults`` raise ``ValueError`` (there is nothing
+    to set or count)."""
+
+    def __init__(self, binary: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        extra = tuple(kwargs.pop("extra_args", ()))
+        if kwargs.get("latency_ms"):
+            raise ValueError("stock vcsim injects no latency (it is the harness's)")
+        super().__init__(binary, extra_args=("-stock", *extra), **kwargs)
+
+    def start(self) -> StockVcsim:
+        super().start()
+        try:
+            mode = self._control("GET", "").get("mode")
+        except BaseException:
+            self.stop()
+            raise
+        if mode != "stock":  # an older binary would have started the harness instead
+            self.stop()
+            raise HarnessUnavailable(f"the binary did not start stock vcsim (control API says mode={mode!r})")
+        return self
+
+
+def datastore_mounts(si: vim.ServiceInstance) -> dict[str, set[str]]:
+    """What each datastore's own ``Datastore.host`` mount list names: {datastore: {host names}}."""
+    names = {row["obj"]._moId: row["name"] for row in retrieve(si, vim.HostSystem, ["name"])}
+    return {
+        row["name"]: {names.get(m.key._moId, m.key._moId) for m in row.get("host", [])}
+        for row in retrieve(si, vim.Datastore, ["name", "host"])
+    }
+
+
+def host_datastores(si: vim.ServiceInstance) -> dict[str, set[str]]:
+    """What each host's own ``HostSystem.datastore`` list names: {host: {datastore names}}."""
+    return {
+        row["name"]: {ds.name for ds in row.get("datastore", [])}
+        for row in retrieve(si, vim.HostSystem, ["name", "datastore"])
+    }

@@ -1,6 +1,7 @@
 // Command vcsim-harness serves govmomi's vSphere simulator (the VPX model: a vCenter with DC0, hosts,
 // clusters, VMs and datastores) on a loopback port, behind an http.Handler that injects the faults real
-// vCenters produce and vcsim 0.24 does not (see harness.go and docs/testing.md).
+// vCenters produce and vcsim 0.24 does not (see harness.go and docs/testing.md). With -stock it serves
+// the simulator as the stock vcsim command does, with nothing in front (stock.go).
 //
 // On start it prints one JSON line to stdout (url, ca_file, control_url, username, password) and serves
 // until SIGTERM/SIGINT. The password is generated per run (or read from $VCSIM_PASSWORD), never taken
@@ -47,6 +48,7 @@ type startupInfo struct {
 	Username   string `json:"username"`
 	Password   string `json:"password"`
 	PID        int    `json:"pid"`
+	Mode       string `json:"mode"` // "harness", or "stock" (-stock: stock.go)
 }
 
 func main() {
@@ -67,6 +69,7 @@ func main() {
 	questionTimeout := flag.Duration("question-timeout", 30*time.Second, "how long an unanswered locked-door question blocks its task")
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "exit when stdin reaches EOF (the parent died or closed it): no orphans")
 	verbose := flag.Bool("verbose", false, "log every SOAP method name and injected fault to stderr (never bodies)")
+	stock := flag.Bool("stock", false, "serve govmomi's simulator as the stock vcsim command does: no handler in front, no repairs, no control API (stock.go)")
 	flag.Parse()
 
 	username := os.Getenv("VCSIM_USERNAME")
@@ -80,6 +83,11 @@ func main() {
 	// Nothing we start should inherit them.
 	_ = os.Unsetenv("VCSIM_PASSWORD")
 	_ = os.Unsetenv("VCSIM_USERNAME")
+	if *stock {
+		if bad := harnessOnlyFlags(); len(bad) > 0 {
+			log.Fatalf("-stock serves vcsim without the harness: %s cannot be used with it", strings.Join(bad, ", "))
+		}
+	}
 
 	model := simulator.VPX()
 	model.Machine = *vms
@@ -92,6 +100,12 @@ func main() {
 		log.Fatalf("creating the inventory: %v", err)
 	}
 	defer model.Remove()
+
+	if *stock {
+		serveStock(model, serveOptions{listen: *listen, plain: *plain, certDir: *certDir, stdinEOF: *stdinEOF,
+			username: username, password: password})
+		return
+	}
 
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
@@ -132,44 +146,18 @@ func main() {
 		Username:   username,
 		Password:   password,
 		PID:        os.Getpid(),
+		Mode:       "harness",
 	}
 
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
 	var tmpDir string
 	if !*plain {
-		dir := *certDir
-		if dir == "" {
-			tmpDir, err = ioutil.TempDir("", "vcsim-harness-")
-			if err != nil {
-				log.Fatalf("temp dir: %v", err)
-			}
-			dir = tmpDir
-		}
-		cert, pemBytes, err := selfSignedCert()
-		if err != nil {
-			log.Fatalf("certificate: %v", err)
-		}
-		info.CAFile, err = filepath.Abs(filepath.Join(dir, "ca.pem"))
-		if err != nil {
-			log.Fatalf("cert path: %v", err)
-		}
-		if err = os.MkdirAll(dir, 0o755); err != nil {
-			log.Fatalf("cert dir: %v", err)
-		}
-		if err = ioutil.WriteFile(info.CAFile, pemBytes, 0o644); err != nil {
-			log.Fatalf("writing %s: %v", info.CAFile, err)
-		}
+		var cert tls.Certificate
+		cert, info.CAFile, tmpDir = writeCertificate(*certDir)
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
 
-	done := make(chan os.Signal, 1)
-	signal.Notify(done, syscall.SIGTERM, syscall.SIGINT)
-	if *stdinEOF {
-		go func() {
-			_, _ = io.Copy(ioutil.Discard, os.Stdin)
-			done <- syscall.SIGTERM
-		}()
-	}
+	done := stopSignal(*stdinEOF)
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
 			log.Fatalf("serve: %v", err)
@@ -187,6 +175,47 @@ func main() {
 	if tmpDir != "" {
 		_ = os.RemoveAll(tmpDir)
 	}
+}
+
+// writeCertificate makes the P-256 certificate and writes its PEM as ca.pem into dir (a new temporary
+// directory when dir is empty, returned as tmpDir so the caller removes it at exit).
+func writeCertificate(dir string) (cert tls.Certificate, caFile string, tmpDir string) {
+	var err error
+	if dir == "" {
+		tmpDir, err = ioutil.TempDir("", "vcsim-harness-")
+		if err != nil {
+			log.Fatalf("temp dir: %v", err)
+		}
+		dir = tmpDir
+	}
+	cert, pemBytes, err := selfSignedCert()
+	if err != nil {
+		log.Fatalf("certificate: %v", err)
+	}
+	caFile, err = filepath.Abs(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		log.Fatalf("cert path: %v", err)
+	}
+	if err = os.MkdirAll(dir, 0o755); err != nil {
+		log.Fatalf("cert dir: %v", err)
+	}
+	if err = ioutil.WriteFile(caFile, pemBytes, 0o644); err != nil {
+		log.Fatalf("writing %s: %v", caFile, err)
+	}
+	return cert, caFile, tmpDir
+}
+
+// stopSignal fires on SIGTERM/SIGINT, and on stdin's EOF when asked (the parent died: no orphans).
+func stopSignal(stdinEOF bool) chan os.Signal {
+	done := make(chan os.Signal, 1)
+	signal.Notify(done, syscall.SIGTERM, syscall.SIGINT)
+	if stdinEOF {
+		go func() {
+			_, _ = io.Copy(ioutil.Discard, os.Stdin)
+			done <- syscall.SIGTERM
+		}()
+	}
+	return done
 }
 
 // fixServiceURLs points the URLs the simulator advertises (SessionManager service host, OptionManager
