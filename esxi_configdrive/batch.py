@@ -30,6 +30,7 @@ LINE_KEYS = {
     "remove": {"vm"},
 }  # fmt: skip
 MAX_LINE_BYTES = 16 * 1024 * 1024
+NETWORK_DATA_CHOICES = {"attach": ("file", "auto", "empty"), "update": ("keep", "auto", "empty", "none")}
 
 
 @dataclass
@@ -111,13 +112,18 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
     if command == "attach" and item.data is None:
         raise ValidationError("vmdata", "attach needs vmdata or vmdata_file")
     item.overrides = _overrides(obj, max_userdata_bytes)
-    if command == "update" and item.data is None and not item.overrides and obj.get("network_data") != "auto":
+    if command == "update" and item.data is None and not item.overrides and obj.get("network_data") is None:
         raise ValidationError("update", "nothing to change on this line")
     for key in ("datastore", "controller", "network_data"):
         if key in obj:
             if not isinstance(obj[key], str):
                 raise ValidationError(key, "must be a string")
             item.options[key] = obj[key]
+    network = obj.get("network_data")
+    if network is not None and network not in NETWORK_DATA_CHOICES[command]:
+        raise ValidationError("network_data", f"must be one of {', '.join(NETWORK_DATA_CHOICES[command])}")
+    if network == "empty" and item.data is not None and command == "attach":
+        item.data.empty_network_data = True
 
 
 def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
@@ -228,10 +234,13 @@ def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str,
                 dry_run=options.get("dry_run", False),
             )
         elif command == "update":
+            from .cli_vsphere import NETWORK_DATA_OPTIONS
+
             result = controller.update(
                 vm,
                 data=item.data,
                 overrides=item.overrides,
+                options=NETWORK_DATA_OPTIONS.get(options.get("network_data", ""), {}),
                 network_data_auto=options.get("network_data") == "auto",
                 dry_run=options.get("dry_run", False),
             )

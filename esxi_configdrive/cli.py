@@ -114,6 +114,8 @@ def apply_content_options(data: VmData, args: argparse.Namespace) -> VmData:
         data.admin_pass = args.admin_pass == "yes"
     if args.dated_versions is not None:
         data.dated_versions = args.dated_versions
+    if getattr(args, "network_data", None) == "empty":
+        data.empty_network_data = True
     data.validate(max_userdata_bytes=args.max_userdata_bytes)
     return data
 
@@ -251,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="build a config drive ISO from VM data")
     _add_content_options(p, vmdata_required=True)
+    p.add_argument(
+        "--network-data",
+        choices=("file", "empty"),
+        default="file",
+        help="file: the VM data's network data (none: no network_data.json, the guest uses DHCP); "
+        "empty: write CloudStack's {} (cloud-init then configures no network)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT.iso", help="where to write the ISO ('-': stdout)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_build)

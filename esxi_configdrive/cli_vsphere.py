@@ -8,6 +8,12 @@ from typing import Any
 
 from .vmdata import DEFAULT_MAX_USERDATA_BYTES, ValidationError, VmData
 
+# What update's --network-data empty|none changes on the drive (auto is resolved against the VM's NICs).
+NETWORK_DATA_OPTIONS = {
+    "empty": {"empty_network_data": True, "network_data": {}},
+    "none": {"empty_network_data": False, "network_data": {}},
+}
+
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("vCenter connection (else GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD, GOVC_INSECURE, …)")
@@ -55,9 +61,10 @@ def add_vsphere_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--network-data",
-        choices=("file", "auto"),
+        choices=("file", "auto", "empty"),
         default="file",
-        help="auto: network_data.json links from the VM's NICs (their real MACs)",
+        help="file: the VM data's network data (none: no network_data.json, the guest uses DHCP); auto: DHCP "
+        "on every NIC, links with the VM's real MACs; empty: CloudStack's {} (cloud-init configures no network)",
     )
     p.add_argument(
         "--avoid-lock-question",
@@ -69,7 +76,13 @@ def add_vsphere_commands(sub: Any) -> None:
     p = sub.add_parser("update", help="change the drive's content: user data, password, SSH keys …")
     _common(p, batch=True)
     _add_content_options(p, vmdata_required=False)
-    p.add_argument("--network-data", choices=("keep", "auto"), default="keep")
+    p.add_argument(
+        "--network-data",
+        choices=("keep", "auto", "empty", "none"),
+        default="keep",
+        help="keep: the drive's network data stays; auto: DHCP on every NIC with the VM's real MACs; empty: "
+        "CloudStack's {}; none: no network_data.json (the guest falls back to DHCP)",
+    )
     p.add_argument("--avoid-lock-question", action="store_true")
     p.set_defaults(func=cmd_update)
 
@@ -165,8 +178,8 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
     for key in ("datastore", "controller"):
         if getattr(args, key, None):
             defaults[key] = getattr(args, key)
-    if getattr(args, "network_data", None) == "auto":
-        defaults["network_data"] = "auto"
+    if getattr(args, "network_data", None) in ("auto", "empty", "none"):
+        defaults["network_data"] = args.network_data
     settings = connection_settings(args)
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
     with stream, Session(settings) as session:
@@ -244,7 +257,8 @@ def cmd_update(args: argparse.Namespace) -> dict[str, Any] | int:
         )
         if v is not None
     }
-    if data is None and not overrides and not options and args.network_data != "auto":
+    options.update(NETWORK_DATA_OPTIONS.get(args.network_data, {}))
+    if data is None and not overrides and not options and args.network_data == "keep":
         raise ValidationError(
             "update", "nothing to change: give --vmdata, --userdata-file, --password-file, --ssh-key-file …"
         )

@@ -306,7 +306,10 @@ class ConfigDriveController:
             now
             if data is None
             else data.copy(
-                label=now.label, password_vendor_data=now.password_vendor_data, dated_versions=now.dated_versions
+                label=now.label,
+                password_vendor_data=now.password_vendor_data,
+                dated_versions=now.dated_versions,
+                empty_network_data=now.empty_network_data,
             )
         )
         for key, value in options.items():

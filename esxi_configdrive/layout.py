@@ -128,8 +128,9 @@ def _add_openstack_tree(tree: FileTree, data: VmData) -> None:
     latest = {
         META_DATA: _json_bytes(openstack_meta_data(data)),
         VENDOR_DATA: _json_bytes(openstack_vendor_data(data)),
-        NETWORK_DATA: _json_bytes(data.network_data),
     }
+    if data.network_data or data.empty_network_data:
+        latest[NETWORK_DATA] = _json_bytes(data.network_data)
     for name, content in latest.items():
         tree.files[f"{LATEST}/{name}"] = content
     if data.password and data.password_vendor_data:
@@ -140,7 +141,7 @@ def _add_openstack_tree(tree: FileTree, data: VmData) -> None:
         tree.links[f"{LATEST}/{USER_DATA}"] = USERDATA_PATH  # a hard link, as CloudStack's `ln`
     if data.dated_versions:
         for version in DATED_VERSIONS:
-            for name in (META_DATA, VENDOR_DATA, NETWORK_DATA):
+            for name in latest:
                 if version >= _FIRST_VERSION_WITH.get(name, ""):
                     tree.links[f"{OPENSTACK}/{version}/{name}"] = f"{LATEST}/{name}"
             if data.userdata:
@@ -257,6 +258,7 @@ def parse_tree(tree: FileTree) -> VmData:
         data.password_vendor_data = True  # the default, for when a password is added later
     data.vendor_data = vendor
     data.network_data = _load_json_file(tree, f"{LATEST}/{NETWORK_DATA}")
+    data.empty_network_data = not data.network_data and tree.read(f"{LATEST}/{NETWORK_DATA}") is not None
     data.dated_versions = any(_DATED_RE.match(p) for p in tree.all_paths())
     limit = max(len(data.userdata or b""), 1)  # reading is not the place to enforce the input limit
     data.validate(max_userdata_bytes=limit)

@@ -100,6 +100,9 @@ class VmData:
     label: str = DEFAULT_LABEL
     password_vendor_data: bool = True
     dated_versions: bool = False
+    # No network data means no network_data.json, so cloud-init falls back to DHCP on the first NIC; a `{}` file
+    # (what CloudStack writes) means "no network config" to cloud-init and leaves the NIC down. Only on request.
+    empty_network_data: bool = False
     # meta_data.json's admin_pass is what cloudbase-init (Windows) reads; cloud-init copies meta_data.json into
     # the world-readable /run/cloud-init/instance-data.json, so attach leaves it out for non-Windows guests.
     admin_pass: bool = True

@@ -52,6 +52,21 @@ def files_in(directory: Path) -> set[str]:
 # ---- build ------------------------------------------------------------------------------------------------
 
 
+def test_build_writes_network_data_only_when_there_is_some_or_on_request(tmp_path, capsys):
+    """No network data: no network_data.json (cloud-init then uses DHCP); --network-data empty: CloudStack's {}."""
+    minimal = write_vmdata(tmp_path, {"metadata": {"vm-id": "x"}})
+    plain, empty = tmp_path / "plain.iso", tmp_path / "empty.iso"
+    assert main(["build", "--vmdata", str(minimal), "-o", str(plain)]) == 0
+    assert main(["build", "--vmdata", str(minimal), "--network-data", "empty", "-o", str(empty)]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(plain), "--json"]) == 0
+    assert "openstack/latest/network_data.json" not in json.loads(capsys.readouterr().out)["files"]
+    assert main(["inspect", str(empty), "--json"]) == 0
+    inspected = json.loads(capsys.readouterr().out)
+    assert "openstack/latest/network_data.json" in inspected["files"] and inspected["network_data"] == {}
+    assert read_iso(empty).empty_network_data and not read_iso(plain).empty_network_data
+
+
 def test_build_writes_iso_with_mode_0600(tmp_path, capsys):
     out = tmp_path / "out.iso"
     assert main(["build", "--vmdata", str(write_vmdata(tmp_path)), "-o", str(out)]) == 0

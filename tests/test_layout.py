@@ -79,11 +79,35 @@ def test_no_userdata_no_password_no_files_for_them():
         "cloudstack/metadata/vm-id.txt",
         f"{LATEST}/meta_data.json",
         f"{LATEST}/vendor_data.json",
-        f"{LATEST}/network_data.json",
     }
     assert json_file(tree, f"{LATEST}/meta_data.json") == {"uuid": sd.VM_ID}
     assert json_file(tree, f"{LATEST}/vendor_data.json") == {}
-    assert json_file(tree, f"{LATEST}/network_data.json") == {}
+
+
+def test_no_network_data_no_file_so_the_guest_falls_back_to_dhcp():
+    """cloud-init turns a present `{}` into an empty network config and leaves the NIC down; without the file it
+    falls back to DHCP on the first NIC (REFERENCE.md section 5). So no network data means no file."""
+    for data in (sd.minimal_vmdata(), sd.minimal_vmdata(network_data={})):
+        tree = build_tree(data)
+        assert f"{LATEST}/network_data.json" not in tree.all_paths()
+        assert parse_tree(tree).empty_network_data is False
+    dated = sd.minimal_vmdata()
+    dated.dated_versions = True
+    assert not any(p.endswith("network_data.json") for p in build_tree(dated).all_paths())
+
+
+def test_cloudstacks_empty_network_data_only_on_request_and_kept_on_reading():
+    data = sd.minimal_vmdata()
+    data.empty_network_data = True
+    tree = build_tree(data)
+    assert tree.read(f"{LATEST}/network_data.json") == b"{}"
+    again = parse_tree(tree)
+    assert again.empty_network_data is True and again.network_data == {}
+    assert build_tree(again).all_paths() == tree.all_paths()  # an update keeps the drive's layout
+    assert again.extra_files == {}
+    # real network data wins over the flag: the file holds it
+    data.network_data = dict(sd.NETWORK_DATA)
+    assert json_file(build_tree(data), f"{LATEST}/network_data.json") == sd.NETWORK_DATA
 
 
 def test_password_files_and_md5_checksum_under_both_names():
