@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import ValidationError
 from .iso import build_iso, read_iso
-from .vmdata import ValidationError, VmData
+from .vmdata import VmData
 
 __version__ = "0.1.0"
 __all__ = ["ConfigDriveController", "ValidationError", "VmData", "build_iso", "read_iso"]

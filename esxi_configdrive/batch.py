@@ -16,8 +16,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, describe_failure
-from .vmdata import DEFAULT_MAX_USERDATA_BYTES, ValidationError, VmData, check_password, decode_base64
+from . import dispatch
+from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES, MAX_CONCURRENCY
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ValidationError, changed_after, describe_failure, one_line
+from .fields import check_password, userdata_from
+from .vmdata import VmData
 
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
@@ -30,7 +33,6 @@ LINE_KEYS = {
     "remove": {"vm"},
 }  # fmt: skip
 MAX_LINE_BYTES = 16 * 1024 * 1024
-NETWORK_DATA_CHOICES = {"attach": ("file", "auto", "empty"), "update": ("keep", "auto", "empty", "none")}
 
 
 @dataclass
@@ -119,23 +121,13 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
             if not isinstance(obj[key], str):
                 raise ValidationError(key, "must be a string")
             item.options[key] = obj[key]
-    network = obj.get("network_data")
-    if network is not None and network not in NETWORK_DATA_CHOICES[command]:
-        raise ValidationError("network_data", f"must be one of {', '.join(NETWORK_DATA_CHOICES[command])}")
-    if network == "empty" and item.data is not None and command == "attach":
-        item.data.empty_network_data = True
+    dispatch.check_network_data(command, item.options.get("network_data"), "network_data")
 
 
 def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if "userdata" in obj and "userdata_base64" in obj:
-        raise ValidationError("userdata_base64", "give userdata or userdata_base64, not both")
-    if "userdata" in obj:
-        if not isinstance(obj["userdata"], str):
-            raise ValidationError("userdata", "must be a string")
-        out["userdata"] = obj["userdata"].encode("utf-8", "surrogatepass")
-    if "userdata_base64" in obj:
-        out["userdata"] = decode_base64(obj["userdata_base64"], "userdata_base64")
+    if "userdata" in obj or "userdata_base64" in obj:
+        out["userdata"] = userdata_from(obj) or b""
     if "password" in obj:
         check_password(obj["password"])
         out["password"] = obj["password"]
@@ -160,15 +152,15 @@ def run_batch(
     command: str,
     items: Iterable[BatchItem],
     *,
-    concurrency: int = 4,
+    concurrency: int = DEFAULT_CONCURRENCY,
     defaults: dict[str, Any] | None = None,
     on_result: Callable[[dict[str, Any]], None] = lambda r: None,
     progress: Progress | None = None,
 ) -> BatchSummary:
     """Run ``command`` for every item, at most ``concurrency`` at a time; ``on_result`` gets each result as
     it finishes (from the calling thread, so output needs no lock)."""
-    if not 1 <= concurrency <= 64:
-        raise ValidationError("concurrency", "must be between 1 and 64")
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValidationError("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
     summary = BatchSummary()
     started = time.monotonic()
     defaults = defaults or {}
@@ -209,12 +201,8 @@ def run_batch(
 
 def _name_index(controller: Any) -> dict[str, list[Any]]:
     """All VM names in one call, instead of one look-up per line (names not in it are looked up as usual)."""
-    session = getattr(controller, "session", None)
-    if session is None:
-        return {}
-    from .vsphere.inventory import vm_name_index
-
-    return vm_name_index(session)
+    index = getattr(controller, "name_index", None)
+    return index() if index is not None else {}
 
 
 def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -222,36 +210,20 @@ def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str,
     if item.error is not None:
         return {**base, "changed": False, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}
     options = {**defaults, **item.options}
-    vm = item.ref if item.ref is not None else item.vm
+    request = dispatch.Request(
+        vm=item.ref if item.ref is not None else item.vm,
+        data=item.data,
+        overrides=item.overrides,
+        datastore=options.get("datastore"),
+        controller=options.get("controller", "auto"),
+        network_data=options.get("network_data"),
+        dry_run=options.get("dry_run", False),
+    )
     try:
-        if command == "attach":
-            result = controller.attach(
-                vm,
-                item.data,
-                datastore=options.get("datastore"),
-                controller=options.get("controller", "auto"),
-                network_data_auto=options.get("network_data") == "auto",
-                dry_run=options.get("dry_run", False),
-            )
-        elif command == "update":
-            from .cli_vsphere import NETWORK_DATA_OPTIONS
-
-            result = controller.update(
-                vm,
-                data=item.data,
-                overrides=item.overrides,
-                options=NETWORK_DATA_OPTIONS.get(options.get("network_data", ""), {}),
-                network_data_auto=options.get("network_data") == "auto",
-                dry_run=options.get("dry_run", False),
-            )
-        elif command == "detach":
-            result = controller.detach(vm, dry_run=options.get("dry_run", False))
-        else:
-            result = controller.remove(vm, dry_run=options.get("dry_run", False))
+        result = dispatch.run(controller, command, request)
     except Exception as e:  # one VM's failure is its own result; the batch goes on
         message, status = describe_failure(e)
-        changed = False if status == EXIT_BAD_INPUT else None  # None: the message says what state the VM is in
-        return {**base, "changed": changed, "error": " ".join(message.split()), "exit_status": status}
+        return {**base, "changed": changed_after(status), "error": one_line(message), "exit_status": status}
     return {**base, **result.to_dict()}
 
 

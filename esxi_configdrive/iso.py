@@ -17,10 +17,12 @@ import time
 from collections.abc import Iterable
 from typing import Any, BinaryIO, Union
 
+from .defaults import DEFAULT_LABEL, DEFAULT_MAX_USERDATA_BYTES, MAX_ISO_BYTES
+from .errors import ValidationError
+from .fields import check_label, check_tree_path
 from .layout import FileTree, build_tree, parse_tree
-from .vmdata import DEFAULT_LABEL, DEFAULT_MAX_USERDATA_BYTES, ValidationError, VmData
+from .vmdata import VmData
 
-MAX_ISO_BYTES = 64 * 1024 * 1024  # CloudStack refuses bigger config drives
 MAX_FILES = 10_000
 MAX_EXTRACTED_BYTES = 4 * MAX_ISO_BYTES  # hard links may repeat data; crafted ISOs may repeat it a lot
 _ISO_NAME_MAX = 30  # name + extension, Ecma-119 7.5.2 (what genisoimage -l allows)
@@ -88,8 +90,16 @@ def tree_to_iso(tree: FileTree) -> bytes:
     """Write ``tree`` as an ISO. Each ``links`` entry becomes a directory record sharing its target's extent."""
     from pycdlib.pycdlibexception import PyCdlibException  # deferred: importing the package should stay cheap
 
-    from .vmdata import check_label, check_tree_path
+    check_size(tree)
+    try:
+        return _write_iso(tree)
+    except PyCdlibException as e:
+        raise ValidationError("iso", f"cannot build the ISO: {e}") from None
 
+
+def check_size(tree: FileTree) -> None:
+    """Everything that can make ``tree`` unwritable, checked without writing: the label, every path and name,
+    and the content's size (the written image is checked once more: headers add a little)."""
     check_label(tree.label)
     for path in tree.all_paths():
         check_tree_path(path, f"tree:{path}")
@@ -98,18 +108,13 @@ def tree_to_iso(tree: FileTree) -> bytes:
     clash = sorted(set(_directories(tree.all_paths())) & set(tree.all_paths()))
     if clash:
         raise ValidationError(f"tree:{clash[0]}", "is both a file and a directory")
-    try:
-        return _write_iso(tree)
-    except PyCdlibException as e:
-        raise ValidationError("iso", f"cannot build the ISO: {e}") from None
+    payload = sum(len(v) for v in tree.files.values())
+    if payload > MAX_ISO_BYTES:
+        raise IsoTooLarge("iso", f"content of {payload} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
 
 
 def _write_iso(tree: FileTree) -> bytes:
     pycdlib = _pycdlib()
-
-    payload = sum(len(v) for v in tree.files.values())
-    if payload > MAX_ISO_BYTES:
-        raise IsoTooLarge("iso", f"content of {payload} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
 
     names = _iso9660_names(tree.all_paths())
     iso = pycdlib.PyCdlib()
@@ -301,7 +306,5 @@ def _clean_path(full: str, kind: str) -> str:
     path = full.lstrip("/")
     if kind == "iso_path":
         path = re.sub(r";\d+$", "", path).rstrip(".").lower()
-    from .vmdata import check_tree_path
-
     check_tree_path(path, f"iso:{path}")
     return path

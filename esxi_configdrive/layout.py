@@ -10,18 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .vmdata import (
-    DEFAULT_MAX_USERDATA_BYTES,
-    GENERATED_OPENSTACK_KEYS,
-    HOSTNAME_KEY,
-    PUBLIC_KEYS_KEY,
-    VM_ID_KEY,
-    ValidationError,
-    VmData,
-)
+from .defaults import DEFAULT_MAX_USERDATA_BYTES
+from .errors import ValidationError
+from .vmdata import GENERATED_OPENSTACK_KEYS, HOSTNAME_KEY, PUBLIC_KEYS_KEY, VM_ID_KEY, VmData
 
 CLOUDSTACK = "cloudstack"
 METADATA_DIR = f"{CLOUDSTACK}/metadata"
@@ -38,7 +33,7 @@ USER_DATA = "user_data"
 VENDOR_DATA = "vendor_data.json"
 NETWORK_DATA = "network_data.json"
 
-# nova's dated folders (cloud-init's OS_VERSIONS), and the first version that has each optional file.
+# nova's dated folders (cloud-init's OS_VERSIONS).
 DATED_VERSIONS = (
     "2012-08-10",
     "2013-04-04",
@@ -49,7 +44,6 @@ DATED_VERSIONS = (
     "2017-02-22",
     "2018-08-27",
 )
-_FIRST_VERSION_WITH = {VENDOR_DATA: "2013-10-17", NETWORK_DATA: "2015-10-15"}
 _DATED_RE = re.compile(r"^openstack/(\d{4}-\d{2}-\d{2})/")
 
 # CloudStack's openStackFileMapping: metadata key -> meta_data.json key.
@@ -98,8 +92,8 @@ class FileTree:
 # ---- VmData -> tree ---------------------------------------------------------------------------------------
 
 
-def build_tree(data: VmData, *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> FileTree:
-    """Lay out the drive for ``data`` (validated first)."""
+def build_tree(data: VmData, *, max_userdata_bytes: int | None = DEFAULT_MAX_USERDATA_BYTES) -> FileTree:
+    """Lay out the drive for ``data`` (validated first; ``max_userdata_bytes=None``: data that entered already)."""
     data.validate(max_userdata_bytes)
     tree = FileTree(label=data.label)
     _add_cloudstack_tree(tree, data)
@@ -125,25 +119,22 @@ def _add_cloudstack_tree(tree: FileTree, data: VmData) -> None:
 
 
 def _add_openstack_tree(tree: FileTree, data: VmData) -> None:
-    latest = {
-        META_DATA: _json_bytes(openstack_meta_data(data)),
-        VENDOR_DATA: _json_bytes(openstack_vendor_data(data)),
-    }
-    if data.network_data or data.empty_network_data:
-        latest[NETWORK_DATA] = _json_bytes(data.network_data)
-    for name, content in latest.items():
-        tree.files[f"{LATEST}/{name}"] = content
-    if data.password and data.password_vendor_data:
-        tree.private.add(f"{LATEST}/{VENDOR_DATA}")
-    if data.password and data.admin_pass:
-        tree.private.add(f"{LATEST}/{META_DATA}")
+    written = []
+    for spec in OPENSTACK_FILES:
+        content = spec.write(data)
+        if content is None:
+            continue
+        written.append(spec)
+        tree.files[f"{LATEST}/{spec.name}"] = _json_bytes(content)
+        if spec.private(data):
+            tree.private.add(f"{LATEST}/{spec.name}")
     if data.userdata:
         tree.links[f"{LATEST}/{USER_DATA}"] = USERDATA_PATH  # a hard link, as CloudStack's `ln`
     if data.dated_versions:
         for version in DATED_VERSIONS:
-            for name in latest:
-                if version >= _FIRST_VERSION_WITH.get(name, ""):
-                    tree.links[f"{OPENSTACK}/{version}/{name}"] = f"{LATEST}/{name}"
+            for spec in written:
+                if version >= spec.since:
+                    tree.links[f"{OPENSTACK}/{version}/{spec.name}"] = f"{LATEST}/{spec.name}"
             if data.userdata:
                 tree.links[f"{OPENSTACK}/{version}/{USER_DATA}"] = USERDATA_PATH
 
@@ -239,35 +230,19 @@ def _json_bytes(obj: Any) -> bytes:
 
 def parse_tree(tree: FileTree) -> VmData:
     """Read a drive's files back into VmData; files the layout would not generate are kept in extra_files."""
-    meta = _load_json_file(tree, f"{LATEST}/{META_DATA}", required=True)
     data = VmData(label=tree.label)
-    _read_metadata(tree, meta, data)
-    data.userdata = tree.read(USERDATA_PATH) or tree.read(f"{LATEST}/{USER_DATA}") or None
-    password = tree.read(PASSWORD_PATH)
-    if password is not None:
-        data.password = _utf8(password, PASSWORD_PATH) or None
-    elif isinstance(meta.get("admin_pass"), str):
-        data.password = meta["admin_pass"] or None
-    data.admin_pass = "admin_pass" in meta or not data.password
-    data.openstack_metadata = {k: v for k, v in meta.items() if k not in GENERATED_OPENSTACK_KEYS}
-    vendor = _load_json_file(tree, f"{LATEST}/{VENDOR_DATA}")
-    data.password_vendor_data = _is_generated_password_part(vendor.get("cloud-init"), data.password)
-    if data.password_vendor_data:
-        del vendor["cloud-init"]
-    elif not data.password:
-        data.password_vendor_data = True  # the default, for when a password is added later
-    data.vendor_data = vendor
-    data.network_data = _load_json_file(tree, f"{LATEST}/{NETWORK_DATA}")
-    data.empty_network_data = not data.network_data and tree.read(f"{LATEST}/{NETWORK_DATA}") is not None
+    _read_cloudstack_tree(tree, data)
+    for spec in OPENSTACK_FILES:
+        path = f"{LATEST}/{spec.name}"
+        spec.read(data, _load_json_file(tree, path, required=spec.required), tree.read(path) is not None)
     data.dated_versions = any(_DATED_RE.match(p) for p in tree.all_paths())
-    limit = max(len(data.userdata or b""), 1)  # reading is not the place to enforce the input limit
-    data.validate(max_userdata_bytes=limit)
-    generated = set(build_tree(data, max_userdata_bytes=limit).all_paths())
+    data.validate(max_userdata_bytes=None)  # reading is not the place to enforce the input limit
+    generated = set(build_tree(data, max_userdata_bytes=None).all_paths())
     data.extra_files = {p: tree.read(p) or b"" for p in tree.all_paths() if p not in generated}
     return data
 
 
-def _read_metadata(tree: FileTree, meta: dict[str, Any], data: VmData) -> None:
+def _read_cloudstack_tree(tree: FileTree, data: VmData) -> None:
     prefix = f"{METADATA_DIR}/"
     for path in sorted(tree.all_paths()):
         if path.startswith(prefix) and path.endswith(".txt") and "/" not in path[len(prefix) :]:
@@ -277,6 +252,13 @@ def _read_metadata(tree: FileTree, meta: dict[str, Any], data: VmData) -> None:
                 data.public_keys = [line.strip() for line in text.split("\n") if line.strip()]
             else:
                 data.metadata[key] = text
+    data.userdata = tree.read(USERDATA_PATH) or tree.read(f"{LATEST}/{USER_DATA}") or None
+    password = tree.read(PASSWORD_PATH)
+    if password is not None:
+        data.password = _utf8(password, PASSWORD_PATH) or None
+
+
+def _read_meta_data(data: VmData, meta: dict[str, Any], present: bool) -> None:
     # A drive made by nova (or one missing the CloudStack tree) still carries the mapped keys in meta_data.json.
     for key, os_key in OPENSTACK_MAPPING.items():
         if key not in data.metadata and isinstance(meta.get(os_key), str) and meta[os_key]:
@@ -285,6 +267,55 @@ def _read_metadata(tree: FileTree, meta: dict[str, Any], data: VmData) -> None:
         keys = meta.get("public_keys")
         if isinstance(keys, dict):
             data.public_keys = [k.strip() for k in keys.values() if isinstance(k, str) and k.strip()]
+    if data.password is None and isinstance(meta.get("admin_pass"), str):
+        data.password = meta["admin_pass"] or None
+    data.admin_pass = "admin_pass" in meta or not data.password
+    data.openstack_metadata = {k: v for k, v in meta.items() if k not in GENERATED_OPENSTACK_KEYS}
+
+
+def _read_vendor_data(data: VmData, vendor: dict[str, Any], present: bool) -> None:
+    data.password_vendor_data = _is_generated_password_part(vendor.get("cloud-init"), data.password)
+    if data.password_vendor_data:
+        del vendor["cloud-init"]
+    elif not data.password:
+        data.password_vendor_data = True  # the default, for when a password is added later
+    data.vendor_data = vendor
+
+
+def _network_data_to_write(data: VmData) -> dict[str, Any] | None:
+    return data.network_data if data.network_data or data.empty_network_data else None
+
+
+def _read_network_data(data: VmData, network: dict[str, Any], present: bool) -> None:
+    data.network_data = network
+    data.empty_network_data = present and not network
+
+
+@dataclass(frozen=True)
+class OpenStackFile:
+    """One JSON file of ``openstack/<version>/``: how it is written from VmData and read back into it (cloud-init's
+    reader describes the same files as one table, ``datafiles()`` in ``sources/helpers/openstack.py``)."""
+
+    name: str
+    since: str  # the first of nova's dated versions that has the file
+    required: bool  # a drive without it is no config drive
+    write: Callable[[VmData], dict[str, Any] | None]  # the object to write; None: no file
+    read: Callable[[VmData, dict[str, Any], bool], None]  # the parsed object ({} if absent), and whether present
+    private: Callable[[VmData], bool] = lambda data: False  # holds the password: readable by root only
+
+
+# Read in this order: meta_data.json may supply the password that vendor_data.json is compared with.
+OPENSTACK_FILES = (
+    OpenStackFile(
+        META_DATA, "2012-08-10", True, openstack_meta_data, _read_meta_data,
+        private=lambda d: bool(d.password and d.admin_pass),
+    ),
+    OpenStackFile(
+        VENDOR_DATA, "2013-10-17", False, openstack_vendor_data, _read_vendor_data,
+        private=lambda d: bool(d.password and d.password_vendor_data),
+    ),
+    OpenStackFile(NETWORK_DATA, "2015-10-15", False, _network_data_to_write, _read_network_data),
+)  # fmt: skip
 
 
 def _is_generated_password_part(part: Any, password: str | None) -> bool:

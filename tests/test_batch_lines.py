@@ -16,8 +16,8 @@ def test_network_data_choices_per_command():
         json.dumps({"vm": "c", "vmdata": VMDATA, "network_data": "none"}),
     ]
     empty, plain, bad = read_batch(lines, "attach")
-    assert empty.error is None and empty.data.empty_network_data is True
-    assert plain.error is None and plain.data.empty_network_data is False
+    assert empty.error is None and empty.options == {"network_data": "empty"}  # applied when the line runs
+    assert plain.error is None and plain.options == {}
     assert str(bad.error) == "line 3: network_data: must be one of file, auto, empty"
     none, auto = read_batch(
         [json.dumps({"vm": "a", "network_data": "none"}), '{"vm": "b", "network_data": "auto"}'], "update"

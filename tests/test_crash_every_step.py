@@ -50,7 +50,7 @@ from vsphere_harness import (
 
 from esxi_configdrive import VmData
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.errors import ConfigDriveError, LockedDoor
+from esxi_configdrive.errors import ConfigDriveError, LockedDoor, VsphereFault
 from esxi_configdrive.vmdata import ValidationError
 from esxi_configdrive.vsphere.datastore import DatastorePath
 
@@ -398,8 +398,9 @@ def test_failed_reconfigure_leaves_vm_and_folder_as_they_were(bed: Bed, operatio
     version = vm.config.changeVersion
     listings = {p: folder_listing(bed.si, str(DatastorePath.parse(p).folder)) for p in before.files}
     bed.sim.set_faults(reconfig_failures={"count": 1, "vms": [vm.name], "fault": fault, "message": "injected"})
-    with tool_session(bed.sim) as s, pytest.raises(vmodl.MethodFault):
+    with tool_session(bed.sim) as s, pytest.raises(VsphereFault) as refused:
         c.run(controller(s), vm.name, bed)
+    assert isinstance(refused.value.fault, vmodl.MethodFault)  # translated at the vSphere layer's edge
     assert bed.sim.counters()["faults"]["reconfig_failed"] == 1
     after = bed.state(vm)
     assert vm.config.changeVersion == version

@@ -31,7 +31,7 @@ from vsphere_harness import (
 
 from esxi_configdrive import VmData, read_iso
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.errors import ConfigDriveError, LockedDoor
+from esxi_configdrive.errors import ConfigDriveError, LockedDoor, VsphereFault
 from esxi_configdrive.vmdata import ValidationError
 from esxi_configdrive.vsphere.connection import Session
 from esxi_configdrive.vsphere.datastore import DatastorePath
@@ -441,16 +441,18 @@ def test_failed_reconfigure_removes_the_upload_and_leaves_the_vm_as_it_was(tool,
     vm = make_vm()
     before = [(c.key, type(c.backing).__name__) for c in cdroms(vm)]
     vcsim_faults.set_faults(reconfig_failures={"count": 1, "vms": [vm.name]})
-    with pytest.raises(vim.fault.GenericVmConfigFault):
+    with pytest.raises(VsphereFault) as refused:
         tool.attach(vm.name, vmdata())
+    assert isinstance(refused.value.fault, vim.fault.GenericVmConfigFault)  # vSphere's own fault, kept
     assert [(c.key, type(c.backing).__name__) for c in cdroms(vm)] == before
     assert folder_listing(vsphere, f"[LocalDS_0] ConfigDrive/{vm.name}") == []
     assert record_of(vsphere, vm) == {}
     # and the same on update: the old drive stays, the new upload goes
     old = tool.attach(vm.name, vmdata()).iso
     vcsim_faults.set_faults(reconfig_failures={"count": 1, "vms": [vm.name]})
-    with pytest.raises(vim.fault.GenericVmConfigFault):
+    with pytest.raises(VsphereFault) as refused:
         tool.update(vm.name, overrides={"password": "second-Passw0rd"})
+    assert isinstance(refused.value.fault, vim.fault.GenericVmConfigFault)
     assert iso_paths(vsphere, vm)[-1] == old
     assert folder_listing(vsphere, str(DatastorePath.parse(old).folder)) == [DatastorePath.parse(old).name]
 

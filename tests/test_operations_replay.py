@@ -20,7 +20,8 @@ from vsphere_harness import create_vm, destroy_vm
 from esxi_configdrive import VmData, read_iso
 from esxi_configdrive.cli import main
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.vsphere import devices as dev
+from esxi_configdrive.drive.devices import describe_device
+from esxi_configdrive.drive.state import DriveState
 from esxi_configdrive.vsphere.connection import Session
 from esxi_configdrive.vsphere.inventory import fetch_vm_facts, find_vm
 
@@ -45,12 +46,8 @@ def data(**changes: Any) -> VmData:
 
 
 def drive_of(session: Session, name: str) -> dict[str, Any] | None:
-    facts = fetch_vm_facts(session, find_vm(session, name))
-    from esxi_configdrive.record import DriveRecord
-
-    record = DriveRecord.from_extra_config(facts.extra_config)
-    cdrom = dev.find_config_drive(facts.devices, record.iso, record.device_key)
-    return None if cdrom is None else dev.describe_device(facts.devices, cdrom)
+    state = DriveState.of(fetch_vm_facts(session, find_vm(session, name)))
+    return None if state.cdrom is None else describe_device(state.facts.devices, state.cdrom)
 
 
 def test_powered_on_vm_attach_update_detach_remove(vsphere_cassettes) -> None:

@@ -171,7 +171,7 @@ out["version_dir"] = reader._find_working_version()
 out["metadata"] = {k: b64(v) for k, v in result["metadata"].items()}
 out["userdata"] = b64(result["userdata"])
 out["vendordata"] = result["vendordata"]
-out["networkdata"] = result["networkdata"]
+out["networkdata"] = result.get("networkdata")  # no network_data.json: no key
 out["converted_vendordata"] = convert_vendordata(result["vendordata"])
 
 # The datasource, as cloud-init runs it at boot, fed the drive through its seed directory.

@@ -3,18 +3,17 @@
 The harness emulates a stricter vCenter; these tests make sure nothing the tool does works only thanks to it.
 Stock vcsim is laxer (no locked door, no changeVersion, /folder unchecked) and models some things wrongly: it
 appends extraConfig entries instead of replacing them, and lists a single host in the shared datastore's
-``Datastore.host`` while every ``HostSystem.datastore`` lists it. Two tests fail today because of the last one
-(the tool judges which hosts see a datastore from ``Datastore.host``; issue 11 item 4): they are marked xfail,
-strictly and only for that very error, so they turn red the day the tool is fixed and the marks must go.
+``Datastore.host`` while every ``HostSystem.datastore`` lists it. The tool judges which hosts see a datastore from
+each host's own list (issue 11 item 4), so the migration and datastore tests below pass on both beds; judged from
+``Datastore.host`` they failed on stock vcsim ("no datastore is mounted both by host …", "… is not mounted on the
+VM's host").
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ from vsphere_harness import (
 from esxi_configdrive import VmData, read_iso
 from esxi_configdrive.cli import main
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.errors import ConfigDriveError
+from esxi_configdrive.errors import VsphereFault
 from esxi_configdrive.record import PREFIX
 from esxi_configdrive.vmdata import ValidationError
 from esxi_configdrive.vsphere.connection import Session
@@ -45,8 +44,6 @@ pytestmark = pytest.mark.live
 VM_ID = "6f1c2d3e-4b5a-4c6d-8e7f-0a1b2c3d4e5f"
 USERDATA = "#cloud-config\nruncmd:\n  - [sh, -c, 'echo stock']\n"
 CLUSTER_HOSTS = ("DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2")
-# What the tool says when it judges visibility from Datastore.host on stock vcsim (the known defect).
-MOUNT_LIST_ERRORS = ("no datastore is mounted both by host", "is not mounted on the VM's host")
 
 
 def vmdata(**changes: Any) -> VmData:
@@ -207,7 +204,7 @@ def test_concurrent_attaches_without_change_version_still_make_one_drive(stock_v
         t.start()
     for t in threads:
         t.join(120)
-    assert done and all(isinstance(e, vmodl.MethodFault) for e in errors), errors
+    assert done and all(isinstance(e, VsphereFault) and isinstance(e.fault, vmodl.MethodFault) for e in errors), errors
     [drive] = our_drives(vm)
     path = DatastorePath.parse(drive.backing.fileName)
     assert folder_listing(stock_si, str(path.folder)) == [path.name]
@@ -251,10 +248,6 @@ def test_cli_lifecycle_on_a_running_vm(stock_vcsim, stock_si, stock_make_vm, tmp
 # ---- migration: the same scenario on the harness and on stock vcsim ---------------------------------------
 
 
-class StockMountListBug(Exception):
-    """The tool judged from ``Datastore.host``, which stock vcsim fills with one host (issue 11 item 4)."""
-
-
 @dataclass
 class Bed:
     name: str
@@ -262,24 +255,6 @@ class Bed:
     si: vim.ServiceInstance
     tool: Any
     make_vm: Any
-
-    @contextlib.contextmanager
-    def known_defect(self) -> Iterator[None]:
-        """On stock vcsim, turn exactly the known error into StockMountListBug (what the xfail expects); any other
-        failure, and any failure on the harness, stays a failure."""
-        try:
-            yield
-        except (ConfigDriveError, ValidationError) as e:
-            if self.name == "stock" and any(m in str(e) for m in MOUNT_LIST_ERRORS):
-                raise StockMountListBug(str(e)) from e
-            raise
-
-
-KNOWN = pytest.mark.xfail(
-    strict=True,
-    raises=StockMountListBug,
-    reason="issue 11 item 4: visibility judged from Datastore.host, which stock vcsim fills with one host",
-)
 
 
 @pytest.fixture
@@ -291,7 +266,7 @@ def bed(request: pytest.FixtureRequest) -> Bed:
     return Bed(request.param, *(request.getfixturevalue(n) for n in names))
 
 
-BEDS = [pytest.param("harness"), pytest.param("stock", marks=KNOWN)]
+BEDS = ["harness", "stock"]
 
 
 @pytest.mark.parametrize("bed", BEDS, indirect=True)
@@ -304,8 +279,7 @@ def test_prepare_migration_off_a_local_datastore(bed):
     assert DatastorePath.parse(old).datastore == local
     content = fetch_file(bed.sim, bed.si, old)
 
-    with bed.known_defect():
-        result = bed.tool.prepare_migration(vm.name, "DC0_C0_H1")
+    result = bed.tool.prepare_migration(vm.name, "DC0_C0_H1")
     assert result.changed and [d.backing.fileName for d in our_drives(vm)] == [result.iso]
     assert "DC0_C0_H1" in hosts_seeing(bed.si, DatastorePath.parse(result.iso).datastore)
     assert fetch_file(bed.sim, bed.si, result.iso) == content
@@ -322,8 +296,7 @@ def test_attach_to_a_shared_datastore_the_vm_does_not_use_yet(bed):
     local = unique("VmOnH0")
     create_local_datastore(bed.si, "DC0_C0_H0", local)
     vm = bed.make_vm(host="DC0_C0_H0", datastore=local)  # every file of the VM on the local datastore
-    with bed.known_defect():
-        result = bed.tool.attach(vm.name, vmdata(), datastore="LocalDS_0")
+    result = bed.tool.attach(vm.name, vmdata(), datastore="LocalDS_0")
     assert DatastorePath.parse(result.iso).datastore == "LocalDS_0"
     assert fetch_file(bed.sim, bed.si, result.iso) is not None
 

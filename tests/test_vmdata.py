@@ -9,7 +9,7 @@ import json
 import pytest
 import sample_data as sd
 
-from esxi_configdrive import vmdata
+from esxi_configdrive import inputs, vmdata
 from esxi_configdrive.vmdata import (
     DEFAULT_MAX_USERDATA_BYTES,
     ValidationError,
@@ -477,7 +477,7 @@ def test_from_file_errors(tmp_path, monkeypatch):
     bom = tmp_path / "bom.json"
     bom.write_bytes(b'\xef\xbb\xbf{"metadata": {"vm-id": "x"}}')
     assert VmData.from_file(bom).vm_id == "x"
-    monkeypatch.setattr(vmdata, "MAX_VMDATA_FILE_BYTES", 10)
+    monkeypatch.setattr(inputs, "MAX_VMDATA_FILE_BYTES", 10)  # where VM data files are read
     assert "larger than" in str(error_of(VmData.from_file, bom))
 
 

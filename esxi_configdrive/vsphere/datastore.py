@@ -1,63 +1,30 @@
-"""Datastore files: ``[ds] path`` values, and upload/download over vCenter's ``/folder`` HTTP API, plus the
-FileManager calls (mkdir, delete, copy) and a folder listing through the datastore browser.
+"""Datastore files: upload/download over vCenter's ``/folder`` HTTP API, the FileManager calls (mkdir, delete,
+copy) and a folder listing through the datastore browser. ``DatastorePath`` (a plain value, drive/model.py) is
+re-exported here, where callers have always found it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import re
-from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import quote
 
 import requests
 from pyVmomi import vim
 
-from ..errors import ConfigDriveError
-from ..vmdata import ValidationError
-from .connection import Session, TransientHttpError, describe_network_error, requests_verify, retrying
+from ..defaults import DEFAULT_TASK_TIMEOUT
+from ..drive.model import DatastorePath, safe_path_component
+from ..errors import ConfigDriveError, ValidationError
+from .connection import Session
+from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
+from .tls import requests_verify
+
+__all__ = ["DatastoreFiles", "DatastorePath", "safe_path_component"]
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
-_PATH_RE = re.compile(r"^\[([^\[\]]+)\] ?(.*)$")
-
-
-@dataclass(frozen=True)
-class DatastorePath:
-    """A file on a datastore: ``[datastore] folder/file.iso``."""
-
-    datastore: str
-    path: str
-
-    @classmethod
-    def parse(cls, text: str) -> DatastorePath:
-        m = _PATH_RE.match(text or "")
-        if not m:
-            raise ValidationError("datastore path", f"{text!r} is not of the form '[datastore] path'")
-        return cls(m.group(1), m.group(2))
-
-    def __str__(self) -> str:
-        return f"[{self.datastore}] {self.path}"
-
-    @property
-    def folder(self) -> DatastorePath:
-        return DatastorePath(self.datastore, self.path.rsplit("/", 1)[0] if "/" in self.path else "")
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-    def sibling(self, name: str) -> DatastorePath:
-        folder = self.folder.path
-        return DatastorePath(self.datastore, f"{folder}/{name}" if folder else name)
-
-
-def safe_path_component(name: str, fallback: str) -> str:
-    """A VM name made safe as one folder name: letters, digits, '.', '_', '-' only, no leading dot."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:80]
-    return cleaned if cleaned.strip("_") else fallback
 
 
 # ---- files of one datacenter ------------------------------------------------------------------------------
@@ -67,7 +34,11 @@ class DatastoreFiles:
     """Files on the datastores of one datacenter: HTTP for content, FileManager for the rest."""
 
     def __init__(
-        self, session: Session, datacenter: vim.Datacenter, datacenter_path: str, task_timeout: float = 600.0
+        self,
+        session: Session,
+        datacenter: vim.Datacenter,
+        datacenter_path: str,
+        task_timeout: float = DEFAULT_TASK_TIMEOUT,
     ) -> None:
         self.session = session
         self.datacenter = datacenter
@@ -206,14 +177,17 @@ class DatastoreFiles:
         return True
 
     def copy(self, source: DatastorePath, target: DatastorePath, force: bool = False) -> None:
-        """Copy a file between datastores of this datacenter; an existing target raises FileAlreadyExists unless
+        """Copy a file between datastores of this datacenter; an existing target raises FileExistsError unless
         ``force`` (a file of that name may be another VM's)."""
         fm = self.session.content.fileManager
         dc = self.datacenter
-        task = self.session.call(
-            lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, force), "CopyDatastoreFile"
-        )
-        wait_for_task(self.session, task, what=f"copy {source} to {target}", timeout=self.task_timeout)
+        try:
+            task = self.session.call(
+                lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, force), "CopyDatastoreFile"
+            )
+            wait_for_task(self.session, task, what=f"copy {source} to {target}", timeout=self.task_timeout)
+        except vim.fault.FileAlreadyExists:
+            raise FileExistsError(f"{target} already exists") from None
 
     def list(
         self, folder: DatastorePath, browser: vim.host.DatastoreBrowser, pattern: str = "*.iso"

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..errors import ConfigDriveError, NotFound
-from ..vmdata import ValidationError
+from ..drive.model import DatastoreInfo, HostInfo, Hosts, VmFacts
+from ..errors import ConfigDriveError, NotFound, ValidationError
+from ..fields import UNSENDABLE, check_datastore_name
 from .connection import Session
+from .devices import raw_by_key, read_devices
 
 PropertySpec = vmodl.query.PropertyCollector.PropertySpec
 ObjectSpec = vmodl.query.PropertyCollector.ObjectSpec
@@ -26,9 +27,6 @@ SelectionSpec = vmodl.query.PropertyCollector.SelectionSpec
 
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 _MOREF_RE = re.compile(r"^vm-\d+$")
-# What a name may not hold: control characters (XML 1.0 cannot carry most; vCenter answers InvalidRequest) and
-# lone surrogates (bytes of argv that were not UTF-8; they cannot be encoded at all).
-_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
 
 VM_PROPERTIES = (
     "name",
@@ -45,51 +43,6 @@ VM_PROPERTIES = (
     "runtime.host",
 )
 DATASTORE_PROPERTIES = ("name", "summary.accessible", "host", "browser")
-
-
-@dataclass
-class DatastoreInfo:
-    ref: vim.Datastore
-    name: str
-    accessible: bool = True
-    hosts: list[str] = field(default_factory=list)  # morefs of hosts that mount it, accessible
-    browser: vim.host.DatastoreBrowser | None = None
-
-
-@dataclass
-class VmFacts:
-    """One consistent picture of a VM, from one RetrievePropertiesEx."""
-
-    ref: vim.VirtualMachine
-    name: str
-    instance_uuid: str
-    change_version: str | None
-    power_state: str
-    devices: list[vim.vm.device.VirtualDevice]
-    extra_config: dict[str, str]
-    vmx_path: str | None
-    host: vim.HostSystem | None
-    datacenter: vim.Datacenter
-    datacenter_path: str
-    datastores: dict[str, DatastoreInfo]
-    guest_id: str = ""
-    bios_uuid: str = ""
-
-    @property
-    def is_windows(self) -> bool | None:
-        """From the configured guest OS: True, False, or None when vSphere does not say."""
-        return self.guest_id.lower().startswith("win") if self.guest_id else None
-
-    @property
-    def powered_on(self) -> bool:
-        return self.power_state == "poweredOn"
-
-    @property
-    def vmx_datastore(self) -> str | None:
-        """The datastore holding the VM's configuration file."""
-        if self.vmx_path and self.vmx_path.startswith("["):
-            return self.vmx_path[1 : self.vmx_path.index("]")]
-        return None
 
 
 # ---- the collector ----------------------------------------------------------------------------------------
@@ -144,7 +97,7 @@ def _inventory_traversal() -> list[TraversalSpec]:
 def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.VirtualMachine:
     """A VM by managed object id (``vm-42``), instance or BIOS UUID, inventory path (``DC0/vm/web-1``), or name."""
     ident = ident.strip()
-    if not ident or _UNSENDABLE.search(ident):
+    if not ident or UNSENDABLE.search(ident):
         raise ValidationError("vm", "empty, or holds a control character or bytes that are not text")
     if _MOREF_RE.match(ident):
         return vim.VirtualMachine(ident, session.stub)
@@ -227,21 +180,25 @@ def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
     props = by_id[vm._moId][1]
     datacenter, dc_path = _datacenter_of(props.get("parent"), by_id)
     datastores = {p["name"]: datastore_info(obj, p) for obj, p in by_id.values() if isinstance(obj, vim.Datastore)}
+    raw_devices = list(props.get("config.hardware.device") or [])
+    host = props.get("runtime.host")
     return VmFacts(
         ref=vm,
         name=props.get("name", vm._moId),
         instance_uuid=props.get("config.instanceUuid") or "",
         change_version=props.get("config.changeVersion"),
         power_state=str(props.get("runtime.powerState", "poweredOff")),
-        devices=list(props.get("config.hardware.device") or []),
+        devices=read_devices(raw_devices),
         extra_config=extra_config_dict(props.get("config.extraConfig") or []),
         vmx_path=props.get("config.files.vmPathName"),
-        host=props.get("runtime.host"),
-        datacenter=datacenter,
+        host_id=host._moId if host is not None else None,
         datacenter_path=dc_path,
         datastores=datastores,
         guest_id=props.get("config.guestId") or "",
         bios_uuid=props.get("config.uuid") or "",
+        host=host,
+        datacenter=datacenter,
+        raw_devices=raw_by_key(raw_devices),
     )
 
 
@@ -252,7 +209,7 @@ def datastore_info(obj: vim.Datastore, props: dict[str, Any]) -> DatastoreInfo:
         if info is None or (info.accessible is not False and info.mounted is not False):
             hosts.append(mount.key._moId)
     accessible = bool(props.get("summary.accessible", True))
-    return DatastoreInfo(obj, props.get("name", obj._moId), accessible, hosts, props.get("browser"))
+    return DatastoreInfo(props.get("name", obj._moId), accessible, tuple(hosts), ref=obj, browser=props.get("browser"))
 
 
 def extra_config_dict(options: Iterable[Any]) -> dict[str, str]:
@@ -285,13 +242,14 @@ def _datacenter_of(parent: Any, by_id: dict[str, tuple[Any, dict[str, Any]]]) ->
     return datacenter, "/".join(names)
 
 
-# ---- hosts and datastores by name (migration) -------------------------------------------------------------
+# ---- hosts and datastores by name ---------------------------------------------------------------------------
 
 
-def find_host(session: Session, name: str) -> tuple[vim.HostSystem, list[DatastoreInfo]]:
-    """A host by name or moref, and the datastores it mounts (one call)."""
+def find_hosts(session: Session, name: str) -> Hosts:
+    """A host by name or moref, and which datastores every host mounts, in one call. Visibility comes from each
+    host's own ``datastore`` list for every host alike (stock vcsim's ``Datastore.host`` names one host only)."""
     name = name.strip()
-    if not name or _UNSENDABLE.search(name):
+    if not name or UNSENDABLE.search(name):
         raise ValidationError("host", "empty, or holds a control character or bytes that are not text")
     folder = TraversalSpec(
         name="hostFolderChildren", type=vim.Folder, path="childEntity", skip=False,
@@ -317,38 +275,46 @@ def find_host(session: Session, name: str) -> tuple[vim.HostSystem, list[Datasto
         ],
     )
     results = retrieve(session, spec)
-    hosts = [(o, p) for o, p in results if isinstance(o, vim.HostSystem) and name in (p.get("name"), o._moId)]
-    if not hosts:
+    stores = {o._moId: datastore_info(o, p) for o, p in results if isinstance(o, vim.Datastore)}
+    hosts = {o._moId: (o, p) for o, p in results if isinstance(o, vim.HostSystem)}
+    sees = {
+        host_id: frozenset(stores[d._moId].name for d in props.get("datastore") or [] if d._moId in stores)
+        for host_id, (_, props) in hosts.items()
+    }
+    matches = [(o, p) for o, p in hosts.values() if name in (p.get("name"), o._moId)]
+    if not matches:
         raise NotFound(f"no host named {name!r}")
-    if len(hosts) > 1:
-        raise ValidationError("host", f"{len(hosts)} hosts are named {name!r}; give its id (host-NN)")
-    host, props = hosts[0]
-    by_id = {o._moId: (o, p) for o, p in results if isinstance(o, vim.Datastore)}
-    mounted = [by_id[d._moId] for d in props.get("datastore") or [] if d._moId in by_id]
-    infos = [datastore_info(o, p) for o, p in mounted]
-    return host, [i for i in infos if host._moId in i.hosts or not i.hosts]
+    if len(matches) > 1:
+        raise ValidationError("host", f"{len(matches)} hosts are named {name!r}; give its id (host-NN)")
+    host, props = matches[0]
+    mounted = tuple(stores[d._moId] for d in props.get("datastore") or [] if d._moId in stores)
+    target = HostInfo(host._moId, props.get("name", host._moId), mounted, ref=host)
+    return Hosts(target, sees)
 
 
-def check_datastore_name(name: str, where: str = "datastore") -> str:
-    """Datastore names go inside ``[…]`` of a datastore path: no brackets, slashes or NUL."""
-    if not name or any(c in name for c in "[]/\\") or _UNSENDABLE.search(name) or name != name.strip():
-        raise ValidationError(where, f"{name!r} is not a usable datastore name")
-    return name
-
-
-def pick_datastore(facts: VmFacts, wanted: str | None) -> DatastoreInfo:
-    """The datastore for the ISO: the one asked for (it must be one the VM uses, so its host mounts it),
-    else the one holding the VM's configuration file."""
-    if wanted:
-        check_datastore_name(wanted)
-        if wanted in facts.datastores:
-            return facts.datastores[wanted]
-        raise NotFound(
-            f"datastore {wanted!r} is not one VM {facts.name} uses ({', '.join(sorted(facts.datastores)) or 'none'})"
+def find_datastore(session: Session, facts: VmFacts, name: str) -> DatastoreInfo:
+    """A datastore of the VM's datacenter that the VM does not use yet: it must be one the VM's host mounts, by
+    that host's own ``datastore`` list (read in the same call)."""
+    check_datastore_name(name)
+    object_specs = [
+        ObjectSpec(
+            obj=facts.datacenter,
+            skip=True,
+            selectSet=[TraversalSpec(type=vim.Datacenter, path="datastore", skip=False)],
         )
-    name = facts.vmx_datastore
-    if name and name in facts.datastores:
-        return facts.datastores[name]
-    if facts.datastores:
-        return sorted(facts.datastores.values(), key=lambda d: d.name)[0]
-    raise ConfigDriveError(f"VM {facts.name} uses no datastore; pass --datastore")
+    ]
+    prop_specs = [PropertySpec(type=vim.Datastore, pathSet=list(DATASTORE_PROPERTIES))]
+    if facts.host is not None:
+        object_specs.append(ObjectSpec(obj=facts.host))
+        prop_specs.append(PropertySpec(type=vim.HostSystem, pathSet=["datastore"]))
+    results = retrieve(session, FilterSpec(objectSet=object_specs, propSet=prop_specs))
+    host_sees = {d._moId for o, p in results if isinstance(o, vim.HostSystem) for d in p.get("datastore") or []}
+    for obj, props in results:
+        if isinstance(obj, vim.Datastore) and props.get("name") == name:
+            if facts.host is not None and obj._moId not in host_sees:
+                raise ValidationError("datastore", f"{name!r} is not mounted on the VM's host")
+            return datastore_info(obj, props)
+    raise NotFound(f"no datastore named {name!r} in the VM's datacenter")
+
+
+__all__ = ["check_datastore_name", "fetch_vm_facts", "find_datastore", "find_hosts", "find_vm", "vm_name_index"]

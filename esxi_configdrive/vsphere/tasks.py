@@ -15,14 +15,14 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..errors import ConfigDriveError, OutcomeUnknown, fault_message
+from ..defaults import DEFAULT_TASK_TIMEOUT
+from ..errors import OutcomeUnknown, VsphereFault, fault_message
 
 log = logging.getLogger(__name__)
 
 # A question handler gets the question and returns the choice key to answer with, or None to leave it.
 QuestionHandler = Callable[[Any], "int | str | None"]
 
-DEFAULT_TIMEOUT = 600.0
 FIRST_POLL_DELAY, MAX_POLL_DELAY = 0.05, 2.0
 
 
@@ -36,7 +36,7 @@ def wait_for_task(
     what: str = "task",
     vm: vim.VirtualMachine | None = None,
     on_question: QuestionHandler | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
+    timeout: float = DEFAULT_TASK_TIMEOUT,
     want_result: bool = False,
 ) -> Any:
     """Poll until ``task`` ends; return its result, or raise its fault (a pyVmomi MethodFault).
@@ -68,7 +68,7 @@ def wait_for_task(
             log.info("%s failed: %s", what, fault_message(error) if error else "no fault given")
             if isinstance(error, BaseException):
                 raise error
-            raise ConfigDriveError(f"{what} failed")
+            raise VsphereFault(f"{what} failed")
         if question is not None and question.id not in answered and on_question is not None:
             choice = on_question(question)
             if choice is not None:

@@ -1,0 +1,76 @@
+"""The commands that need no vCenter: build and inspect. Nothing here imports a vSphere library."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Any
+
+from ..content import describe
+from ..vmdata import NETWORK_DATA_FIELDS
+from .options import add_content_options, add_network_data_option, load_vmdata
+
+
+def add_local_commands(sub: Any) -> None:
+    p = sub.add_parser("build", help="build a config drive ISO from VM data")
+    add_content_options(p, vmdata_required=True)
+    add_network_data_option(p, "build")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.iso", help="where to write the ISO ('-': stdout)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("inspect", help="show what a config drive ISO holds")
+    p.add_argument("iso", metavar="ISO")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--show-password", action="store_true", help="print the password instead of a mask")
+    p.set_defaults(func=cmd_inspect)
+
+
+def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
+    from ..iso import build_iso, iso_digest
+
+    data = load_vmdata(args).copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
+    iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes)
+    if args.output == "-":
+        sys.stdout.buffer.write(iso)
+        sys.stdout.flush()
+        return None  # the ISO went to stdout; nothing else may
+    write_file_atomically(args.output, iso)
+    return {
+        "changed": True,
+        "output": args.output,
+        "bytes": len(iso),
+        "sha256": iso_digest(iso),
+        "label": data.label,
+        "vm_id": data.vm_id,
+    }
+
+
+def write_file_atomically(path: str, content: bytes, mode: int = 0o600) -> None:
+    """Write to a temporary name beside ``path`` and rename: a failure leaves no partial file.
+    Mode 0600: the drive holds the VM's password."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".esxi-configdrive-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
+    from ..iso import iso_to_tree
+    from ..layout import parse_tree
+
+    tree = iso_to_tree(args.iso)
+    data = parse_tree(tree)
+    return {"changed": False, "iso": args.iso, **describe(data, tree.all_paths(), args.show_password)}

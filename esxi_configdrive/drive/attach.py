@@ -1,0 +1,79 @@
+"""attach: give a VM a config drive on a second CD-ROM (never its own first one), connected at power-on.
+
+Order, so that a crash at any step leaves a complete drive or none: make the folder, upload the ISO, then one
+ReconfigVM adds the CD-ROM pointing at it together with the record. On a VM that has a drive already (maybe
+emptied by a detach) attach makes that drive hold the data instead (swap.py). Idempotent: the same data again
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ValidationError
+from ..iso import tree_to_iso
+from ..layout import build_tree
+from ..record import DriveRecord
+from ..vmdata import VmData
+from .devices import DevicePlanError, plan_attach
+from .effects import Effects, VmAccess
+from .model import DeviceChange, VmFacts
+from .policy import Policy
+from .result import Outcome
+from .state import FIRST_ISO_NAME, DriveState, attach_name
+from .steps import for_guest, pick_datastore, reconfigure, strays, warnings_for
+from .swap import swap_in
+
+
+@dataclass(frozen=True)
+class AttachRequest:
+    data: VmData
+    datastore: str | None = None
+    controller: str = "auto"
+    network_data_auto: bool = False
+
+
+def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Policy) -> Outcome:
+    state = DriveState.of(vm.facts())
+    facts = state.facts
+    data = for_guest(request.data, facts, policy, request.network_data_auto)
+    if state.cdrom is not None:
+        outcome = swap_in(vm, effects, state, data, policy, request.datastore, verify_current=True)
+    else:
+        outcome = _attach_new(vm, effects, state, data, request, policy)
+    outcome.warnings += warnings_for(data, facts)
+    return outcome
+
+
+def _attach_new(
+    vm: VmAccess, effects: Effects, state: DriveState, data: VmData, request: AttachRequest, policy: Policy
+) -> Outcome:
+    facts = state.facts
+    ds = pick_datastore(vm, facts, request.datastore or policy.default_datastore)
+    folder = state.folder(ds.name)
+    target = folder.child(FIRST_ISO_NAME)
+    changes = _plan(facts, str(target), request.controller)  # a slot must be free before anything is written
+    tree = build_tree(data, max_userdata_bytes=None)
+    left: list = []
+    if not effects.make_folder(folder):
+        # The folder was there: left by a detach, an interrupted run, or a run going on right now. Never write a
+        # name another run may be using or deleting: this one is unique to the VM's current version.
+        left = strays(vm, folder, data.vm_id)
+        target = folder.child(attach_name(tree.digest(), facts.change_version))
+        changes = _plan(facts, str(target), request.controller)
+    sha = effects.upload(target, tree_to_iso(tree))
+    new_record = DriveRecord(
+        iso=str(target), digest=tree.digest(), sha256=sha, owner=facts.instance_uuid, folder=str(folder)
+    )
+    reconfigure(vm, effects, facts, changes, (new_record, state.record), policy, uploaded=target)
+    for stray in left:
+        if stray != target:
+            effects.delete(stray, known_to_exist=True)
+    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)
+
+
+def _plan(facts: VmFacts, iso_path: str, controller: str) -> list[DeviceChange]:
+    try:
+        return plan_attach(facts.devices, iso_path, facts.powered_on, controller)
+    except DevicePlanError as e:
+        raise ValidationError("controller", str(e)) from None

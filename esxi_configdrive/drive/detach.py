@@ -1,0 +1,51 @@
+"""detach (the VM stopped) and remove (the VM expunged).
+
+Order: the device stops pointing at the ISO first (emptied and disconnected, or removed) in one reconfigure that
+also names the ISO as ``previous`` in the record; only then is the file deleted, so no backing ever points at a
+missing file, and a run interrupted in between is finished by the next one. detach keeps the (empty) folder: a
+start may be attaching into it right now. remove also deletes the folder, once nothing else is in it (another VM
+of the same name may keep its drive there).
+"""
+
+from __future__ import annotations
+
+from ..record import DriveRecord
+from .devices import can_hot_remove, plan_empty, plan_remove
+from .effects import Effects, VmAccess
+from .model import DatastorePath, DeviceChange
+from .policy import Policy
+from .result import Outcome
+from .state import DriveState
+from .steps import reconfigure
+
+
+def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False) -> Outcome:
+    state = DriveState.of(vm.facts())
+    facts, record, cdrom = state.facts, state.record, state.cdrom
+    # The file that stops being used: deleted after the reconfigure, and named in the record until then.
+    detached = (cdrom.iso if cdrom is not None else None) or record.iso or record.previous
+    doomed = DatastorePath.parse(detached) if detached else None
+    if doomed is not None and not state.is_ours(doomed):
+        doomed = None  # a clone's inherited drive: its file belongs to the parent
+    new_record = DriveRecord(owner=record.owner, folder=record.folder, previous=str(doomed or ""))
+    changes: list[DeviceChange] = []
+    if cdrom is not None:
+        removable = not facts.powered_on or (remove and can_hot_remove(facts.devices, cdrom))
+        if removable:
+            changes = plan_remove(cdrom)
+        else:
+            new_record = new_record.replace(device=cdrom.key)
+            if cdrom.iso or cdrom.connected:
+                changes = plan_empty(cdrom)
+        if remove and not removable:
+            effects.note("the IDE CD-ROM of a running VM cannot be removed: emptied instead")
+    if changes or new_record != record:
+        reconfigure(vm, effects, facts, changes, (new_record, record), policy)
+    previous = DatastorePath.parse(record.previous) if record.previous else None
+    for path in dict.fromkeys([doomed, previous]):
+        if path is not None and state.is_ours(path):
+            effects.delete(path)
+    folder = state.own_folder() if remove else None
+    if folder is not None:
+        effects.delete_folder_if_empty(folder)
+    return Outcome(facts.name, effects.steps)

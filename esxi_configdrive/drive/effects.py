@@ -1,0 +1,243 @@
+"""What an operation may ask of vSphere (``VmAccess``: reads, and the primitives that change things), and the
+effects an attempt makes through it, recorded as ``Step`` values.
+
+An operation is one function that reads through ``VmAccess`` and changes through an ``Effects`` object. A real run
+gets ``LiveEffects`` (each effect is made, then recorded with what it changed); a dry run gets ``DryRunEffects``,
+which makes nothing and records what would be made, predicting each outcome from a read where one is cheap. So a
+dry run runs the very code of the real run, and ``changed`` is a property of the recorded steps, never of text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from .model import DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, VmFacts, describe_change
+
+log = logging.getLogger(__name__)
+
+
+class VmAccess(Protocol):
+    """vSphere as one operation on one VM sees it. Implemented over a pyVmomi session in vsphere/vm.py.
+
+    Reads: ``download`` raises FileNotFoundError (and ValidationError for a file too large to be a drive);
+    ``listing`` gives None for a missing folder (or one it cannot list); ``datastore`` finds one the VM does not
+    use yet. Changes: ``copy`` raises FileExistsError rather than overwrite; ``reconfigure`` raises Stale,
+    LockedDoor, OutcomeUnknown or VsphereFault (errors.py)."""
+
+    def facts(self) -> VmFacts: ...
+    def download(self, path: DatastorePath) -> bytes: ...
+    def exists(self, path: DatastorePath) -> bool: ...
+    def listing(self, folder: DatastorePath, pattern: str = "*.iso") -> list[str] | None: ...
+    def datastore(self, name: str) -> DatastoreInfo: ...
+    def hosts(self, name: str) -> Hosts: ...
+
+    def make_folder(self, folder: DatastorePath) -> bool: ...
+    def upload(self, path: DatastorePath, content: bytes) -> str: ...
+    def copy(self, source: DatastorePath, target: DatastorePath) -> None: ...
+    def delete(self, path: DatastorePath) -> bool: ...
+    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None: ...
+    def relocate(self, facts: VmFacts, host: HostInfo) -> None: ...
+
+
+class Kind(Enum):
+    MKDIR = "mkdir"
+    UPLOAD = "upload"
+    COPY = "copy"
+    DELETE = "delete"
+    DELETE_FOLDER = "delete-folder"
+    KEEP_FOLDER = "keep-folder"
+    DEVICE = "device"
+    RECORD = "record"
+    RELOCATE = "relocate"
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One effect of an operation: made (``planned`` False) or, in a dry run, predicted."""
+
+    kind: Kind
+    target: str = ""
+    changed: bool = True
+    planned: bool = False
+    source: str = ""  # COPY: where from
+    size: int = 0  # UPLOAD: bytes
+    why: str = ""  # DELETE/DELETE_FOLDER: why it goes; KEEP_FOLDER: what is left in it; NOTE: the text
+    device: DeviceChange | None = None
+
+    def describe(self) -> str:
+        """The line a result shows for this step."""
+        k, t, p = self.kind, self.target, self.planned
+        if k is Kind.MKDIR:
+            text = f"create folder {t} if missing" if p else f"created folder {t}"
+        elif k is Kind.UPLOAD:
+            text = f"upload the config drive to {t}" if p else f"uploaded {self.size} bytes to {t}"
+        elif k is Kind.COPY:
+            text = f"copy {self.source} to {t}" if p else f"copied {self.source} to {t}"
+        elif k in (Kind.DELETE, Kind.DELETE_FOLDER):
+            text = f"delete {t}" + (" once empty" if p and k is Kind.DELETE_FOLDER else "") if p else f"deleted {t}"
+        elif k is Kind.KEEP_FOLDER:
+            return f"left {t}: it still holds {self.why}"
+        elif k is Kind.DEVICE:
+            return describe_change(self.device) if self.device is not None else ""
+        elif k is Kind.RECORD:
+            text = "clear the drive record" if p else "cleared the drive record"
+        elif k is Kind.RELOCATE:
+            text = f"migrate the VM to host {t}" if p else f"migrated the VM to host {t}"
+        else:
+            return self.why
+        return f"{text} ({self.why})" if self.why and k is not Kind.KEEP_FOLDER else text
+
+
+class Effects:
+    """The changes of one attempt, recorded in order. ``uploads`` are the files this attempt wrote: when the
+    attempt loses a race (Stale), the retry loop decides what becomes of them."""
+
+    dry_run = False
+
+    def __init__(self, vm: VmAccess) -> None:
+        self.vm = vm
+        self.steps: list[Step] = []
+        self.uploads: list[DatastorePath] = []
+
+    def _record(self, kind: Kind, target: object = "", **details: object) -> None:
+        self.steps.append(Step(kind, str(target), planned=self.dry_run, **details))  # type: ignore[arg-type]
+
+    def note(self, text: str) -> None:
+        self._record(Kind.NOTE, changed=False, why=text)
+
+    def make_folder(self, folder: DatastorePath) -> bool:
+        """Create the folder; True when this call created it (exactly one of several concurrent callers)."""
+        raise NotImplementedError
+
+    def upload(self, path: DatastorePath, iso: bytes) -> str:
+        """Write a file; returns its SHA-256."""
+        raise NotImplementedError
+
+    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
+        raise NotImplementedError
+
+    def delete(self, path: DatastorePath, why: str = "", known_to_exist: bool = False) -> bool:
+        """Delete a file; True when it was there. ``known_to_exist``: the caller has just seen it (a dry run then
+        needs no look)."""
+        raise NotImplementedError
+
+    def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
+        """A folder is named after its VM, and another VM of the same name may keep its drive there: it goes
+        only when nothing is left in it."""
+        raise NotImplementedError
+
+    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
+        raise NotImplementedError
+
+    def relocate(self, facts: VmFacts, host: HostInfo) -> None:
+        raise NotImplementedError
+
+    def discard_unused(self, path: DatastorePath) -> None:
+        """After a failed change: delete an upload no CD-ROM of the VM uses, quietly (the failure being reported
+        matters more than this clean-up)."""
+        raise NotImplementedError
+
+    def _record_reconfigure(self, changes: Sequence[DeviceChange]) -> None:
+        for change in changes:
+            self._record(Kind.DEVICE, device=change)
+        if not changes:
+            self._record(Kind.RECORD)
+
+
+class LiveEffects(Effects):
+    """Makes each change, then records it."""
+
+    def make_folder(self, folder: DatastorePath) -> bool:
+        created = self.vm.make_folder(folder)
+        if created:
+            self._record(Kind.MKDIR, folder)
+        return created
+
+    def upload(self, path: DatastorePath, iso: bytes) -> str:
+        try:
+            sha = self.vm.upload(path, iso)
+        except FileNotFoundError:  # the folder vanished since it was made or seen (a concurrent detach): again
+            self.vm.make_folder(path.folder)
+            sha = self.vm.upload(path, iso)
+        self.uploads.append(path)
+        self._record(Kind.UPLOAD, path, size=len(iso))
+        return sha
+
+    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
+        self.vm.copy(source, target)
+        self.uploads.append(target)
+        self._record(Kind.COPY, target, source=str(source))
+
+    def delete(self, path: DatastorePath, why: str = "", known_to_exist: bool = False) -> bool:
+        deleted = self.vm.delete(path)
+        if deleted:
+            self._record(Kind.DELETE, path, why=why)
+        return deleted
+
+    def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
+        left = self.vm.listing(folder, "*")
+        if left is None:
+            return
+        if left:
+            self._record(Kind.KEEP_FOLDER, folder, changed=False, why=", ".join(left))
+        elif self.vm.delete(folder):
+            self._record(Kind.DELETE_FOLDER, folder, why=why)
+
+    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
+        self.vm.reconfigure(facts, changes, extra_config)
+        self._record_reconfigure(changes)
+
+    def relocate(self, facts: VmFacts, host: HostInfo) -> None:
+        self.vm.relocate(facts, host)
+        self._record(Kind.RELOCATE, host.name)
+
+    def discard_unused(self, path: DatastorePath) -> None:
+        try:
+            if any(c.iso == str(path) for c in self.vm.facts().devices.cdroms):
+                return
+            self.vm.delete(path)
+        except Exception:  # cleaning up must not hide the failure being reported
+            log.warning("could not delete %s after the failed change", path, exc_info=True)
+
+
+class DryRunEffects(Effects):
+    """Makes nothing; records what a real run would make, with outcomes predicted from reads."""
+
+    dry_run = True
+
+    def make_folder(self, folder: DatastorePath) -> bool:
+        # Predicted as new: looking would take a datastore search, a task in vCenter's list. When the folder is
+        # there after all, the real run writes a name of its own version (attach.py) and nothing else differs.
+        self._record(Kind.MKDIR, folder)
+        return True
+
+    def upload(self, path: DatastorePath, iso: bytes) -> str:
+        self._record(Kind.UPLOAD, path, size=len(iso))
+        return hashlib.sha256(iso).hexdigest()
+
+    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
+        self._record(Kind.COPY, target, source=str(source))
+
+    def delete(self, path: DatastorePath, why: str = "", known_to_exist: bool = False) -> bool:
+        there = known_to_exist or self.vm.exists(path)
+        if there:
+            self._record(Kind.DELETE, path, why=why)
+        return there
+
+    def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
+        self._record(Kind.DELETE_FOLDER, folder, why=why)  # what is in it then depends on the deletes before
+
+    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
+        self._record_reconfigure(changes)
+
+    def relocate(self, facts: VmFacts, host: HostInfo) -> None:
+        self._record(Kind.RELOCATE, host.name)
+
+    def discard_unused(self, path: DatastorePath) -> None:
+        return None

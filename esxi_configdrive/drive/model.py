@@ -1,0 +1,223 @@
+"""Plain values the operations decide on: what vSphere says about a VM (facts, devices, datastores, hosts), paths
+on datastores, and the device changes an operation plans.
+
+The vSphere layer reads pyVmomi objects into these and turns planned changes back into specs (as govmomi's
+``VirtualDeviceList`` builds edits as values and sends them in one place); the operations never see pyVmomi.
+Fields named ``ref`` (and ``raw_devices``) hold the vSphere layer's own handles, opaque here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from ..errors import ValidationError
+
+_PATH_RE = re.compile(r"^\[([^\[\]]+)\] ?(.*)$")
+
+IDE, SATA = "ide", "sata"
+
+
+# ---- datastore paths ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatastorePath:
+    """A file on a datastore: ``[datastore] folder/file.iso``."""
+
+    datastore: str
+    path: str
+
+    @classmethod
+    def parse(cls, text: str) -> DatastorePath:
+        m = _PATH_RE.match(text or "")
+        if not m:
+            raise ValidationError("datastore path", f"{text!r} is not of the form '[datastore] path'")
+        return cls(m.group(1), m.group(2))
+
+    def __str__(self) -> str:
+        return f"[{self.datastore}] {self.path}"
+
+    @property
+    def folder(self) -> DatastorePath:
+        return DatastorePath(self.datastore, self.path.rsplit("/", 1)[0] if "/" in self.path else "")
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def child(self, name: str) -> DatastorePath:
+        return DatastorePath(self.datastore, f"{self.path}/{name}" if self.path else name)
+
+    def sibling(self, name: str) -> DatastorePath:
+        return self.folder.child(name)
+
+
+def safe_path_component(name: str, fallback: str) -> str:
+    """A VM name made safe as one folder name: letters, digits, '.', '_', '-' only, no leading dot."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip(".")[:80]
+    return cleaned if cleaned.strip("_") else fallback
+
+
+# ---- what vSphere says ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatastoreInfo:
+    name: str
+    accessible: bool = True
+    hosts: tuple[str, ...] = ()  # ids of the hosts the datastore's own mount list names (Datastore.host)
+    ref: Any = field(default=None, compare=False, repr=False)
+    browser: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Controller:
+    key: int
+    kind: str  # IDE, SATA, or the vSphere type name of another controller
+    bus: int | None
+
+
+@dataclass(frozen=True)
+class Cdrom:
+    key: int
+    controller_key: int | None
+    unit: int | None
+    iso: str | None  # the ISO backing's "[ds] path"; None for an empty drive or any other backing
+    connected: bool
+    start_connected: bool
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Nic:
+    key: int
+    mac: str
+
+
+@dataclass(frozen=True)
+class DeviceList:
+    """A VM's devices, as much of them as the operations decide on."""
+
+    controllers: tuple[Controller, ...] = ()
+    cdroms: tuple[Cdrom, ...] = ()
+    nics: tuple[Nic, ...] = ()  # in device order
+    slots_in_use: frozenset[tuple[int, int]] = frozenset()  # (controller key, unit) of every device
+    keys: frozenset[int] = frozenset()
+
+    def controller(self, key: int | None) -> Controller | None:
+        return next((c for c in self.controllers if c.key == key), None)
+
+
+@dataclass(frozen=True)
+class VmFacts:
+    """One consistent picture of a VM, from one read."""
+
+    ref: Any
+    name: str
+    instance_uuid: str
+    change_version: str | None
+    power_state: str
+    devices: DeviceList
+    extra_config: Mapping[str, str]
+    vmx_path: str | None
+    host_id: str | None
+    datacenter_path: str
+    datastores: Mapping[str, DatastoreInfo]
+    guest_id: str = ""
+    bios_uuid: str = ""
+    host: Any = field(default=None, compare=False, repr=False)
+    datacenter: Any = field(default=None, compare=False, repr=False)
+    raw_devices: Mapping[int, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        return getattr(self.ref, "_moId", str(self.ref))
+
+    @property
+    def is_windows(self) -> bool | None:
+        """From the configured guest OS: True, False, or None when vSphere does not say."""
+        return self.guest_id.lower().startswith("win") if self.guest_id else None
+
+    @property
+    def powered_on(self) -> bool:
+        return self.power_state == "poweredOn"
+
+    @property
+    def vmx_datastore(self) -> str | None:
+        """The datastore holding the VM's configuration file."""
+        if self.vmx_path and self.vmx_path.startswith("["):
+            return self.vmx_path[1 : self.vmx_path.index("]")]
+        return None
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    id: str
+    name: str
+    datastores: tuple[DatastoreInfo, ...]  # what the host's own `datastore` list names
+    ref: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """A host looked up by name, and which datastores every host sees, all from the hosts' own lists: the same
+    source for the source and the target of a migration (stock vcsim's Datastore.host lists one host only)."""
+
+    target: HostInfo
+    sees: Mapping[str, frozenset[str]]  # host id -> names of the datastores it mounts
+
+    def host_sees(self, host_id: str | None, datastore: str) -> bool:
+        return host_id is not None and datastore in self.sees.get(host_id, frozenset())
+
+
+# ---- planned device changes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AddSataController:
+    key: int  # temporary (negative); vSphere assigns the real one
+    bus: int
+
+
+@dataclass(frozen=True)
+class AddCdrom:
+    key: int
+    controller_key: int
+    kind: str
+    bus: int | None
+    unit: int
+    iso: str
+    connected: bool
+
+
+@dataclass(frozen=True)
+class SetMedia:
+    """Point an existing CD-ROM at an ISO, or (``iso`` None) leave it empty and disconnected."""
+
+    key: int
+    iso: str | None
+    connected: bool
+
+
+@dataclass(frozen=True)
+class RemoveDevice:
+    key: int
+
+
+DeviceChange = Union[AddSataController, AddCdrom, SetMedia, RemoveDevice]
+
+
+def describe_change(change: DeviceChange) -> str:
+    """The line results and dry runs show for a device change."""
+    if isinstance(change, AddSataController):
+        return f"add SATA (AHCI) controller {change.bus}"
+    if isinstance(change, AddCdrom):
+        return f"add CD-ROM at {change.kind}{change.bus}:{change.unit} with {change.iso}, connected at power-on"
+    if isinstance(change, SetMedia):
+        if change.iso is None:
+            return f"empty and disconnect CD-ROM {change.key}"
+        return f"point CD-ROM {change.key} at {change.iso}"
+    return f"remove CD-ROM {change.key}"

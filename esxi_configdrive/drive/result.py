@@ -1,0 +1,56 @@
+"""What an operation returns: an ``Outcome`` (data: the steps it made or would make, the ISO the drive points at)
+and, at the edge, the ``Result`` the Python API and the command line have always given."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .effects import Step
+
+
+@dataclass
+class Outcome:
+    vm: str
+    steps: list[Step] = field(default_factory=list)
+    iso: str | None = None
+    sha256: str | None = None  # of the ISO a reconfigure pointed the drive at
+    extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(step.changed for step in self.steps)
+
+
+@dataclass
+class Result:
+    """What an operation did (or, with dry_run, would do). ``actions`` are ``steps`` described."""
+
+    vm: str
+    changed: bool
+    actions: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    iso: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def of(cls, outcome: Outcome, dry_run: bool) -> Result:
+        extra = dict(outcome.extra)
+        if outcome.sha256 and not dry_run:
+            extra["sha256"] = outcome.sha256
+        if outcome.warnings:
+            extra["warnings"] = list(outcome.warnings)
+        actions = [step.describe() for step in outcome.steps]
+        return cls(outcome.vm, outcome.changed, actions, dry_run, outcome.iso, extra, list(outcome.steps))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"vm": self.vm, "changed": self.changed}
+        if self.dry_run:
+            out["dry_run"] = True
+        out["actions"] = list(self.actions)
+        if self.iso is not None:
+            out["iso"] = self.iso
+        out.update(self.extra)
+        return out

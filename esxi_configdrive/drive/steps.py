@@ -1,0 +1,203 @@
+"""Steps several operations share: preparing the content for the guest, choosing a datastore, finishing what an
+interrupted run left, retiring a replaced ISO, and the reconfigure that carries the record with the device."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from ..errors import ConfigDriveError, LockedDoor, Stale, ValidationError, VsphereFault
+from ..iso import read_iso
+from ..layout import network_data_for_macs
+from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
+from ..vmdata import VmData
+from .devices import nic_macs
+from .effects import Effects, VmAccess
+from .model import DatastoreInfo, DatastorePath, DeviceChange, VmFacts
+from .policy import Policy
+from .state import DriveState
+
+# ---- the content, for this guest ------------------------------------------------------------------------------
+
+
+def for_guest(data: VmData, facts: VmFacts, policy: Policy, network_data_auto: bool) -> VmData:
+    """The drive's content as this VM gets it: meta_data.json's admin_pass decided for its guest OS, and with
+    ``network_data_auto`` DHCP links carrying its NICs' real MACs."""
+    wanted = {"yes": True, "no": False}.get(policy.admin_pass)
+    if wanted is None:  # cloudbase-init (Windows) reads it; cloud-init would copy it into a world-readable file
+        wanted = facts.is_windows is not False
+    if data.admin_pass != wanted:
+        data = data.copy(admin_pass=wanted)
+    if network_data_auto:
+        macs = nic_macs(facts.devices)
+        if not macs:
+            raise ValidationError("network-data", f"VM {facts.name} has no network adapter to describe")
+        data = data.copy(network_data=network_data_for_macs(macs, data.network_data))
+        data.validate(max_userdata_bytes=None)  # the input limit was applied where the data entered
+    return data
+
+
+def warnings_for(data: VmData, facts: VmFacts) -> list[str]:
+    if facts.bios_uuid and data.vm_id.lower() == facts.bios_uuid.lower():
+        return [
+            "vm-id equals the VM's BIOS UUID: cloud-init then trusts its cache and ignores later drive updates "
+            "(hostname, password reset); give the drive its own vm-id (docs/guest-setup.md)"
+        ]
+    return []
+
+
+# ---- where the ISO goes ---------------------------------------------------------------------------------------
+
+
+def pick_datastore(vm: VmAccess, facts: VmFacts, wanted: str | None) -> DatastoreInfo:
+    """The datastore for a new ISO: the one asked for (one the VM uses, or any its host mounts), else the one
+    holding the VM's configuration file."""
+    if wanted:
+        return facts.datastores[wanted] if wanted in facts.datastores else vm.datastore(wanted)
+    name = facts.vmx_datastore
+    if name and name in facts.datastores:
+        return facts.datastores[name]
+    if facts.datastores:
+        return sorted(facts.datastores.values(), key=lambda d: d.name)[0]
+    raise ConfigDriveError(f"VM {facts.name} uses no datastore; pass --datastore")
+
+
+def swap_datastore(
+    vm: VmAccess, facts: VmFacts, current: str | None, wanted: str | None, default: str | None
+) -> DatastoreInfo:
+    """Where a replacement ISO goes: the asked datastore, else where the current one is, else the default."""
+    if wanted:
+        return pick_datastore(vm, facts, wanted)
+    if current:
+        name = DatastorePath.parse(current).datastore
+        if name in facts.datastores:
+            return facts.datastores[name]
+    return pick_datastore(vm, facts, default)
+
+
+# ---- reading what is there ------------------------------------------------------------------------------------
+
+
+def raise_if_changed(vm: VmAccess, facts: VmFacts) -> None:
+    """A file the VM pointed at when read is gone: when the VM has changed since, that is a concurrent swap,
+    not a missing file, and the operation starts again from a fresh read."""
+    if vm.facts().change_version != facts.change_version:
+        raise Stale(f"VM {facts.name} changed while it was read")
+
+
+def intact(vm: VmAccess, current: str, record: DriveRecord) -> bool:
+    """The attached file is there and is the one recorded: not deleted, truncated or overwritten behind our
+    back (one GET, as many round trips as a HEAD)."""
+    try:
+        content = vm.download(DatastorePath.parse(current))
+    except (FileNotFoundError, ValidationError):
+        return False
+    return hashlib.sha256(content).hexdigest() == record.sha256
+
+
+def strays(vm: VmAccess, folder: DatastorePath, vm_id: str) -> list[DatastorePath]:
+    """ISOs already in the folder of a VM that has no drive: left by an interrupted run. A drive made for
+    another vm-id means another VM shares the folder (same name): refuse rather than touch its file.
+
+    Only attach looks: an update's leftovers have the name its re-run writes again (names follow the content,
+    and the bytes are reproducible), detach deletes the file it detached, remove the whole folder."""
+    found = []
+    for name in vm.listing(folder) or []:
+        path = folder.child(name)
+        try:
+            other = read_iso(vm.download(path))
+        except (ValidationError, FileNotFoundError):
+            found.append(path)  # a partial or broken upload of ours
+            continue
+        if other.vm_id != vm_id:
+            raise ConfigDriveError(
+                f"{path} holds the config drive of another VM (vm-id {other.vm_id}); two VMs named alike share "
+                f"{folder}. Remove that VM's drive, or give this one another --datastore"
+            )
+        found.append(path)
+    return found
+
+
+# ---- deleting what is ours ------------------------------------------------------------------------------------
+
+
+def finish_pending(vm: VmAccess, effects: Effects, state: DriveState, current: str, keep: str = "") -> None:
+    """Delete the file a crashed run swapped out but did not get to delete (and its folder when the drive moved
+    out of it, as the finished run would have)."""
+    previous_text = state.record.previous
+    if not previous_text or previous_text in (current, keep):
+        return
+    previous = DatastorePath.parse(previous_text)
+    if not state.is_ours(previous):
+        return
+    if vm.exists(previous):
+        retire(effects, previous, current, why="left by an interrupted run", known_to_exist=True)
+    elif previous.folder != DatastorePath.parse(current).folder:
+        effects.delete_folder_if_empty(previous.folder)
+
+
+def retire(
+    effects: Effects, old: DatastorePath, current: str | None, why: str = "", known_to_exist: bool = False
+) -> None:
+    """Delete a replaced ISO of ours; when the drive moved out of its folder, the folder too once empty."""
+    effects.delete(old, why=why, known_to_exist=known_to_exist)
+    if current is None or old.folder != DatastorePath.parse(current).folder:
+        effects.delete_folder_if_empty(old.folder, why=why)
+
+
+# ---- the reconfigure ------------------------------------------------------------------------------------------
+
+
+def extra_config_changes(
+    facts: VmFacts, new: DriveRecord, old: DriveRecord, avoid_lock_question: bool
+) -> dict[str, str]:
+    """The record's changes, and (when asked) the options that keep ESXi from asking the locked-door question."""
+    options = new.changes_from(old)
+    if avoid_lock_question:
+        options.update({k: v for k, v in AVOID_LOCK_QUESTION_OPTIONS.items() if facts.extra_config.get(k) != v})
+    return options
+
+
+def reconfigure(
+    vm: VmAccess,
+    effects: Effects,
+    facts: VmFacts,
+    changes: Sequence[DeviceChange],
+    records: tuple[DriveRecord, DriveRecord],
+    policy: Policy,
+    uploaded: DatastorePath | None = None,
+) -> None:
+    """One reconfigure: the device change and the record (``records``: new, old) together, so no crash can part
+    them. When vSphere says it failed, the file uploaded for it goes (unless some device uses it after all), so a
+    failure leaves the VM and its folder as they were; a Stale attempt's upload is for the retry loop to judge,
+    and after an unknown outcome nothing is cleaned up."""
+    new, old = records
+    try:
+        effects.reconfigure(facts, changes, extra_config_changes(facts, new, old, policy.avoid_lock_question))
+    except Stale:
+        if uploaded is not None and uploaded not in effects.uploads:
+            effects.uploads.append(uploaded)  # found there, not written by this attempt: the retry loop judges it
+        raise
+    except (VsphereFault, LockedDoor):
+        if uploaded is not None:
+            effects.discard_unused(uploaded)
+        raise
+
+
+def download_drive(vm: VmAccess, state: DriveState) -> VmData:
+    """The content of the attached ISO (update's starting point); a missing or unreadable file is said plainly."""
+    facts, current = state.facts, state.current or ""
+    try:
+        iso = vm.download(DatastorePath.parse(current))
+    except FileNotFoundError:
+        raise_if_changed(vm, facts)  # another client swapped the drive and deleted this file meanwhile
+        raise ConfigDriveError(
+            f"the ISO attached to VM {facts.name} ({current}) is missing; run attach --vmdata to rebuild it"
+        ) from None
+    try:
+        return read_iso(iso)
+    except ValidationError as e:  # the datastore's file is input too: say which, and the way out
+        reason = e.message if e.field == "iso" else str(e)
+        raise ValidationError(
+            "iso", f"{current} is not a readable config drive ({reason}); attach --vmdata rebuilds it"
+        ) from None

@@ -1,0 +1,70 @@
+"""Make the config-drive CD-ROM hold some content: unchanged when it already does; else upload under a new name,
+repoint the device in one reconfigure (an update's detach + reattach in one step), then delete the old file.
+What update does, and attach on a VM that already has a drive."""
+
+from __future__ import annotations
+
+from ..iso import tree_to_iso
+from ..layout import build_tree
+from ..vmdata import VmData
+from .devices import plan_swap
+from .effects import Effects, VmAccess
+from .model import DatastorePath
+from .policy import Policy
+from .result import Outcome
+from .state import DriveState, content_name
+from .steps import finish_pending, intact, reconfigure, retire, swap_datastore
+
+
+def swap_in(
+    vm: VmAccess,
+    effects: Effects,
+    state: DriveState,
+    data: VmData,
+    policy: Policy,
+    datastore: str | None = None,
+    verify_current: bool = False,
+) -> Outcome:
+    """``datastore``: where the drive must be (another than its own: it moves there). ``verify_current``: the
+    attached file must also be intact (attach repairs a deleted or overwritten file; update has just read it)."""
+    facts, record, cdrom = state.facts, state.record, state.cdrom
+    assert cdrom is not None, "swap_in needs the config-drive CD-ROM"
+    tree = build_tree(data, max_userdata_bytes=None)
+    digest = tree.digest()
+    current = cdrom.iso
+    moving = bool(datastore and current and DatastorePath.parse(current).datastore != datastore)
+    same_content = (
+        state.made_for_this_vm and not moving and current is not None and current == record.iso
+    ) and record.digest == digest
+    iso: bytes | None = None
+    if same_content and (not verify_current or intact(vm, current, record)):
+        finish_pending(vm, effects, state, current)
+        if state.connected_as_it_should_be:
+            return Outcome(facts.name, effects.steps, iso=current)
+        target = DatastorePath.parse(current)  # only the connection state needs fixing
+    else:
+        ds = swap_datastore(vm, facts, current, datastore, policy.default_datastore)
+        target = state.folder(ds.name).child(content_name(digest))
+        iso = tree_to_iso(tree)
+    old = DatastorePath.parse(current) if current and str(target) != current else None
+    deletable_old = old if old is not None and state.is_ours(old) else None
+    sha = record.sha256
+    if iso is not None:
+        finish_pending(vm, effects, state, current or str(target), keep=str(target))
+        if old is None or old.folder != target.folder:
+            effects.make_folder(target.folder)
+        sha = effects.upload(target, iso)
+    new_record = record.replace(
+        iso=str(target),
+        digest=digest,
+        sha256=sha,
+        owner=facts.instance_uuid,
+        device=cdrom.key,
+        previous=str(deletable_old) if deletable_old else "",
+        folder=str(target.folder),
+    )
+    changes = plan_swap(cdrom, str(target), facts.powered_on)
+    reconfigure(vm, effects, facts, changes, (new_record, record), policy, target if iso is not None else None)
+    if deletable_old is not None:
+        retire(effects, deletable_old, str(target), known_to_exist=True)  # the device pointed at it until now
+    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)

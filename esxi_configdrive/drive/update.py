@@ -1,0 +1,44 @@
+"""update: change what the drive holds (user data, password, SSH keys, anything). Download the attached ISO,
+read it, apply the changes, and swap the result in (swap.py): upload under a new name, repoint the device in one
+reconfigure, delete the old file. A crash at any step leaves the VM pointing at a complete ISO."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigDriveError
+from ..vmdata import VmData
+from .effects import Effects, VmAccess
+from .policy import Policy
+from .result import Outcome
+from .state import DriveState
+from .steps import download_drive, for_guest, warnings_for
+from .swap import swap_in
+
+# How the drive is laid out stays as it is unless the update says otherwise, also when --vmdata replaces the rest.
+LAYOUT_FIELDS = ("label", "password_vendor_data", "dated_versions", "empty_network_data")
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    data: VmData | None = None  # replaces the content
+    overrides: dict[str, Any] = field(default_factory=dict)  # userdata, password, public_keys, hostname
+    options: dict[str, Any] = field(default_factory=dict)  # VmData fields set as given (label, network data …)
+    network_data_auto: bool = False
+
+
+def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Policy) -> Outcome:
+    state = DriveState.of(vm.facts())
+    facts = state.facts
+    if state.cdrom is None or not state.current:
+        raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
+    now = download_drive(vm, state)
+    new = now if request.data is None else request.data.copy(**{k: getattr(now, k) for k in LAYOUT_FIELDS})
+    for key, value in request.options.items():
+        setattr(new, key, value)
+    new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
+    new = for_guest(new, facts, policy, request.network_data_auto)
+    outcome = swap_in(vm, effects, state, new, policy)
+    outcome.warnings += warnings_for(new, facts)
+    return outcome

@@ -1,0 +1,109 @@
+"""The changes to a VM: one ReconfigVM (device changes + extraConfig, on the changeVersion the plan was read at),
+waited for while the guest's locked-door question is answered, and RelocateVM. vSphere's faults become the
+tool's errors here: ConcurrentAccess -> Stale, a refused or failed change -> VsphereFault, a "no" to the
+locked-door question -> LockedDoor, a change sent whose end was not seen -> OutcomeUnknown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from ..drive.model import DeviceChange, HostInfo, VmFacts
+from ..errors import LockedDoor, OutcomeUnknown, Stale, VsphereFault, fault_line
+from ..record import LOCKED_DOOR_MESSAGE_IDS
+from .connection import Session
+from .devices import device_specs
+from .tasks import TaskTimeout, choice_key, question_message_ids, wait_for_task
+
+log = logging.getLogger(__name__)
+
+
+def reconfigure(
+    session: Session,
+    facts: VmFacts,
+    changes: Sequence[DeviceChange],
+    extra_config: Mapping[str, str],
+    *,
+    force_eject: bool,
+    timeout: float,
+) -> None:
+    spec = vim.vm.ConfigSpec(
+        changeVersion=facts.change_version,
+        deviceChange=device_specs(changes, facts.raw_devices),
+        extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in sorted(extra_config.items())],
+    )
+    refused: list[str] = []
+    task = _send(session, lambda: facts.ref.ReconfigVM_Task(spec), "ReconfigVM", f"reconfigure VM {facts.name}")
+    try:
+        wait_for_task(
+            session,
+            task,
+            what=f"reconfigure VM {facts.name}",
+            vm=facts.ref,
+            on_question=locked_door_answer(force_eject, refused),
+            timeout=timeout,
+        )
+    except TaskTimeout as e:
+        raise OutcomeUnknown(
+            f"{e}. The change may still complete; run the same command again to finish or confirm it"
+        ) from None
+    except vmodl.MethodFault as fault:
+        if refused:
+            raise LockedDoor(
+                f"the guest of VM {facts.name} has locked its CD-ROM door; the VM keeps its current drive. "
+                "Unmount the drive in the guest (umount/eject) and run again, or pass --force-eject"
+            ) from None
+        raise _translated(fault, facts) from fault
+
+
+def relocate(session: Session, facts: VmFacts, host: HostInfo, *, timeout: float) -> None:
+    spec = vim.vm.RelocateSpec(host=host.ref)
+    task = _send(session, lambda: facts.ref.RelocateVM_Task(spec), "RelocateVM", f"migrate VM {facts.name}")
+    try:
+        wait_for_task(session, task, what=f"migrate to {host.name}", timeout=timeout)
+    except vmodl.MethodFault as fault:
+        raise _translated(fault, facts) from fault
+
+
+def _send(session: Session, call: Callable[[], Any], method: str, what: str) -> vim.Task:
+    try:
+        return session.call(call, method)
+    except vmodl.MethodFault as fault:  # vSphere refused the request: nothing was changed
+        raise _translated(fault, None) from fault
+    except Exception as e:  # the request may have reached vCenter: whether it applies is unknown
+        raise OutcomeUnknown(
+            f"{what}: {type(e).__name__} while sending it; it may still apply. Run the same command again to "
+            "finish or confirm it"
+        ) from e
+
+
+def _translated(fault: vmodl.MethodFault, facts: VmFacts | None) -> Exception:
+    if isinstance(fault, vim.fault.ConcurrentAccess):
+        name = facts.name if facts is not None else "the VM"
+        return Stale(f"{name} changed since it was read ({fault_line(fault)})")
+    return VsphereFault(fault_line(fault), fault)
+
+
+def locked_door_answer(force_eject: bool, refused: list[str]) -> Callable[[Any], str | None]:
+    """How the guest's locked-door question is answered: yes with ``force_eject`` (the guest loses its mounted
+    drive), else no (the change fails, the VM keeps its drive; ``refused`` notes it). Any other question is left
+    alone. Choices are found by label, never by position: the keys differ between ESXi versions."""
+
+    def answer(question: Any) -> str | None:
+        ids = question_message_ids(question)
+        if not any(i in LOCKED_DOOR_MESSAGE_IDS for i in ids) and "locked" not in (question.text or "").lower():
+            log.warning("VM question %s is not about the CD-ROM; not answering it", ",".join(ids) or "?")
+            return None
+        label = "button.yes" if force_eject else "button.no"
+        key = choice_key(question, label)
+        if key is None:
+            log.warning("the locked-door question has no %s choice", label)
+            return None
+        if not force_eject:
+            refused.append(question.id)
+        return key
+
+    return answer

@@ -1,0 +1,86 @@
+"""``VmAccess`` (drive/effects.py) over a pyVmomi session: what one operation on one VM reads from and changes in
+vSphere, each a call into the modules beside this one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
+from ..drive.model import DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, VmFacts
+from ..errors import ConfigDriveError, ValidationError
+from .connection import Session
+from .datastore import DatastoreFiles
+from .inventory import fetch_vm_facts, find_datastore, find_hosts
+from .reconfigure import reconfigure, relocate
+
+
+class VsphereVm:
+    def __init__(
+        self, session: Session, ref: Any, *, force_eject: bool = False, task_timeout: float = DEFAULT_TASK_TIMEOUT
+    ) -> None:
+        self.session = session
+        self.ref = ref
+        self.force_eject = force_eject
+        self.task_timeout = task_timeout
+        self._facts: VmFacts | None = None  # the last read: its datacenter and datastores serve the file calls
+
+    # ---- reads
+
+    def facts(self) -> VmFacts:
+        self._facts = fetch_vm_facts(self.session, self.ref)
+        return self._facts
+
+    def download(self, path: DatastorePath) -> bytes:
+        return self._files().download(path, MAX_ISO_BYTES)
+
+    def exists(self, path: DatastorePath) -> bool:
+        return self._files().exists(path)
+
+    def listing(self, folder: DatastorePath, pattern: str = "*.iso") -> list[str] | None:
+        browser = self._browser(folder.datastore)
+        return None if browser is None else self._files().list(folder, browser, pattern=pattern)
+
+    def datastore(self, name: str) -> DatastoreInfo:
+        return find_datastore(self.session, self._known(), name)
+
+    def hosts(self, name: str) -> Hosts:
+        return find_hosts(self.session, name)
+
+    # ---- changes
+
+    def make_folder(self, folder: DatastorePath) -> bool:
+        return self._files().mkdir(folder)
+
+    def upload(self, path: DatastorePath, content: bytes) -> str:
+        return self._files().upload(path, content)
+
+    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
+        self._files().copy(source, target)
+
+    def delete(self, path: DatastorePath) -> bool:
+        return self._files().delete(path)
+
+    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
+        reconfigure(self.session, facts, changes, extra_config, force_eject=self.force_eject, timeout=self.task_timeout)
+
+    def relocate(self, facts: VmFacts, host: HostInfo) -> None:
+        relocate(self.session, facts, host, timeout=self.task_timeout)
+
+    # ----
+
+    def _known(self) -> VmFacts:
+        return self._facts if self._facts is not None else self.facts()
+
+    def _files(self) -> DatastoreFiles:
+        facts = self._known()
+        return DatastoreFiles(self.session, facts.datacenter, facts.datacenter_path, self.task_timeout)
+
+    def _browser(self, datastore: str) -> Any:
+        facts = self._known()
+        if datastore in facts.datastores:
+            return facts.datastores[datastore].browser
+        try:
+            return self.datastore(datastore).browser
+        except (ValidationError, ConfigDriveError):
+            return None
