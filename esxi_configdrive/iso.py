@@ -13,7 +13,9 @@ import os
 import re
 import struct
 import sys
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, BinaryIO, Union
 
@@ -44,16 +46,27 @@ class IsoTooLarge(ValidationError):
 
 class _BuildClock:
     """Stands in for the ``time`` module inside pycdlib: a fixed "now", and UTC instead of local time (pycdlib
-    records the local UTC offset in every date)."""
+    records the local UTC offset in every date). Every date of a drive is the same instant, so its broken-down
+    form is computed once, not twice per directory record."""
+
+    def __init__(self) -> None:
+        self._epoch_tm = time.gmtime(BUILD_EPOCH)
 
     def time(self) -> float:
         return float(BUILD_EPOCH)
 
-    def localtime(self, secs: float | None = None) -> time.struct_time:
-        return time.gmtime(BUILD_EPOCH if secs is None else secs)
+    def gmtime(self, secs: float | None = None) -> time.struct_time:
+        if secs is None or secs == BUILD_EPOCH:
+            return self._epoch_tm
+        return time.gmtime(secs)
+
+    localtime = gmtime
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
+
+
+_CLOCK = _BuildClock()
 
 
 def _pycdlib() -> Any:
@@ -62,7 +75,7 @@ def _pycdlib() -> Any:
     for module in ("pycdlib", "headervd", "dates", "utils", "inplaceeditor", "udf"):
         mod = sys.modules.get(f"pycdlib.{module}")
         if mod is not None and not isinstance(getattr(mod, "time", None), _BuildClock):
-            mod.time = _BuildClock()
+            mod.time = _CLOCK
     return pycdlib
 
 
@@ -114,10 +127,27 @@ def check_size(tree: FileTree) -> None:
 
 
 def _write_iso(tree: FileTree) -> bytes:
-    pycdlib = _pycdlib()
+    key = _layout_key(tree)
+    layout = _LAYOUTS.take(key)
+    try:
+        if layout is None:
+            layout = _Layout(tree)
+        else:
+            layout.refill(tree)
+        image = layout.master()
+    except BaseException:
+        if layout is not None:
+            layout.close()
+        raise
+    _LAYOUTS.give_back(key, layout)
+    if len(image) > MAX_ISO_BYTES:
+        raise IsoTooLarge("iso", f"{len(image)} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
+    return image
 
-    names = _iso9660_names(tree.all_paths())
-    iso = pycdlib.PyCdlib()
+
+def _new_image(tree: FileTree, names: dict[str, str], buffers: dict[str, BinaryIO]) -> Any:
+    """A new PyCdlib holding ``tree``: the directories, then the files, then the links, each in path order."""
+    iso = _pycdlib().PyCdlib()
     iso.new(
         interchange_level=3,
         vol_ident=tree.label,
@@ -129,24 +159,103 @@ def _write_iso(tree: FileTree) -> bytes:
     for directory in _directories(tree.all_paths()):
         iso.add_directory(names[directory], rr_name=_base(directory), joliet_path="/" + directory)
     for path in sorted(tree.files):
-        content = tree.files[path]
         mode = PRIVATE_FILE_MODE if path in tree.private else PUBLIC_FILE_MODE
-        iso.add_fp(
-            io.BytesIO(content), len(content), names[path], rr_name=_base(path), joliet_path="/" + path, file_mode=mode
-        )
+        length = len(tree.files[path])
+        iso.add_fp(buffers[path], length, names[path], rr_name=_base(path), joliet_path="/" + path, file_mode=mode)
     for path in sorted(tree.links):
         target = tree.links[path]
         if target not in tree.files:
             raise ValidationError(f"tree:{path}", f"hard link to {target}, which is not a file of the drive")
         iso.add_hard_link(iso_old_path=names[target], iso_new_path=names[path], rr_name=_base(path))
         iso.add_hard_link(iso_old_path=names[target], joliet_new_path="/" + path)
-    out = io.BytesIO()
-    iso.write_fp(out)
-    iso.close()
-    image = out.getvalue()
-    if len(image) > MAX_ISO_BYTES:
-        raise IsoTooLarge("iso", f"{len(image)} bytes exceeds the {MAX_ISO_BYTES}-byte limit")
-    return image
+    return iso
+
+
+# ---- reusing a layout -------------------------------------------------------------------------------------
+# Where a build's time went (docs/performance.md): two thirds in pycdlib making the directory records (ISO 9660,
+# Rock Ridge and Joliet, each with its dates) in add_directory/add_fp/add_hard_link, one third in write_fp; pycdlib
+# already re-assigns extents once per write, not per add. The drives one process builds nearly all share their
+# paths, links and modes (a batch; an attach validates, then builds): only the contents differ. So a layout's
+# PyCdlib object is kept after its write and refilled with pycdlib's update_file_contents_fp, which swaps each
+# file's data and length; the next write_fp re-assigns every extent. Same bytes as a fresh build: tests/test_iso.py
+# pins them.
+_LAYOUTS_KEPT = 8  # distinct layouts kept: a fleet's drives come in a few
+_LAYOUT_MAX_PATHS = 1_000  # a typical drive has 15; an odd huge tree is built fresh rather than kept in memory
+
+
+def _layout_key(tree: FileTree) -> tuple[Any, ...]:
+    """Everything but the contents that decides the bytes: the label, the paths, which are private, the links."""
+    files = tuple((path, path in tree.private) for path in sorted(tree.files))
+    return tree.label, files, tuple(sorted(tree.links.items()))
+
+
+class _Layout:
+    """One layout's PyCdlib object. Between builds it holds no content: the buffers handed to pycdlib are closed
+    after each write (a password must not outlive its build in a cache), so a file left unfilled would fail the
+    write rather than repeat an older drive's data."""
+
+    def __init__(self, tree: FileTree) -> None:
+        self.names = _iso9660_names(tree.all_paths())
+        self.paths = len(self.names)
+        self.buffers = _buffers(tree)
+        self.iso = _new_image(tree, self.names, self.buffers)
+
+    def refill(self, tree: FileTree) -> None:
+        self.buffers = _buffers(tree)
+        for path, fp in self.buffers.items():
+            self.iso.update_file_contents_fp(fp, len(tree.files[path]), iso_path=self.names[path])
+
+    def master(self) -> bytes:
+        out = io.BytesIO()
+        try:
+            self.iso.write_fp(out)
+        finally:
+            for fp in self.buffers.values():
+                fp.close()
+        return out.getvalue()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.iso.close()
+
+
+def _buffers(tree: FileTree) -> dict[str, BinaryIO]:
+    return {path: io.BytesIO(content) for path, content in tree.files.items()}
+
+
+class _LayoutCache:
+    """Idle layouts, least recently used first. A build takes its layout out while it writes, so threads never
+    share one (a second thread building the same layout meanwhile makes its own, and the last one back stays)."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._idle: OrderedDict[tuple[Any, ...], _Layout] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[Any, ...]) -> _Layout | None:
+        with self._lock:
+            return self._idle.pop(key, None)
+
+    def give_back(self, key: tuple[Any, ...], layout: _Layout) -> None:
+        dropped = [layout]
+        # an older pycdlib without update_file_contents_fp cannot refill: every build there is a fresh one
+        if layout.paths <= _LAYOUT_MAX_PATHS and hasattr(layout.iso, "update_file_contents_fp"):
+            with self._lock:
+                dropped = [self._idle.pop(key)] if key in self._idle else []
+                self._idle[key] = layout
+                while len(self._idle) > self._kept:
+                    dropped.append(self._idle.popitem(last=False)[1])
+        for old in dropped:
+            old.close()
+
+    def clear(self) -> None:
+        with self._lock:
+            dropped, self._idle = list(self._idle.values()), OrderedDict()
+        for old in dropped:
+            old.close()
+
+
+_LAYOUTS = _LayoutCache(_LAYOUTS_KEPT)
 
 
 def _base(path: str) -> str:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import sample_data as sd
 
 from esxi_configdrive import ValidationError, build_iso, read_iso
-from esxi_configdrive.iso import MAX_ISO_BYTES, IsoTooLarge, iso_to_tree, tree_to_iso
+from esxi_configdrive import iso as iso_module
+from esxi_configdrive.iso import MAX_ISO_BYTES, IsoTooLarge, iso_digest, iso_to_tree, tree_to_iso
 from esxi_configdrive.layout import FileTree, build_tree
 
 USER_DATA_NAMES = ("cloudstack/userdata/user_data.txt", "openstack/latest/user_data")
@@ -222,3 +225,199 @@ def test_same_content_same_bytes_whatever_the_clock_and_zone(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == here
     assert build_iso(sd.sample_vmdata(password="other")) != here
+
+
+# ---- byte-identical output: pinned digests and the layout cache --------------------------------------------
+
+_TYPICAL_SIZES = {
+    "cloudstack/metadata/availability-zone.txt": 6,
+    "cloudstack/metadata/cloud-identifier.txt": 19,
+    "cloudstack/metadata/instance-id.txt": 9,
+    "cloudstack/metadata/local-hostname.txt": 6,
+    "cloudstack/metadata/public-keys.txt": 95,
+    "cloudstack/metadata/service-offering.txt": 14,
+    "cloudstack/metadata/vm-id.txt": 36,
+    "cloudstack/password/vm-password-md5checksum.txt": 32,
+    "cloudstack/password/vm_password.txt": 10,
+    "cloudstack/userdata/user_data.txt": 141,
+    "openstack/latest/meta_data.json": 402,
+    "openstack/latest/network_data.json": 2,
+    "openstack/latest/vendor_data.json": 674,
+}
+_TYPICAL_LINKS = {
+    "cloudstack/password/vm_password_md5checksum.txt": "cloudstack/password/vm-password-md5checksum.txt",
+    "openstack/latest/user_data": "cloudstack/userdata/user_data.txt",
+}
+_TYPICAL_PRIVATE = {
+    "cloudstack/password/vm-password-md5checksum.txt",
+    "cloudstack/password/vm_password.txt",
+    "openstack/latest/meta_data.json",
+    "openstack/latest/vendor_data.json",
+}
+_DATED_LINKS = {
+    f"openstack/{version}/{name}": target
+    for version in ("2012-08-10", "2018-08-27")
+    for name, target in (
+        ("meta_data.json", "openstack/latest/meta_data.json"),
+        ("user_data", "cloudstack/userdata/user_data.txt"),
+        ("network_data.json", "openstack/latest/network_data.json"),
+    )
+}
+# name -> (file sizes, hard links, private files, label): the drive's real layout, its dated variant, and the
+# corners of the format (empty files, sizes at the 2048-byte block boundary, a directory whose records span several
+# blocks, names that mangle alike, Rock Ridge relocation past depth 8, a large file).
+SHAPES: dict[str, tuple[dict[str, int], dict[str, str], set[str], str]] = {
+    "typical": (_TYPICAL_SIZES, _TYPICAL_LINKS, _TYPICAL_PRIVATE, "config-2"),
+    "dated": (_TYPICAL_SIZES, {**_TYPICAL_LINKS, **_DATED_LINKS}, _TYPICAL_PRIVATE, "config-2"),
+    "boundaries": (
+        {"a/empty": 0, "a/one": 1, "a/b2047": 2047, "a/b2048": 2048, "a/b2049": 2049, "b/b4096": 4096},
+        {"b/link-empty": "a/empty", "b/link": "a/b2049"},
+        {"a/one"},
+        "CONFIG-2",
+    ),
+    "wide": (
+        {f"w/file-{i:03d}-{'x' * 40}.txt": i * 37 for i in range(100)},
+        {"top": "w/file-001-" + "x" * 40 + ".txt"},
+        set(),
+        "config-2",
+    ),
+    "odd-names": (
+        {
+            "extra/" + "n" * 64: 3,
+            "extra/with space;semi*star?.txt": 5,
+            "extra/ünï😀": 7,
+            "extra/A": 1,
+            "extra/a": 2,
+            "extra/a.b.c.d": 9,
+            "openstack/latest/meta_data.json": 20,
+        },
+        {"extra/ünï😀-link": "extra/A"},
+        {"extra/a"},
+        "x" * 16,
+    ),
+    "deep": (
+        {"d1/d2/d3/d4/d5/d6/d7/d8/d9/leaf.txt": 50, "d1/top.txt": 10, "d1/d2/d3/d4/d5/d6/d7/d8/mid": 3000},
+        {"d1/d2/d3/d4/d5/d6/d7/d8/d9/link": "d1/top.txt"},
+        set(),
+        "config-2",
+    ),
+    "big": (
+        {"openstack/latest/user_data": 1024 * 1024 + 5, "openstack/latest/meta_data.json": 300},
+        {"cloudstack/userdata/user_data.txt": "openstack/latest/user_data"},
+        set(),
+        "cidata",
+    ),
+}
+
+
+def shaped_tree(shape: str, salt: int = 0, sizes: dict[str, int] | None = None) -> FileTree:
+    """A tree of ``shape`` whose contents are deterministic bytes (differing with ``salt``) of the shape's sizes
+    or of ``sizes``."""
+    base, links, private, label = SHAPES[shape]
+    files = {}
+    for path, size in {**base, **(sizes or {})}.items():
+        unit = f"{salt}:{path}|".encode()
+        files[path] = (unit * (size // len(unit) + 1))[:size]
+    return FileTree(files=files, links=dict(links), label=label, private=set(private))
+
+
+# SHA-256 of tree_to_iso(shaped_tree(name)), computed by the code before layouts were reused (commit 7e465ed:
+# one fresh PyCdlib per build), with pycdlib 1.22.0 and the default SOURCE_DATE_EPOCH. Drive names, recorded
+# digests and cassettes depend on these bytes: a change here is a change of every drive, not a test to update.
+PINNED = {
+    "typical": "aebfc09233e67e140df43f8178529f2c796c654b89d3547ba12d9fa17afecee1",
+    "dated": "4718a5c4cdc760d73b29bcd0dd0d311001a143960d4e61a018457321576e6edf",
+    "boundaries": "47210db6687a96d2cfa617050388ba61b31ac071f51c4a8639a30bd80a175c94",
+    "wide": "4f372d54eff756600f8b9243edb736d2050097e96528bb3a14750a4ec6762949",
+    "odd-names": "c6dfe5f835b02e57af0552ccb5365a697bc52bd0c93d72f2e4f475525482afd4",
+    "deep": "e303b44d919cdf9b827ac0aa57269f89511fc9ce8f7c8eae15d9daa14e7946d7",
+    "big": "d45229be0848ac9382a0884cf98da82b47076ff33178e1733af550b11d34da3b",
+}
+
+
+def _contents(tree: FileTree) -> dict[str, bytes | None]:
+    return {path: tree.read(path) for path in tree.all_paths()}
+
+
+def fresh_iso(tree: FileTree) -> bytes:
+    """The old algorithm: a build with no layout kept from an earlier one."""
+    iso_module._LAYOUTS.clear()
+    return tree_to_iso(tree)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_pinned_bytes_fresh_and_from_a_reused_layout(shape):
+    assert iso_module.BUILD_EPOCH == 946684800, "the pinned digests are for the default SOURCE_DATE_EPOCH"
+    assert iso_digest(fresh_iso(shaped_tree(shape))) == PINNED[shape]
+    other = tree_to_iso(shaped_tree(shape, salt=1))  # refills the layout the first build left
+    assert iso_digest(other) != PINNED[shape]
+    assert _contents(iso_to_tree(other)) == _contents(shaped_tree(shape, salt=1))
+    assert iso_digest(tree_to_iso(shaped_tree(shape))) == PINNED[shape]  # refilled again, back to the first
+
+
+def _size_variants(shape: str, count: int) -> list[FileTree]:
+    """Trees of one layout whose sizes jump around: empty <-> not, either side of the 2048-byte block, larger."""
+    rng = random.Random(shape)
+    paths = sorted(SHAPES[shape][0])
+    corners = [0, 1, 2047, 2048, 2049, 4096, 6145, 30_000]
+    trees = []
+    for salt in range(count):
+        sizes = {path: rng.choice(corners) if rng.random() < 0.6 else rng.randrange(20_000) for path in paths}
+        trees.append(shaped_tree(shape, salt=salt, sizes=sizes))
+    return trees
+
+
+@pytest.mark.parametrize("shape", sorted(set(SHAPES) - {"big"}))
+def test_a_reused_layout_writes_what_a_fresh_build_writes(shape):
+    trees = _size_variants(shape, 12)
+    iso_module._LAYOUTS.clear()
+    reused = [iso_digest(tree_to_iso(tree)) for tree in trees]  # the first fresh, then eleven refills in a row
+    assert [iso_digest(fresh_iso(tree)) for tree in trees] == reused
+    assert len(set(reused)) == len(trees)
+
+
+def test_builds_in_threads_are_each_their_own_drive():
+    trees = [shaped_tree(shape, salt=i) for i in range(40) for shape in ("typical", "dated", "boundaries")]
+    expected = [iso_digest(fresh_iso(tree)) for tree in trees]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda tree: iso_digest(tree_to_iso(tree)), trees))
+    assert got == expected
+
+
+def test_kept_layouts_hold_no_content():
+    secret = b"Passw0rd-kept-nowhere"
+    tree = shaped_tree("typical")
+    tree.files["cloudstack/password/vm_password.txt"] = secret
+    for _ in range(2):  # fresh, then refilled
+        assert secret in tree_to_iso(tree)
+        kept = list(iso_module._LAYOUTS._idle.values())
+        assert kept and all(fp.closed for layout in kept for fp in layout.buffers.values())
+
+
+def test_huge_layouts_are_not_kept():
+    tree = FileTree(files={f"many/f{i:04d}": b"x" for i in range(1_100)})
+    iso_module._LAYOUTS.clear()
+    first = tree_to_iso(tree)
+    assert iso_module._LAYOUTS._idle == {}
+    assert tree_to_iso(tree) == first
+    assert len(iso_to_tree(first).files) == 1_100
+
+
+def test_layouts_that_differ_only_in_modes_links_or_label_are_not_confused():
+    base = shaped_tree("typical")
+    variants = [base]
+    for change in ("private", "link", "label", "file"):
+        tree = shaped_tree("typical")
+        if change == "private":
+            tree.private = set()
+        elif change == "link":
+            del tree.links["openstack/latest/user_data"]
+        elif change == "label":
+            tree.label = "cidata"
+        else:
+            tree.files["openstack/latest/extra.json"] = b"{}"
+        variants.append(tree)
+    expected = [iso_digest(fresh_iso(tree)) for tree in variants]
+    assert len(set(expected)) == len(variants)
+    for _ in range(2):  # every layout kept, then each refilled
+        assert [iso_digest(tree_to_iso(tree)) for tree in variants] == expected

@@ -182,7 +182,9 @@ def test_remove_takes_the_device_the_iso_and_the_folder(stock_tool, stock_si, st
 def test_concurrent_attaches_without_change_version_still_make_one_drive(stock_vcsim, stock_si, stock_make_vm):
     """Stock vcsim has no changeVersion, so the tool's optimistic locking has nothing to compare: a run that loses
     is refused by vSphere's own device check (the unit is taken) instead of reading again. What must hold all the
-    same: one drive, one file in its folder, the record pointing at it, and only vSphere faults as errors."""
+    same: one drive, its file there, the record pointing at it, and only vSphere faults as errors. (Not checked: that
+    no other file is left. A run that starts after another finished swaps the backing, and without changeVersion
+    two such swaps can both apply, leaving the first one's upload behind; vCenter's changeVersion prevents that.)"""
     vm = stock_make_vm()
     errors: list[BaseException] = []
     done: list[str] = []
@@ -207,7 +209,7 @@ def test_concurrent_attaches_without_change_version_still_make_one_drive(stock_v
     assert done and all(isinstance(e, VsphereFault) and isinstance(e.fault, vmodl.MethodFault) for e in errors), errors
     [drive] = our_drives(vm)
     path = DatastorePath.parse(drive.backing.fileName)
-    assert folder_listing(stock_si, str(path.folder)) == [path.name]
+    assert path.name in (folder_listing(stock_si, str(path.folder)) or [])
     assert record_of(stock_si, vm)["iso"] == drive.backing.fileName
 
 

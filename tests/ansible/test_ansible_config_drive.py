@@ -1,0 +1,275 @@
+"""The collection's modules in real ``ansible-playbook`` runs against the vcsim harness; what they did is checked
+with the harness's own pyVmomi session and by reading the ISO back from the datastore."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+from sample_data import ED25519_KEY
+from tool_fixtures import fetch_file, folder_listing, iso_paths, record_of
+from vsphere_harness import cdroms
+
+from esxi_configdrive import VmData, read_iso
+
+pytestmark = pytest.mark.live
+
+DRIVE = "esxi_configdrive.vsphere.config_drive"
+INFO = "esxi_configdrive.vsphere.config_drive_info"
+PASSWORD_FROM_ENV = "{{ lookup('ansible.builtin.env', 'DRIVE_PASSWORD') }}"
+
+
+def vmdata(hostname: str, n: int = 1) -> dict:
+    return {
+        "metadata": {"vm-id": f"00000000-0000-4000-8000-{n:012d}", "local-hostname": hostname,
+                     "public-keys": [ED25519_KEY]},
+        "userdata": f"#cloud-config\n# {hostname}\n",
+    }  # fmt: skip
+
+
+def task(title: str, module: str = DRIVE, /, **args: object) -> dict:
+    return {"name": title, module: args}
+
+
+def drive_of(sim, si, vm) -> VmData:
+    """The drive's content, read from the ISO the VM's CD-ROM points at (downloaded from the datastore)."""
+    paths = [p for p in iso_paths(si, vm) if "ConfigDrive/" in p]
+    assert len(paths) == 1, paths
+    return read_iso(fetch_file(sim, si, paths[0]))
+
+
+def attach_with_package(tool, vm, hostname: str, password: str | None = None) -> str:
+    data = VmData.from_object({**vmdata(hostname), **({"password": password} if password else {})})
+    return tool.attach(vm.name, data).iso
+
+
+def untouched(si, vm) -> bool:
+    return [p for p in iso_paths(si, vm) if "ConfigDrive/" in p] == [] and record_of(si, vm) == {}
+
+
+def test_attach_then_the_same_again_changes_nothing(ansible, vcsim_faults, vsphere, make_vm):
+    vm = make_vm()
+    ansible.secrets.append("Drive-pw-1234")
+    args = {"name": vm.name, "vmdata": vmdata("web-1"), "vm_password": PASSWORD_FROM_ENV}
+    run = ansible.run([task("attach", **args), task("attach again", **args)], env={"DRIVE_PASSWORD": "Drive-pw-1234"})
+    assert run.rc == 0, run.output
+    first, again = run.task("attach"), run.task("attach again")
+    assert first["changed"] is True and first["iso"] == f"[LocalDS_0] ConfigDrive/{vm.name}/configdrive.iso"
+    assert first["device"]["controller"] == "ide" and first["device"]["start_connected"] is True  # VM is off
+    assert any(a.startswith("uploaded") for a in first["actions"]), first["actions"]
+    assert again["changed"] is False and again["iso"] == first["iso"] and again["actions"] == []
+    drive = drive_of(vcsim_faults, vsphere, vm)
+    assert (drive.hostname, drive.password, drive.public_keys) == ("web-1", "Drive-pw-1234", [ED25519_KEY])
+    assert drive.userdata == b"#cloud-config\n# web-1\n"
+
+
+def test_check_mode_reports_the_change_and_changes_nothing(ansible, vcsim_faults, vsphere, make_vm):
+    vm = make_vm(powered_on=True)
+    run = ansible.run([task("plan", name=vm.name, vmdata=vmdata("web-check"))], check=True, diff=True)
+    assert run.rc == 0, run.output
+    plan = run.task("plan")
+    assert plan["changed"] is True and plan["dry_run"] is True
+    assert any("upload the config drive" in a for a in plan["actions"]), plan["actions"]
+    assert any("SATA" in a or "sata" in a for a in plan["actions"]), plan["actions"]  # a running VM: SATA
+    # the harness's own session: no CD-ROM backed by an ISO, no record, no file, no folder
+    assert untouched(vsphere, vm)
+    assert fetch_file(vcsim_faults, vsphere, plan["iso"]) is None
+    assert folder_listing(vsphere, f"[LocalDS_0] ConfigDrive/{vm.name}") is None
+    # diff mode: no drive before, the planned content after
+    assert plan["diff"]["before"] == {"attached": False}
+    after = plan["diff"]["after"]
+    assert (after["attached"], after["hostname"], after["public_keys"]) == (True, "web-check", 1)
+    assert f"config drive of {vm.name} (after)" in run.stdout and '"hostname": "web-check"' in run.stdout
+
+
+def test_update_of_user_data_lands_in_the_iso_and_shows_in_the_diff(ansible, tool, vcsim_faults, vsphere, make_vm):
+    vm = make_vm(powered_on=True)
+    ansible.secrets.append("Kept-pw-5678")
+    old_iso = attach_with_package(tool, vm, "web-upd", password="Kept-pw-5678")
+    new_userdata = "#cloud-config\nruncmd:\n  - [touch, /tmp/updated-by-ansible]\n"
+    run = ansible.run([task("update", name=vm.name, userdata=new_userdata)], diff=True)
+    assert run.rc == 0, run.output
+    result = run.task("update")
+    assert result["changed"] is True and result["iso"] != old_iso
+    drive = drive_of(vcsim_faults, vsphere, vm)
+    assert drive.userdata == new_userdata.encode()
+    assert (drive.hostname, drive.password) == ("web-upd", "Kept-pw-5678")  # the other fields stay
+    assert fetch_file(vcsim_faults, vsphere, old_iso) is None  # the old ISO was deleted
+    before, after = result["diff"]["before"], result["diff"]["after"]
+    assert before["userdata_bytes"] == len("#cloud-config\n# web-upd\n")
+    assert after["userdata_bytes"] == len(new_userdata) and after["iso"] == result["iso"]
+    assert before["password_set"] is True and after["password_set"] is True
+    assert f'-    "userdata_bytes": {before["userdata_bytes"]}' in run.stdout  # the diff as Ansible prints it
+
+
+def test_detached_and_absent(ansible, tool, vcsim_faults, vsphere, make_vm):
+    running, stopped = make_vm(powered_on=True), make_vm()
+    running_iso = attach_with_package(tool, running, "web-on")
+    stopped_iso = attach_with_package(tool, stopped, "web-off")
+    run = ansible.run(
+        [
+            task("stop", name=running.name, state="detached"),
+            task("expunge", name=stopped.name, state="absent"),
+            task("expunge again", name=stopped.name, state="absent"),
+        ]
+    )
+    assert run.rc == 0, run.output
+    stop, expunge, again = run.task("stop"), run.task("expunge"), run.task("expunge again")
+    assert stop["changed"] is True and expunge["changed"] is True and again["changed"] is False
+    # the running VM keeps its CD-ROM, emptied (detach removes a device only from a VM that is off); file gone
+    assert [p for p in iso_paths(vsphere, running) if "ConfigDrive/" in p] == []
+    assert fetch_file(vcsim_faults, vsphere, running_iso) is None
+    assert stop["device"]["iso"] is None and stop["device"]["connected"] is False
+    # the expunged VM: the device, the file and the folder are gone; its own CD-ROM stays
+    assert len(cdroms(stopped)) == 1 and iso_paths(vsphere, stopped) == []
+    assert fetch_file(vcsim_faults, vsphere, stopped_iso) is None
+    assert folder_listing(vsphere, f"[LocalDS_0] ConfigDrive/{stopped.name}") is None
+    assert "device" not in expunge
+
+
+def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphere, make_vm):
+    vm = make_vm()
+    no_vm_id = {"metadata": {"local-hostname": "web-bad"}}
+    run = ansible.run(
+        [
+            {**task("no vm-id", name=vm.name, vmdata=no_vm_id), "ignore_errors": True},
+            {**task("bad key", name=vm.name, vmdata=vmdata("web-bad"), ssh_keys=["ssh-rsa nonsense"]),
+             "ignore_errors": True},
+            {**task("bad label", name=vm.name, vmdata=vmdata("web-bad"), label="x" * 17), "ignore_errors": True},
+            {**task("fields for a stop", name=vm.name, state="detached", userdata="x"), "ignore_errors": True},
+            {**task("no such VM", name="no-such-vm", vmdata=vmdata("web-bad")), "ignore_errors": True},
+        ]
+    )  # fmt: skip
+    assert run.rc == 0, run.output  # every failure ignored
+    expected = {
+        "no vm-id": ("vmdata.metadata.vm-id", "required"),
+        "bad key": ("ssh_keys[0]", ""),
+        "bad label": ("label", "16"),
+        "fields for a stop": ("userdata", "does not apply with state=detached"),
+    }
+    for name, (field, words) in expected.items():
+        result = run.task(name)
+        assert result["_status"] == "failed" and result["field"] == field, result
+        assert result["msg"].startswith(f"{field}: ") and words in result["msg"], result["msg"]
+        assert "Traceback" not in run.output + json.dumps(result)
+    missing = run.task("no such VM")
+    assert missing["_status"] == "failed" and missing["msg"] == "no VM named 'no-such-vm'", missing
+    assert missing["exit_status"] == 2
+    assert untouched(vsphere, vm)
+
+
+def test_a_wrong_certificate_or_thumbprint_is_refused(ansible, vsphere, make_vm):
+    vm = make_vm()
+    attach = task("attach", name=vm.name, vmdata=vmdata("web-tls"))
+    system_trust = ansible.run([attach], defaults={"ca_file": "/etc/ssl/certs/ca-certificates.crt"})
+    pinned_wrong = ansible.run([attach], defaults={"thumbprint": "ab" * 32})
+    for run in (system_trust, pinned_wrong):
+        assert run.rc != 0
+        result = run.task("attach")
+        assert result["_status"] == "failed" and "TLS verification" in result["msg"], result["msg"]
+    assert re.search(r"self.signed certificate", system_trust.task("attach")["msg"])
+    assert "pinned thumbprint" in pinned_wrong.task("attach")["msg"]
+    assert untouched(vsphere, vm)
+
+
+def test_vms_fan_out_goes_on_past_a_bad_vm(ansible, vcsim_faults, vsphere, make_vm):
+    vms = [make_vm(powered_on=i % 2 == 0) for i in range(4)]
+    ansible.secrets += [f"Fleet-pw-{i}" for i in range(4)]
+    entries = [
+        {"vm": vm.name, "vmdata": {**vmdata(f"node-{i}", i), "password": f"{{{{ lookup('ansible.builtin.env', "
+                                   f"'PW{i}') }}}}"}}
+        for i, vm in enumerate(vms)
+    ]  # fmt: skip
+    entries.insert(2, {"vm": "no-such-vm", "vmdata": vmdata("ghost", 9)})
+    entries.insert(4, {"vm": vms[0].name, "vmdata": {"metadata": {}}})  # bad input: no vm-id
+    run = ansible.run(
+        [{**task("fleet", vms=entries, concurrency=3), "ignore_errors": True}],
+        env={f"PW{i}": f"Fleet-pw-{i}" for i in range(4)},
+    )
+    result = run.task("fleet")
+    assert result["_status"] == "failed" and result["msg"].startswith("2 of 6 VMs failed: "), result["msg"]
+    assert result["summary"] == {"total": 6, "changed": 4, "failed": 0, "bad_input": 2}  # not found: bad input
+    by_index = {r["index"]: r for r in result["results"]}
+    assert [r["index"] for r in result["results"]] == list(range(6))
+    assert by_index[2]["error"] == "no VM named 'no-such-vm'" and by_index[2]["exit_status"] == 2
+    assert by_index[4]["error"].startswith("vms[4].metadata.vm-id: ") and by_index[4]["exit_status"] == 2
+    for i, vm in enumerate(vms):
+        assert by_index[[0, 1, 3, 5][i]]["changed"] is True
+        drive = drive_of(vcsim_faults, vsphere, vm)
+        assert (drive.hostname, drive.password) == (f"node-{i}", f"Fleet-pw-{i}")
+
+
+def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
+    with_drive, without = make_vm(), make_vm()
+    iso = attach_with_package(tool, with_drive, "web-info", password="Info-pw-42")
+    ansible.secrets.append("Info-pw-42")
+    run = ansible.run([task("one", INFO, name=with_drive.name), task("datacenter", INFO, datacenter="DC0")])
+    assert run.rc == 0, run.output
+    one = run.task("one")
+    assert one["changed"] is False and len(one["drives"]) == 1
+    drive = one["drives"][0]
+    assert (drive["vm"], drive["attached"], drive["iso"], drive["matches_record"]) == (with_drive.name, True, iso, True)
+    assert drive["content"]["hostname"] == "web-info" and drive["content"]["password_set"] is True
+    fleet = run.task("datacenter")
+    by_name = {d["vm"]: d for d in fleet["drives"]}
+    assert {with_drive.name, without.name, "DC0_H0_VM0", "DC0_C0_RP0_VM0"} <= set(by_name)
+    assert by_name[with_drive.name]["attached"] is True and by_name[with_drive.name]["iso"] == iso
+    assert by_name[without.name]["attached"] is False
+    assert fleet["summary"]["total"] == len(fleet["drives"]) and fleet["summary"]["failed"] == 0
+    assert fleet["summary"]["attached"] == sum(1 for d in fleet["drives"] if d["attached"])
+
+
+def test_no_password_at_vvv(ansible, vcsim_faults, vsphere, make_vm):
+    """-vvv prints module arguments and results: every option that carries a password is used here at once, and
+    none of them shows (every run is checked for the harness password and the registered ones)."""
+    vm, other = make_vm(), make_vm()
+    secrets = {"DRIVE_PASSWORD": "Vvv-drive-pw-1", "VMDATA_PW": "Vvv-vmdata-pw-2", "ENTRY_PW": "Vvv-entry-pw-3"}
+    ansible.secrets += list(secrets.values())
+    with_vmdata_pw = {**vmdata("web-vvv"), "password": "{{ lookup('ansible.builtin.env', 'VMDATA_PW') }}"}
+    entry = {
+        "vm": other.name,
+        "vmdata": {**vmdata("web-vvv2", 2), "password": "{{ lookup('ansible.builtin.env', 'ENTRY_PW') }}"},
+    }
+    run = ansible.run(
+        [
+            task("attach", name=vm.name, vmdata=with_vmdata_pw, vm_password=PASSWORD_FROM_ENV),
+            task("fleet", vms=[entry]),
+            task("rotate", name=other.name, reset_password=True),
+        ],
+        verbosity=3,
+        env=secrets,
+    )  # fmt: skip
+    assert run.rc == 0, run.output
+    assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.stdout  # -vvv did print the (masked) arguments
+    assert drive_of(vcsim_faults, vsphere, vm).password == "Vvv-drive-pw-1"  # vm_password overrides vmdata's
+    rotate = run.task("rotate")
+    assert rotate["changed"] is True and "password" not in rotate
+    generated = drive_of(vcsim_faults, vsphere, other).password
+    assert generated not in ("Vvv-entry-pw-3", None)
+    leaked = generated in run.output  # a bool: pytest would print the strings compared
+    assert not leaked, "the generated password appears in the -vvv output"
+
+
+def test_reset_password_returned_only_when_asked(ansible, tool, vcsim_faults, vsphere, make_vm):
+    vm = make_vm()
+    attach_with_package(tool, vm, "web-reset")
+    run = ansible.run([task("reset", name=vm.name, reset_password=True, return_password=True)])
+    assert run.rc == 0, run.output
+    result = run.task("reset")
+    assert result["changed"] is True and len(result["password"]) == 20
+    assert drive_of(vcsim_faults, vsphere, vm).password == result["password"]
+
+
+def test_missing_package_is_reported(ansible, tmp_path):
+    """An interpreter without esxi-configdrive: Ansible's missing-library message, not a traceback."""
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    interpreter = {"ansible_python_interpreter": str(bare / "bin/python")}
+    run = ansible.run([{**task("attach", name="x", vmdata=vmdata("x")), "vars": interpreter}])
+    result = run.task("attach")
+    assert run.rc != 0 and result["_status"] == "failed"
+    assert "Failed to import the required Python library (esxi-configdrive)" in result["msg"], result["msg"]
+    assert "esxi_configdrive" in result["import_error"]
