@@ -11,7 +11,7 @@ import sys
 import pytest
 from sample_data import ED25519_KEY
 from tool_fixtures import fetch_file, folder_listing, iso_paths, record_of
-from vsphere_harness import cdroms
+from vsphere_harness import cdroms, get_property
 
 from esxi_configdrive import VmData, read_iso
 
@@ -109,11 +109,12 @@ def test_detached_and_absent(ansible, tool, vcsim_faults, vsphere, make_vm):
     running, stopped = make_vm(powered_on=True), make_vm()
     running_iso = attach_with_package(tool, running, "web-on")
     stopped_iso = attach_with_package(tool, stopped, "web-off")
+    stopped_uuid = get_property(vsphere, stopped, "config.instanceUuid")
     run = ansible.run(
         [
-            task("stop", name=running.name, state="detached"),
-            task("expunge", name=stopped.name, state="absent"),
-            task("expunge again", name=stopped.name, state="absent"),
+            task("stop", moid=running._moId, state="detached"),
+            task("expunge", uuid=stopped_uuid, state="absent"),
+            task("expunge again", name=stopped.name, folder="/DC0/vm", state="absent"),
         ]
     )
     assert run.rc == 0, run.output
@@ -202,11 +203,42 @@ def test_vms_fan_out_goes_on_past_a_bad_vm(ansible, vcsim_faults, vsphere, make_
         assert (drive.hostname, drive.password) == (f"node-{i}", f"Fleet-pw-{i}")
 
 
+def test_fleet_playbook_of_docs_ansible_md(ansible, vcsim_faults, vsphere, make_vm):
+    """docs/ansible.md's fleet playbook: an inventory of VMs, a task per host delegated to localhost (forks), then
+    the same content through vms: built from hostvars (nothing left to change)."""
+    vms = [make_vm(powered_on=i == 1) for i in range(3)]
+    entry = {"vm": "{{ inventory_hostname }}", "vmdata": "{{ config_drive }}"}
+    inventory = {"web": {"hosts": {vm.name: {"config_drive": vmdata(f"web-{i}", i)} for i, vm in enumerate(vms)},
+                         "vars": {"config_drive_entry": entry}}}  # fmt: skip
+    per_host = {"name": "per host", DRIVE: {"name": "{{ inventory_hostname }}", "vmdata": "{{ config_drive }}"},
+                "delegate_to": "localhost"}  # fmt: skip
+    entries = "{{ ansible_play_hosts | map('extract', hostvars, 'config_drive_entry') | list }}"
+    fan_out = {"name": "fan out", DRIVE: {"vms": entries, "concurrency": 2}, "run_once": True,
+               "delegate_to": "localhost"}  # fmt: skip
+    plays = [ansible.with_defaults({"hosts": "web", "gather_facts": False, "tasks": [per_host, fan_out]})]
+    run = ansible.playbook(plays, inventory=inventory, options=["--forks", "3"])
+    assert run.rc == 0, run.output
+    per_host_results = run.tasks("per host")
+    assert len(per_host_results) == 3 and all(r["changed"] for r in per_host_results)
+    fan = run.task("fan out")
+    assert fan["changed"] is False and fan["summary"] == {"total": 3, "changed": 0, "failed": 0, "bad_input": 0}
+    assert [r["vm"] for r in fan["results"]] == [vm.name for vm in vms]
+    for i, vm in enumerate(vms):
+        assert drive_of(vcsim_faults, vsphere, vm).hostname == f"web-{i}"
+
+
 def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
     with_drive, without = make_vm(), make_vm()
     iso = attach_with_package(tool, with_drive, "web-info", password="Info-pw-42")
     ansible.secrets.append("Info-pw-42")
-    run = ansible.run([task("one", INFO, name=with_drive.name), task("datacenter", INFO, datacenter="DC0")])
+    run = ansible.run(
+        [
+            task("one", INFO, name=with_drive.name),
+            task("datacenter", INFO, datacenter="DC0"),
+            task("folder", INFO, folder="/DC0/vm", concurrency=2),
+            {**task("no such folder", INFO, datacenter="DC0", folder="nowhere"), "ignore_errors": True},
+        ]
+    )
     assert run.rc == 0, run.output
     one = run.task("one")
     assert one["changed"] is False and len(one["drives"]) == 1
@@ -220,6 +252,13 @@ def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
     assert by_name[without.name]["attached"] is False
     assert fleet["summary"]["total"] == len(fleet["drives"]) and fleet["summary"]["failed"] == 0
     assert fleet["summary"]["attached"] == sum(1 for d in fleet["drives"] if d["attached"])
+    assert by_name[with_drive.name]["moid"] == with_drive._moId
+    assert [d["vm"] for d in run.task("folder")["drives"]] == [d["vm"] for d in fleet["drives"]]  # the VMs are there
+    nowhere = run.task("no such folder")
+    assert (
+        nowhere["_status"] == "failed"
+        and nowhere["msg"] == "no datacenter or VM folder at inventory path DC0/vm/nowhere"
+    )
 
 
 def test_no_password_at_vvv(ansible, vcsim_faults, vsphere, make_vm):
