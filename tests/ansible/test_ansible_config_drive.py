@@ -142,6 +142,8 @@ def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphe
             {**task("bad label", name=vm.name, vmdata=vmdata("web-bad"), label="x" * 17), "ignore_errors": True},
             {**task("fields for a stop", name=vm.name, state="detached", userdata="x"), "ignore_errors": True},
             {**task("no such VM", name="no-such-vm", vmdata=vmdata("web-bad")), "ignore_errors": True},
+            {**task("port in hostname", name=vm.name, vmdata=vmdata("web-bad"), hostname="127.0.0.1:443"),
+             "ignore_errors": True},
         ]
     )  # fmt: skip
     assert run.rc == 0, run.output  # every failure ignored
@@ -150,6 +152,7 @@ def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphe
         "bad key": ("ssh_keys[0]", ""),
         "bad label": ("label", "16"),
         "fields for a stop": ("userdata", "does not apply with state=detached"),
+        "port in hostname": ("hostname", "without the port"),
     }
     for name, (field, words) in expected.items():
         result = run.task(name)
@@ -264,18 +267,22 @@ def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
 def test_no_password_at_vvv(ansible, vcsim_faults, vsphere, make_vm):
     """-vvv prints module arguments and results: every option that carries a password is used here at once, and
     none of them shows (every run is checked for the harness password and the registered ones)."""
-    vm, other = make_vm(), make_vm()
-    secrets = {"DRIVE_PASSWORD": "Vvv-drive-pw-1", "VMDATA_PW": "Vvv-vmdata-pw-2", "ENTRY_PW": "Vvv-entry-pw-3"}
+    vm, other, third = make_vm(), make_vm(), make_vm()
+    secrets = {"DRIVE_PASSWORD": "Vvv-drive-pw-1", "VMDATA_PW": "Vvv-vmdata-pw-2", "ENTRY_PW": "Vvv-entry-pw-3",
+               "NEW_PW": "Vvv-entry-pw-4"}  # fmt: skip
     ansible.secrets += list(secrets.values())
-    with_vmdata_pw = {**vmdata("web-vvv"), "password": "{{ lookup('ansible.builtin.env', 'VMDATA_PW') }}"}
-    entry = {
-        "vm": other.name,
-        "vmdata": {**vmdata("web-vvv2", 2), "password": "{{ lookup('ansible.builtin.env', 'ENTRY_PW') }}"},
-    }
+
+    def from_env(name: str) -> str:
+        return f"{{{{ lookup('ansible.builtin.env', '{name}') }}}}"
+
+    entries = [{"vm": name, "vmdata": {**vmdata(f"web-vvv{i}", i), "password": from_env("ENTRY_PW")}}
+               for i, name in ((2, other.name), (3, third.name))]  # fmt: skip
     run = ansible.run(
         [
-            task("attach", name=vm.name, vmdata=with_vmdata_pw, vm_password=PASSWORD_FROM_ENV),
-            task("fleet", vms=[entry]),
+            task("attach", name=vm.name, vmdata={**vmdata("web-vvv"), "password": from_env("VMDATA_PW")},
+                 vm_password=from_env("DRIVE_PASSWORD")),
+            task("fleet attach", vms=entries),
+            task("fleet update", vms=[{"vm": third.name, "password": from_env("NEW_PW")}]),
             task("rotate", name=other.name, reset_password=True),
         ],
         verbosity=3,
@@ -284,6 +291,9 @@ def test_no_password_at_vvv(ansible, vcsim_faults, vsphere, make_vm):
     assert run.rc == 0, run.output
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.stdout  # -vvv did print the (masked) arguments
     assert drive_of(vcsim_faults, vsphere, vm).password == "Vvv-drive-pw-1"  # vm_password overrides vmdata's
+    assert run.task("fleet update")["summary"]["changed"] == 1
+    third_drive = drive_of(vcsim_faults, vsphere, third)
+    assert (third_drive.password, third_drive.hostname) == ("Vvv-entry-pw-4", "web-vvv3")  # only the password
     rotate = run.task("rotate")
     assert rotate["changed"] is True and "password" not in rotate
     generated = drive_of(vcsim_faults, vsphere, other).password
