@@ -11,7 +11,7 @@ import sys
 import pytest
 from sample_data import ED25519_KEY
 from tool_fixtures import fetch_file, folder_listing, iso_paths, record_of
-from vsphere_harness import cdroms
+from vsphere_harness import cdroms, get_property
 
 from esxi_configdrive import VmData, read_iso
 
@@ -109,11 +109,12 @@ def test_detached_and_absent(ansible, tool, vcsim_faults, vsphere, make_vm):
     running, stopped = make_vm(powered_on=True), make_vm()
     running_iso = attach_with_package(tool, running, "web-on")
     stopped_iso = attach_with_package(tool, stopped, "web-off")
+    stopped_uuid = get_property(vsphere, stopped, "config.instanceUuid")
     run = ansible.run(
         [
-            task("stop", name=running.name, state="detached"),
-            task("expunge", name=stopped.name, state="absent"),
-            task("expunge again", name=stopped.name, state="absent"),
+            task("stop", moid=running._moId, state="detached"),
+            task("expunge", uuid=stopped_uuid, state="absent"),
+            task("expunge again", name=stopped.name, folder="/DC0/vm", state="absent"),
         ]
     )
     assert run.rc == 0, run.output
@@ -141,6 +142,8 @@ def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphe
             {**task("bad label", name=vm.name, vmdata=vmdata("web-bad"), label="x" * 17), "ignore_errors": True},
             {**task("fields for a stop", name=vm.name, state="detached", userdata="x"), "ignore_errors": True},
             {**task("no such VM", name="no-such-vm", vmdata=vmdata("web-bad")), "ignore_errors": True},
+            {**task("port in hostname", name=vm.name, vmdata=vmdata("web-bad"), hostname="127.0.0.1:443"),
+             "ignore_errors": True},
         ]
     )  # fmt: skip
     assert run.rc == 0, run.output  # every failure ignored
@@ -149,6 +152,7 @@ def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphe
         "bad key": ("ssh_keys[0]", ""),
         "bad label": ("label", "16"),
         "fields for a stop": ("userdata", "does not apply with state=detached"),
+        "port in hostname": ("hostname", "without the port"),
     }
     for name, (field, words) in expected.items():
         result = run.task(name)
@@ -202,11 +206,42 @@ def test_vms_fan_out_goes_on_past_a_bad_vm(ansible, vcsim_faults, vsphere, make_
         assert (drive.hostname, drive.password) == (f"node-{i}", f"Fleet-pw-{i}")
 
 
+def test_fleet_playbook_of_docs_ansible_md(ansible, vcsim_faults, vsphere, make_vm):
+    """docs/ansible.md's fleet playbook: an inventory of VMs, a task per host delegated to localhost (forks), then
+    the same content through vms: built from hostvars (nothing left to change)."""
+    vms = [make_vm(powered_on=i == 1) for i in range(3)]
+    entry = {"vm": "{{ inventory_hostname }}", "vmdata": "{{ config_drive }}"}
+    inventory = {"web": {"hosts": {vm.name: {"config_drive": vmdata(f"web-{i}", i)} for i, vm in enumerate(vms)},
+                         "vars": {"config_drive_entry": entry}}}  # fmt: skip
+    per_host = {"name": "per host", DRIVE: {"name": "{{ inventory_hostname }}", "vmdata": "{{ config_drive }}"},
+                "delegate_to": "localhost"}  # fmt: skip
+    entries = "{{ ansible_play_hosts | map('extract', hostvars, 'config_drive_entry') | list }}"
+    fan_out = {"name": "fan out", DRIVE: {"vms": entries, "concurrency": 2}, "run_once": True,
+               "delegate_to": "localhost"}  # fmt: skip
+    plays = [ansible.with_defaults({"hosts": "web", "gather_facts": False, "tasks": [per_host, fan_out]})]
+    run = ansible.playbook(plays, inventory=inventory, options=["--forks", "3"])
+    assert run.rc == 0, run.output
+    per_host_results = run.tasks("per host")
+    assert len(per_host_results) == 3 and all(r["changed"] for r in per_host_results)
+    fan = run.task("fan out")
+    assert fan["changed"] is False and fan["summary"] == {"total": 3, "changed": 0, "failed": 0, "bad_input": 0}
+    assert [r["vm"] for r in fan["results"]] == [vm.name for vm in vms]
+    for i, vm in enumerate(vms):
+        assert drive_of(vcsim_faults, vsphere, vm).hostname == f"web-{i}"
+
+
 def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
     with_drive, without = make_vm(), make_vm()
     iso = attach_with_package(tool, with_drive, "web-info", password="Info-pw-42")
     ansible.secrets.append("Info-pw-42")
-    run = ansible.run([task("one", INFO, name=with_drive.name), task("datacenter", INFO, datacenter="DC0")])
+    run = ansible.run(
+        [
+            task("one", INFO, name=with_drive.name),
+            task("datacenter", INFO, datacenter="DC0"),
+            task("folder", INFO, folder="/DC0/vm", concurrency=2),
+            {**task("no such folder", INFO, datacenter="DC0", folder="nowhere"), "ignore_errors": True},
+        ]
+    )
     assert run.rc == 0, run.output
     one = run.task("one")
     assert one["changed"] is False and len(one["drives"]) == 1
@@ -220,23 +255,34 @@ def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
     assert by_name[without.name]["attached"] is False
     assert fleet["summary"]["total"] == len(fleet["drives"]) and fleet["summary"]["failed"] == 0
     assert fleet["summary"]["attached"] == sum(1 for d in fleet["drives"] if d["attached"])
+    assert by_name[with_drive.name]["moid"] == with_drive._moId
+    assert [d["vm"] for d in run.task("folder")["drives"]] == [d["vm"] for d in fleet["drives"]]  # the VMs are there
+    nowhere = run.task("no such folder")
+    assert (
+        nowhere["_status"] == "failed"
+        and nowhere["msg"] == "no datacenter or VM folder at inventory path DC0/vm/nowhere"
+    )
 
 
 def test_no_password_at_vvv(ansible, vcsim_faults, vsphere, make_vm):
     """-vvv prints module arguments and results: every option that carries a password is used here at once, and
     none of them shows (every run is checked for the harness password and the registered ones)."""
-    vm, other = make_vm(), make_vm()
-    secrets = {"DRIVE_PASSWORD": "Vvv-drive-pw-1", "VMDATA_PW": "Vvv-vmdata-pw-2", "ENTRY_PW": "Vvv-entry-pw-3"}
+    vm, other, third = make_vm(), make_vm(), make_vm()
+    secrets = {"DRIVE_PASSWORD": "Vvv-drive-pw-1", "VMDATA_PW": "Vvv-vmdata-pw-2", "ENTRY_PW": "Vvv-entry-pw-3",
+               "NEW_PW": "Vvv-entry-pw-4"}  # fmt: skip
     ansible.secrets += list(secrets.values())
-    with_vmdata_pw = {**vmdata("web-vvv"), "password": "{{ lookup('ansible.builtin.env', 'VMDATA_PW') }}"}
-    entry = {
-        "vm": other.name,
-        "vmdata": {**vmdata("web-vvv2", 2), "password": "{{ lookup('ansible.builtin.env', 'ENTRY_PW') }}"},
-    }
+
+    def from_env(name: str) -> str:
+        return f"{{{{ lookup('ansible.builtin.env', '{name}') }}}}"
+
+    entries = [{"vm": name, "vmdata": {**vmdata(f"web-vvv{i}", i), "password": from_env("ENTRY_PW")}}
+               for i, name in ((2, other.name), (3, third.name))]  # fmt: skip
     run = ansible.run(
         [
-            task("attach", name=vm.name, vmdata=with_vmdata_pw, vm_password=PASSWORD_FROM_ENV),
-            task("fleet", vms=[entry]),
+            task("attach", name=vm.name, vmdata={**vmdata("web-vvv"), "password": from_env("VMDATA_PW")},
+                 vm_password=from_env("DRIVE_PASSWORD")),
+            task("fleet attach", vms=entries),
+            task("fleet update", vms=[{"vm": third.name, "password": from_env("NEW_PW")}]),
             task("rotate", name=other.name, reset_password=True),
         ],
         verbosity=3,
@@ -245,6 +291,9 @@ def test_no_password_at_vvv(ansible, vcsim_faults, vsphere, make_vm):
     assert run.rc == 0, run.output
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in run.stdout  # -vvv did print the (masked) arguments
     assert drive_of(vcsim_faults, vsphere, vm).password == "Vvv-drive-pw-1"  # vm_password overrides vmdata's
+    assert run.task("fleet update")["summary"]["changed"] == 1
+    third_drive = drive_of(vcsim_faults, vsphere, third)
+    assert (third_drive.password, third_drive.hostname) == ("Vvv-entry-pw-4", "web-vvv3")  # only the password
     rotate = run.task("rotate")
     assert rotate["changed"] is True and "password" not in rotate
     generated = drive_of(vcsim_faults, vsphere, other).password

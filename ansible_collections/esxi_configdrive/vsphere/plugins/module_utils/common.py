@@ -72,6 +72,8 @@ def settings(params: dict[str, Any]) -> ConnectionSettings:
     host = params["hostname"].strip()
     if not host or re.search(r"[/\s]", host):
         raise ValidationError("hostname", "a host name or address, without scheme or path")
+    if host.count(":") == 1:  # one colon: host:port (an IPv6 address has more)
+        raise ValidationError("hostname", "a host name or address without the port (give that as port)")
     if not 0 < params["port"] < 65536:
         raise ValidationError("port", "must be between 1 and 65535")
     ca_file = params["ca_file"]

@@ -303,10 +303,11 @@ EXAMPLES = r"""
   no_log: true
   delegate_to: localhost
 
-- name: Every VM of the inventory in one task, one vSphere session, 8 at a time
+# group_vars/web.yml: config_drive_entry: {vm: "{{ inventory_hostname }}", vmdata: "{{ config_drive }}"}
+- name: Every VM of the play in one task, one vSphere session, 8 at a time
   esxi_configdrive.vsphere.config_drive:
     concurrency: 8
-    vms: "{{ groups['web'] | map('extract', hostvars) | map(attribute='config_drive') | list }}"
+    vms: "{{ ansible_play_hosts | map('extract', hostvars, 'config_drive_entry') | list }}"
   run_once: true
   delegate_to: localhost
 
