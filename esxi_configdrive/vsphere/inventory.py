@@ -160,9 +160,39 @@ def _find_vm_by_name(session: Session, name: str) -> vim.VirtualMachine:
 
 def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
     """Everything the operations need about ``vm``, its ancestors and its datastores, in one call."""
+    try:
+        results = retrieve(session, _facts_spec([vm]))
+    except vmodl.fault.ManagedObjectNotFound:
+        raise NotFound(f"no VM with id {vm._moId}") from None
+    by_id = {obj._moId: (obj, props) for obj, props in results}
+    if vm._moId not in by_id:
+        raise NotFound(f"no VM with id {vm._moId}")
+    datastores = [obj for obj, _ in by_id.values() if isinstance(obj, vim.Datastore)]
+    return _facts_of(vm, by_id, datastores)
+
+
+def fetch_many_vm_facts(session: Session, vms: Iterable[vim.VirtualMachine], page: int = 100) -> dict[str, VmFacts]:
+    """The facts of many VMs, ``page`` VMs a call (ancestors and datastores they share come once). A page naming a
+    VM that is gone meanwhile is left out: those VMs are read one by one when their operation runs."""
+    vms = list(vms)
+    out: dict[str, VmFacts] = {}
+    for start in range(0, len(vms), page):
+        chunk = vms[start : start + page]
+        try:
+            results = retrieve(session, _facts_spec(chunk))
+        except vmodl.fault.ManagedObjectNotFound:
+            continue
+        by_id = {obj._moId: (obj, props) for obj, props in results}
+        for vm in chunk:
+            if vm._moId in by_id:
+                out[vm._moId] = _facts_of(vm, by_id, by_id[vm._moId][1].get("datastore") or [])
+    return out
+
+
+def _facts_spec(vms: list[vim.VirtualMachine]) -> vmodl.query.PropertyCollector.FilterSpec:
     to_datastores = TraversalSpec(name="vmDatastores", type=vim.VirtualMachine, path="datastore", skip=False)
-    spec = FilterSpec(
-        objectSet=[ObjectSpec(obj=vm, skip=False, selectSet=[_parent_traversal(), to_datastores])],
+    return FilterSpec(
+        objectSet=[ObjectSpec(obj=vm, skip=False, selectSet=[_parent_traversal(), to_datastores]) for vm in vms],
         propSet=[
             PropertySpec(type=vim.VirtualMachine, pathSet=list(VM_PROPERTIES)),
             PropertySpec(type=vim.Folder, pathSet=["name", "parent"]),
@@ -170,16 +200,14 @@ def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
             PropertySpec(type=vim.Datastore, pathSet=list(DATASTORE_PROPERTIES)),
         ],
     )
-    try:
-        results = retrieve(session, spec)
-    except vmodl.fault.ManagedObjectNotFound:
-        raise NotFound(f"no VM with id {vm._moId}") from None
-    by_id = {obj._moId: (obj, props) for obj, props in results}
-    if vm._moId not in by_id:
-        raise NotFound(f"no VM with id {vm._moId}")
+
+
+def _facts_of(
+    vm: vim.VirtualMachine, by_id: dict[str, tuple[Any, dict[str, Any]]], datastores: Iterable[Any]
+) -> VmFacts:
     props = by_id[vm._moId][1]
     datacenter, dc_path = _datacenter_of(props.get("parent"), by_id)
-    datastores = {p["name"]: datastore_info(obj, p) for obj, p in by_id.values() if isinstance(obj, vim.Datastore)}
+    stores = [by_id[d._moId] for d in datastores if d._moId in by_id]
     raw_devices = list(props.get("config.hardware.device") or [])
     host = props.get("runtime.host")
     return VmFacts(
@@ -193,7 +221,7 @@ def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
         vmx_path=props.get("config.files.vmPathName"),
         host_id=host._moId if host is not None else None,
         datacenter_path=dc_path,
-        datastores=datastores,
+        datastores={p["name"]: datastore_info(obj, p) for obj, p in stores},
         guest_id=props.get("config.guestId") or "",
         bios_uuid=props.get("config.uuid") or "",
         host=host,
@@ -317,4 +345,12 @@ def find_datastore(session: Session, facts: VmFacts, name: str) -> DatastoreInfo
     raise NotFound(f"no datastore named {name!r} in the VM's datacenter")
 
 
-__all__ = ["check_datastore_name", "fetch_vm_facts", "find_datastore", "find_hosts", "find_vm", "vm_name_index"]
+__all__ = [
+    "check_datastore_name",
+    "fetch_many_vm_facts",
+    "fetch_vm_facts",
+    "find_datastore",
+    "find_hosts",
+    "find_vm",
+    "vm_name_index",
+]
