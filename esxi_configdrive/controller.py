@@ -21,6 +21,7 @@ from .defaults import (
 )
 from .drive.attach import AttachRequest, attach
 from .drive.attempts import run_attempts
+from .drive.audit import AuditReport, AuditRequest, Progress, audit
 from .drive.detach import detach
 from .drive.effects import DryRunEffects, Effects, LiveEffects
 from .drive.migrate import MigrationRequest, prepare_migration
@@ -36,6 +37,7 @@ from .iso import check_size
 from .layout import build_tree
 from .vmdata import VmData
 from .vsphere.connection import Session
+from .vsphere.fleet import VsphereFleet
 from .vsphere.inventory import find_vm, vm_name_index
 from .vsphere.vm import VsphereVm
 
@@ -165,6 +167,31 @@ class ConfigDriveController:
     def status(self, vm: VmRef) -> Result:
         """The drive's device, backing, file and content, read-only."""
         return self._run(vm, lambda access, effects: status(access), dry_run=False)
+
+    def audit(
+        self,
+        *,
+        datacenter: str | None = None,
+        folder: str | None = None,
+        verify: bool = False,
+        fix: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> AuditReport:
+        """Every config drive of the datacenter(s), or of the VMs in a VM folder: one finding per VM with a drive
+        or a record, and the orphans under ConfigDrive/ (drive/audit.py), read in a few calls whatever the fleet's
+        size; ``verify`` downloads each ISO to compare its SHA-256; ``fix`` repairs what is safe (``dry_run``:
+        says what it would do)."""
+        fleet = VsphereFleet(
+            self.session,
+            datacenter or self.datacenter,
+            folder,
+            force_eject=self.policy.force_eject,
+            task_timeout=self.task_timeout,
+            progress=progress,
+        )
+        effects_type = DryRunEffects if dry_run else LiveEffects
+        return audit(fleet, AuditRequest(verify=verify, fix=fix), self.policy, effects_type, progress)
 
     def read(self, vm: VmRef) -> VmData | None:
         """The content of the VM's config drive (None: it has none attached), read-only."""
