@@ -125,7 +125,8 @@ def summary(report: Any) -> str:
         text += f"; {sum(report.resolved(i) for i in report.fixes)} fixed, {failed} failed"
     if not attention:
         return text + "; all is well"
-    return text + f"; {len(attention)} need attention" + (f" ({fixable} fixable with --fix)" if fixable else "")
+    needs = "needs" if len(attention) == 1 else "need"
+    return text + f"; {len(attention)} {needs} attention" + (f" ({fixable} fixable with --fix)" if fixable else "")
 
 
 def _n(count: int, what: str) -> str:
