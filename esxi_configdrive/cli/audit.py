@@ -12,7 +12,7 @@ from typing import Any
 from ..defaults import ORPHAN_MIN_AGE
 from ..errors import ValidationError
 from .options import add_connection_options, connection_settings
-from .output import fields, table
+from .output import table
 
 
 def add_audit_command(sub: Any) -> None:
@@ -101,14 +101,14 @@ def human(report: Any) -> list[str]:
         body.append([f.datacenter, *row] if many else row)
     lines = table(header, body) if body else []
     if report.fixes:
-        done: dict[str, Any] = {}
+        done = []
         for index, fixed in sorted(report.fixes.items()):
             finding = report.findings[index]
             name = finding.path if finding.state == "orphan" else finding.vm
-            name = f"{name} ({finding.vm_id})" if name in done else name  # two VMs of one name
-            done[name] = fixed if isinstance(fixed, str) else (fixed.actions or ["nothing"])
+            actions = [fixed] if isinstance(fixed, str) else (fixed.actions or ["nothing"])
+            done += [[name if i == 0 else "", action] for i, action in enumerate(actions)]
         lines += ["", f"Fixes{' (dry run: nothing changed)' if report.dry_run else ''}:"]
-        lines += ["  " + line for line in fields(done, raw=True)]
+        lines += ["  " + line for line in table(["FOR", "ACTIONS"], done)]
     lines += [f"note: {note}" for note in report.notes]
     lines.append(summary(report))
     return lines
