@@ -284,3 +284,46 @@ def test_the_audits_requests_do_not_grow_with_the_fleet(vcsim_binary: Path) -> N
     assert large == small  # CurrentTime, the login's calls, one search per datastore: the same
     assert small_http == large_http == {}  # no file is downloaded without --verify
     assert small["SearchDatastoreSubFolders_Task"] == 1  # one datastore, one search
+
+
+# ---- scope and bad input ------------------------------------------------------------------------------------------
+
+
+def test_a_folder_audit_sees_only_its_vms_and_judges_no_orphans(sim, si, tool, monkeypatch, capsys):
+    folder = find_datacenter(si, "DC0").vmFolder.CreateFolder(f"team-{uuid.uuid4().hex[:6]}")
+    inside, outside = create_vm(si, f"in-{folder.name}"), create_vm(si, f"out-{folder.name}")
+    wait_for_task(si, folder.MoveIntoFolder_Task([inside]))
+    for vm in (inside, outside):
+        tool.attach(vm, vmdata("scoped"))
+        reconfigure(si, vm, vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(
+            operation="remove", device=our_cdrom(vm))]))  # fmt: skip
+    for scope in (f"DC0/vm/{folder.name}", folder.name):  # by inventory path, or relative to the datacenter
+        status, rows = audit_rows(sim, monkeypatch, capsys, "--folder", scope, "--datacenter", "DC0")
+        assert list(rows) == [inside.name] and rows[inside.name]["state"] == "device-removed" and status == 1
+    status, out = cli(sim, monkeypatch, capsys, "--folder", f"DC0/vm/{folder.name}", "--fix")
+    assert status == 0 and "note: orphans in DC0 not judged" in out
+    assert our_cdrom(inside) is not None and our_cdrom(outside) is None  # --fix stayed in the folder
+    tool.remove(inside)
+    tool.remove(outside)
+
+
+@pytest.mark.parametrize(
+    "args, field, connects",
+    [
+        (["--datacenter", "NoSuchDC"], "NoSuchDC", True),
+        (["--folder", "DC0/vm/no-such-folder"], "no-such-folder", True),
+        (["--dry-run"], "dry-run", False),
+        (["--folder", "a\x00b"], "folder", False),
+    ],
+)
+def test_bad_scope_is_bad_input_and_changes_nothing(sim, monkeypatch, capsys, args, field, connects):
+    for key, value in {"GOVC_URL": sim.url, "GOVC_USERNAME": sim.username, "GOVC_PASSWORD": sim.password,
+                       "GOVC_TLS_CA_CERTS": sim.ca_file}.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    sim.reset_faults()
+    assert main(["audit", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("esxi-configdrive: error:") and field in err
+    calls = sim.counters()["soap_by_method"]
+    assert not {"ReconfigVM_Task", "DeleteDatastoreFile_Task"} & set(calls)
+    assert bool(calls) == connects  # what the command line can check, it checks before connecting

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..defaults import ORPHAN_MIN_AGE
 from ..errors import ValidationError
+from ..fields import check_inventory_path
 from .options import add_connection_options, connection_settings
 from .output import table
 
@@ -50,6 +51,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     if args.dry_run and not args.fix:
         raise ValidationError("dry-run", "goes with --fix (the audit itself changes nothing)")
+    if args.folder is not None:
+        check_inventory_path(args.folder, "folder")  # before connecting
     progress = Progress()
     started = time.monotonic()
 

@@ -435,31 +435,32 @@ def fix(
     effects_type: type[Effects],
     progress: Progress | None = None,
 ) -> None:
-    """Repair the VMs' drives, then delete the orphans that a second read confirms (rule 5)."""
+    """Repair the VMs' drives, then read everything again and delete the orphans that read confirms (rule 5)."""
     facts_by_id = {facts.id: facts for fleet in fleets for facts in fleet.vms}
-    todo = [i for i, f in enumerate(report.findings) if f.fix in (REATTACH, RECONNECT)]
+    repairs = [i for i, f in enumerate(report.findings) if f.fix in (REATTACH, RECONNECT)]
     deletions = [i for i, f in enumerate(report.findings) if f.fix in (DELETE, DELETE_FOLDER)]
-    again = _read_again(access, request.min_age) if deletions else ({}, set())
-    changed = failed = 0
-    for done, index in enumerate(todo + deletions, start=1):
-        finding = report.findings[index]
+    tally = [0, 0, 0]  # done, changed, failed
+
+    def attempt(index: int, make: Callable[[], Outcome]) -> None:
         try:
-            if finding.fix in (REATTACH, RECONNECT):
-                vm = access.vm(facts_by_id[finding.vm_id])
-                outcome = run_attempts(
-                    lambda effects, vm=vm: repair(vm, effects, policy), lambda vm=vm: effects_type(vm),
-                    policy.max_attempts,
-                )  # fmt: skip
-            else:
-                outcome = delete_orphan(access, *again, finding, effects_type)
-            result = Result.of(outcome, effects_type.dry_run)
+            result = Result.of(make(), effects_type.dry_run)
             report.fixes[index] = result
-            changed += result.changed
-        except Exception as e:  # one repair's failure is its row's; the others go on
+            tally[1] += result.changed
+        except Exception as e:  # one fix's failure is its row's; the others go on
             report.fixes[index] = one_line(describe_failure(e)[0])
-            failed += 1
+            tally[2] += 1
+        tally[0] += 1
         if progress is not None:
-            progress(done, changed, failed)
+            progress(*tally)
+
+    for index in repairs:
+        vm = access.vm(facts_by_id[report.findings[index].vm_id])
+        attempt(index, lambda vm=vm: run_attempts(
+            lambda effects: repair(vm, effects, policy), lambda: effects_type(vm), policy.max_attempts))  # fmt: skip
+    if deletions:
+        again = _read_again(access, request.min_age)
+        for index in deletions:
+            attempt(index, lambda index=index: delete_orphan(access, *again, report.findings[index], effects_type))
 
 
 def _read_again(access: FleetAccess, min_age: float) -> tuple[dict[str, Fleet], set[tuple[str, str, str]]]:

@@ -24,7 +24,7 @@ from ..drive.audit import references
 from ..drive.model import DatastoreInfo, DatastorePath, DriveFolder, DriveListing, FileEntry, Fleet, VmFacts
 from ..drive.state import DRIVE_ROOT
 from ..errors import NotFound, ValidationError, fault_line
-from ..fields import UNSENDABLE
+from ..fields import check_inventory_path
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import DATASTORE_PROPERTIES, datastore_info, fetch_many_vm_facts, retrieve
@@ -55,12 +55,9 @@ class VsphereFleet:
         task_timeout: float = DEFAULT_TASK_TIMEOUT,
         progress: Progress | None = None,
     ) -> None:
-        for name, value in (("datacenter", datacenter), ("folder", folder)):
-            if value is not None and (not value.strip("/ ") or UNSENDABLE.search(value)):
-                raise ValidationError(name, "empty, or holds a control character or bytes that are not text")
         self.session = session
-        self.datacenter = datacenter.strip("/") if datacenter else None
-        self.folder = folder.strip("/") if folder else None
+        self.datacenter = check_inventory_path(datacenter, "datacenter") if datacenter is not None else None
+        self.folder = check_inventory_path(folder, "folder") if folder is not None else None
         self.force_eject = force_eject
         self.task_timeout = task_timeout
         self.progress = progress
