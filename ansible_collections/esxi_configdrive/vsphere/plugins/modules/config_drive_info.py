@@ -115,8 +115,8 @@ drives:
       description: The drive's CD-ROM (key, controller, bus, unit, label, connected, start_connected, iso), or null.
       type: dict
     record:
-      description: What the VM's extraConfig records about the drive (iso, digest, sha256, owner, device, previous,
-        folder).
+      description: What the VM's extraConfig records about the drive (iso, digest, sha256, size, owner, device,
+        previous, folder).
       type: dict
     file_exists:
       description: Whether the ISO the CD-ROM points at exists.
