@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ..defaults import ORPHAN_MIN_AGE
+from ..drive.audit import STATES
 from ..errors import ValidationError
 from ..fields import check_inventory_path
 from .options import add_connection_options, connection_settings
@@ -119,7 +120,7 @@ def human(report: Any) -> list[str]:
 
 def summary(report: Any) -> str:
     states = Counter(f.state for f in report.findings)
-    counted = ", ".join(f"{n} {state}" for state, n in sorted(states.items(), key=lambda kv: -kv[1])) or "no drives"
+    counted = ", ".join(f"{states[s]} {s}" for s in STATES if states[s]) or "no drives"
     text = f"{_n(report.vms, 'VM')} read, {_n(report.datastores, 'datastore')} searched: {counted}"
     attention = report.needs_attention
     fixable = sum(1 for i in attention if report.findings[i].fix)
