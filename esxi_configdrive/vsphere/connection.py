@@ -58,6 +58,13 @@ class Session:
         # Batch mode gives each thread its own property collector (vSphere's advice for concurrent clients);
         # a single operation uses the service's default one and saves the call that creates another.
         self.per_thread_collectors = False
+        # How tasks are waited for: None polls each task on its own; batch mode installs a shared poller
+        # (task_poller.py) that polls every task in flight in one call per round.
+        self.task_waiter: Any = None
+        # Datastore folders seen to exist (ConfigDrive/ of each datastore): a cache of vSphere's state, so a batch
+        # makes each parent folder once; a stale entry costs a retry (DatastoreFiles.mkdir makes it again).
+        self.known_folders: set[str] = set()
+        self.folders_lock = threading.Lock()
         self._collectors: list[Any] = []
         self._collectors_lock = threading.Lock()
 
