@@ -19,7 +19,7 @@ from pyVim import connect as pyvim_connect
 from pyVmomi import vim
 
 from ..errors import ConfigDriveError
-from .retries import TransientHttpError, describe_network_error, is_transient, retrying, root_cause
+from .retries import TransientHttpError, describe_network_error, is_throttled, is_transient, retrying, root_cause
 from .settings import ConnectionSettings, normalize_thumbprint, parse_url
 from .tls import PinnedAdapter, certificate_thumbprint, requests_verify, ssl_context
 
@@ -71,9 +71,23 @@ class Session:
     # -- connecting
 
     def connect(self) -> Session:
+        # A vCenter too busy to answer is waited for; one that cannot be reached or refuses is said at once.
+        self.si = self._throttled(self._login, "login")
+        self._content = self._throttled(lambda: self.si.content, "RetrieveServiceContent")
+        self._login_generation += 1
+        log.info("connected to %s as %s", self.settings.url, self.settings.username)
+        return self
+
+    def _throttled(self, fn: Callable[[], T], what: str) -> T:
+        for attempt in retrying(self.retry_attempts, what=what, worth_it=is_throttled):
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _login(self) -> vim.ServiceInstance:
         ctx = ssl_context(self.settings)
         try:
-            self.si = pyvim_connect.SmartConnect(
+            return pyvim_connect.SmartConnect(
                 protocol=self.settings.scheme,
                 host=self.settings.host,
                 port=self.settings.port,
@@ -95,10 +109,6 @@ class Session:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {_clean(e.msg)}") from None
         except (OSError, ssl.SSLError) as e:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {e}") from None
-        self._content = self.si.content
-        self._login_generation += 1
-        log.info("connected to %s as %s", self.settings.url, self.settings.username)
-        return self
 
     def property_collector(self) -> Any:
         """The property collector for the calling thread."""
