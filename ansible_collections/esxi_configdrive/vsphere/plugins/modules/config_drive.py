@@ -584,7 +584,7 @@ def run_fleet(module: AnsibleModule) -> dict[str, Any]:
             defaults[key] = params[key]
     if params["network_data"] == "auto":
         defaults["network_data"] = "auto"
-    with controller(params, concurrency=params["concurrency"], **controller_options(params)) as c:
+    with controller(params, **controller_options(params)) as c:
         results, counts = fanout.run(
             c, params["state"], params["vms"], concurrency=params["concurrency"], defaults=defaults
         )

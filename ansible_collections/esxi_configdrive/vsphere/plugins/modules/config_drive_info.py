@@ -179,7 +179,7 @@ def argument_spec() -> dict[str, Any]:
 def read(params: dict[str, Any]) -> list[dict[str, Any]]:
     named = vm_identity(params)
     concurrency = params["concurrency"] if named is None else 1
-    with controller(params, concurrency=concurrency) as c:
+    with controller(params) as c:
         if named is not None:
             return [c.status(named[1]).to_dict()]
         vms = fleet.vms_under(c.session, fleet.container_path(params["datacenter"], params["folder"]))
