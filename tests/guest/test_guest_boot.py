@@ -116,18 +116,29 @@ def test_shadow_hash_is_debians_default_yescrypt(first_vm: Vm) -> None:
     assert vm.boots[0].value("shadow-method") == "y", vm.boots[0].tail()
 
 
-@pytest.mark.xfail(
-    builder_writes_network_data(vm_data("00000000-0000-4000-8000-000000000000", "x", "x")),
-    reason="the builder still writes network_data.json ({}) without network data: issue 11 item 1",
-    strict=True,
-)
 def test_the_nic_gets_dhcp_from_a_drive_built_without_network_data(first_vm: Vm) -> None:
+    """cloud-init's fallback (DHCP on the first NIC) applies because the builder writes no network_data.json when
+    the VM data has no network data. QEMU's restricted DHCP leases an address and a netmask, no router or DNS
+    server (guest_data.QEMU_SUBNET): the subnet's route is all there is to see besides the lease."""
     vm = first_vm
     boot = vm.boots[0]
     assert "network_data" not in vm.vmdata
+    assert not builder_writes_network_data(vm.vmdata)
     nic = boot.nic()
-    assert nic.leased == [QEMU_DHCP_LEASE], boot.tail()
+    assert nic.ipv4 == [QEMU_DHCP_LEASE], boot.tail()
+    assert nic.leased == [QEMU_DHCP_LEASE]  # a DHCP lease, not an address configured statically
+    assert nic.operstate == "up"
+    assert nic.setup == "configured"
     assert any(route.startswith(f"{QEMU_SUBNET} dev {nic.name} ") for route in boot.routes), boot.routes
+
+
+def test_cloud_init_renders_the_network_with_netplan(first_vm: Vm) -> None:
+    """The renderer is picked from what is installed (cloudinit/net/renderers.py: eni, sysconfig, netplan, ...,
+    networkd): the image installs netplan.io and no ifupdown, as Debian's cloud images do, on both releases."""
+    boot = first_vm.boots[0]
+    assert boot.value("network-renderer") == "netplan", boot.tail()
+    assert "/etc/netplan/50-cloud-init.yaml" in boot.values("network-file")
+    assert f"/run/systemd/network/10-netplan-{boot.nic().name}.network" in boot.values("network-file")
 
 
 def test_password_is_not_on_the_console_nor_in_world_readable_files(first_vm: Vm) -> None:
