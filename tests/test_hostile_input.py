@@ -72,7 +72,7 @@ HOSTILE_FILES: dict[str, bytes] = {
     "huge metadata value": json.dumps({"metadata": {"vm-id": "x", "note": "v" * 200_000}}).encode(),
     "huge userdata": json.dumps({"metadata": {"vm-id": "x"}, "userdata": "u" * (1024 * 1024 + 1)}).encode(),
     "metadata not an object": json.dumps({"metadata": ["vm-id", "x"]}).encode(),
-    "vm-id missing": json.dumps({"metadata": {"local-hostname": "a"}}).encode(),
+    "vm-id blank": json.dumps({"metadata": {"vm-id": "  ", "local-hostname": "a"}}).encode(),
     "vm-id a number list": json.dumps({"metadata": {"vm-id": [1, 2]}}).encode(),
     "password a number": json.dumps({**GOOD, "password": 12345}).encode(),
     "password with newline": json.dumps({**GOOD, "password": "line1\nline2"}).encode(),

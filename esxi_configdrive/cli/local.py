@@ -10,7 +10,7 @@ import tempfile
 from typing import Any
 
 from ..content import describe
-from ..vmdata import NETWORK_DATA_FIELDS
+from ..vmdata import NETWORK_DATA_FIELDS, check_network_choice
 from .options import add_content_options, add_network_data_option, load_vmdata
 
 
@@ -32,7 +32,10 @@ def add_local_commands(sub: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
     from ..iso import build_iso, iso_digest
 
-    data = load_vmdata(args).copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
+    data = load_vmdata(args)
+    if args.network_data != "file":
+        check_network_choice(args.network_data, data.network, data.network_data)
+    data = data.copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
     iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes)
     if args.output == "-":
         sys.stdout.buffer.write(iso)

@@ -13,6 +13,7 @@ from ..defaults import (
     NETWORK_DATA_CHOICES,
 )
 from ..inputs import read_password_file, read_ssh_key_file, read_userdata_file
+from ..network import OPTION_FLAGS, from_options
 from ..vmdata import VmData
 
 VM_HELP = "name, inventory path, instance/BIOS UUID or id (vm-42); a name starting with '-' goes after --"
@@ -74,6 +75,44 @@ def add_content_options(p: argparse.ArgumentParser, vmdata_required: bool) -> No
         metavar="N",
         help=f"limit on decoded user data (default {DEFAULT_MAX_USERDATA_BYTES})",
     )
+    add_network_options(p)
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """The `network` section in options (docs/format.md); ethN is the VM's N-th NIC, eth0 the first."""
+    g = p.add_argument_group(
+        "static addressing (a network section: ethN is the VM's N-th NIC, eth0 the first; "
+        "together the options replace the file's network data)"
+    )
+    g.add_argument(
+        "--ip",
+        action="append",
+        metavar="[ethN=]ADDR/PREFIX",
+        help="a static address, IPv4 or IPv6, with its prefix length (repeatable; default NIC eth0)",
+    )
+    g.add_argument(
+        "--gateway",
+        action="append",
+        metavar="[ethN=]IP",
+        help="the default gateway, IPv4 and/or IPv6 (default NIC: the one whose --ip subnet holds it)",
+    )
+    g.add_argument(
+        "--route",
+        action="append",
+        metavar="[ethN=]NET/PREFIX,via=IP",
+        help="a static route (repeatable; default NIC: the one whose --ip subnet holds the next hop)",
+    )
+    g.add_argument("--mtu", action="append", metavar="[ethN=]BYTES", help="the NIC's MTU (default NIC eth0)")
+    for flag, what in (("--dhcp", "DHCPv4"), ("--dhcp6", "DHCPv6"), ("--slaac", "IPv6 SLAAC")):
+        g.add_argument(flag, action="append", nargs="?", const="eth0", metavar="ethN", help=f"{what} on the NIC")
+    g.add_argument(
+        "--mac",
+        action="append",
+        metavar="[ethN=]MAC",
+        help="the NIC's MAC: build needs it; the vSphere commands take the VM's and check a given one against it",
+    )
+    g.add_argument("--dns", action="append", metavar="IP", help="a name server (repeatable)")
+    g.add_argument("--dns-search", action="append", metavar="DOMAIN", help="a search domain (repeatable)")
 
 
 def add_network_data_option(p: argparse.ArgumentParser, command: str) -> None:
@@ -130,7 +169,8 @@ def add_vm_options(p: argparse.ArgumentParser, changes: bool = True, batch: bool
 
 
 def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The --userdata-file/--password-file/--ssh-key-file/--hostname values, read and checked."""
+    """The --userdata-file/--password-file/--ssh-key-file/--hostname values and the network options, read and
+    checked."""
     out: dict[str, Any] = {}
     if args.userdata_file:
         out["userdata"] = read_userdata_file(args.userdata_file, args.max_userdata_bytes)
@@ -140,6 +180,9 @@ def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["public_keys"] = [k for path in args.ssh_key_file for k in read_ssh_key_file(path)]
     if args.hostname is not None:
         out["hostname"] = args.hostname
+    network = from_options({key: getattr(args, key) or [] for key in OPTION_FLAGS})
+    if network is not None:
+        out["network"] = network
     return out
 
 
