@@ -37,14 +37,19 @@ def check_network_data(command: str, choice: str | None, where: str = "network-d
         raise ValidationError(where, f"must be one of {', '.join(choices)}" if choices else f"not for {command}")
 
 
-def run(controller: Any, command: str, request: Request) -> Any:
-    """The controller call for ``command``; returns its Result."""
-    auto = request.network_data == "auto"
-    layout = NETWORK_DATA_FIELDS.get(request.network_data or "", {})
+def check_request(command: str, request: Request) -> None:
+    """What can be checked of a request without vSphere (the CLI calls it before it connects)."""
     if command in ("attach", "update"):
         data = request.data
         network = request.overrides.get("network") or (data.network if data is not None else None)
         check_network_choice(request.network_data, network, data.network_data if data is not None else {})
+
+
+def run(controller: Any, command: str, request: Request) -> Any:
+    """The controller call for ``command``; returns its Result."""
+    check_request(command, request)
+    auto = request.network_data == "auto"
+    layout = NETWORK_DATA_FIELDS.get(request.network_data or "", {})
     if command == "attach":
         if request.data is None:
             raise ValidationError("vmdata", "attach needs VM data")

@@ -442,30 +442,19 @@ def _nova_route(to: IPNetwork, via: IPAddress) -> dict[str, str]:
 
 # ---- the command line's options ---------------------------------------------------------------------------------
 
-# Option (as argparse stores it) -> the flag users type.
-OPTION_FLAGS = {
-    "ip": "--ip",
-    "gateway": "--gateway",
-    "route": "--route",
-    "mtu": "--mtu",
-    "mac": "--mac",
-    "dhcp": "--dhcp",
-    "dhcp6": "--dhcp6",
-    "slaac": "--slaac",
-    "dns": "--dns",
-    "dns_search": "--dns-search",
-}
-# A field of an interface -> the flag that sets it.
+# The options (as argparse stores them); errors name them as the other options, the flag without its dashes.
+NETWORK_OPTIONS = ("ip", "gateway", "route", "mtu", "mac", "dhcp", "dhcp6", "slaac", "dns", "dns_search")
+# A field of an interface -> the option that sets it.
 _FLAG_OF_KEY = {
-    "addresses": "--ip",
-    "gateway4": "--gateway",
-    "gateway6": "--gateway",
-    "routes": "--route",
-    "mtu": "--mtu",
-    "mac": "--mac",
-    "dhcp4": "--dhcp",
-    "dhcp6": "--dhcp6",
-    "slaac": "--slaac",
+    "addresses": "ip",
+    "gateway4": "gateway",
+    "gateway6": "gateway",
+    "routes": "route",
+    "mtu": "mtu",
+    "mac": "mac",
+    "dhcp4": "dhcp",
+    "dhcp6": "dhcp6",
+    "slaac": "slaac",
 }
 _NIC_RE = re.compile(r"^eth(\d)$")
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -506,7 +495,7 @@ def from_options(options: dict[str, Sequence[str]]) -> dict[str, Any] | None:
         n, text = _nic_and_value(value, "route", interfaces)
         to, _, via = text.partition(",via=")
         if not via or "," in via:
-            raise ValidationError("--route", f"{quote(value)}: expected [ethN=]NETWORK/PREFIX,via=GATEWAY")
+            raise ValidationError("route", f"{quote(value)}: expected [ethN=]NETWORK/PREFIX,via=GATEWAY")
         iface(n).setdefault("routes", []).append({"to": to, "via": via})
     section: dict[str, Any] = {"interfaces": [iface(n) for n in range(max(interfaces) + 1)] if interfaces else []}
     if given.get("dns"):
@@ -516,7 +505,7 @@ def from_options(options: dict[str, Sequence[str]]) -> dict[str, Any] | None:
     try:
         return normalized(section)
     except ValidationError as e:
-        raise _as_option_error(e, section) from None
+        raise as_option_error(e, section) from None
 
 
 def _nic_and_value(value: str, option: str, by_next_hop: dict[int, dict[str, Any]] | None = None) -> tuple[int, str]:
@@ -533,7 +522,7 @@ def _nic(name: str, option: str) -> int:
     m = _NIC_RE.fullmatch(name)
     if not m:
         raise ValidationError(
-            OPTION_FLAGS[option],
+            option,
             f"{quote(name)}: name a NIC by its place on the VM, eth0 for the first, eth1 for the second … "
             "(not the guest's own name for it)",
         )
@@ -561,13 +550,14 @@ def _nic_of_next_hop(value: str, interfaces: dict[int, dict[str, Any]]) -> int:
     return holders[0] if len(holders) == 1 else 0
 
 
-def _as_option_error(e: ValidationError, section: dict[str, Any]) -> ValidationError:
+def as_option_error(e: ValidationError, section: dict[str, Any]) -> ValidationError:
+    """An error about a section the options made, naming the option (and the NIC) instead of the field."""
     m = _FIELD_RE.match(e.field)
     if m:
         n, key = int(m.group(1)), m.group(2)
-        return ValidationError(_FLAG_OF_KEY.get(key, "--ip"), f"eth{n}: {e.message}")
+        return ValidationError(_FLAG_OF_KEY.get(key, "ip"), f"eth{n}: {e.message}")
     if e.field.startswith("network.dns_search"):
-        return ValidationError("--dns-search", e.message)
+        return ValidationError("dns-search", e.message)
     if e.field.startswith("network.dns"):
-        return ValidationError("--dns", e.message)
-    return ValidationError("--ip", e.message if section["interfaces"] else "give an interface (--ip or --dhcp)")
+        return ValidationError("dns", e.message)
+    return ValidationError("ip", e.message if section["interfaces"] else "give an interface (--ip or --dhcp)")

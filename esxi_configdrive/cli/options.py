@@ -13,7 +13,7 @@ from ..defaults import (
     NETWORK_DATA_CHOICES,
 )
 from ..inputs import read_password_file, read_ssh_key_file, read_userdata_file
-from ..network import OPTION_FLAGS, from_options
+from ..network import NETWORK_OPTIONS, from_options
 from ..vmdata import VmData
 
 VM_HELP = "name, inventory path, instance/BIOS UUID or id (vm-42); a name starting with '-' goes after --"
@@ -180,7 +180,7 @@ def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["public_keys"] = [k for path in args.ssh_key_file for k in read_ssh_key_file(path)]
     if args.hostname is not None:
         out["hostname"] = args.hostname
-    network = from_options({key: getattr(args, key) or [] for key in OPTION_FLAGS})
+    network = from_options({key: getattr(args, key) or [] for key in NETWORK_OPTIONS})
     if network is not None:
         out["network"] = network
     return out

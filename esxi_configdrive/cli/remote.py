@@ -18,7 +18,7 @@ from ..defaults import (
     PASSWORD_LENGTH,
 )
 from ..errors import ValidationError
-from ..network import OPTION_FLAGS
+from ..network import NETWORK_OPTIONS
 from ..vmdata import VmData
 from .options import (
     add_content_options,
@@ -33,7 +33,7 @@ from .output import print_json_line
 
 BATCH_COMMANDS = ("attach", "update", "detach", "remove")
 # Per-line content: silently ignoring these options on a batch would be worse than refusing them.
-CONTENT_OPTIONS = ("vmdata", "userdata_file", "password_file", "ssh_key_file", "hostname", "label", *OPTION_FLAGS)
+CONTENT_OPTIONS = ("vmdata", "userdata_file", "password_file", "ssh_key_file", "hostname", "label", *NETWORK_OPTIONS)
 NEW_INSTANCE_ID_HELP = (
     "make the drive's vm-id the VM's own instance UUID, whatever the data says: a clone gets an id of its own, so "
     "cloud-init provisions it again (docs/operations.md, cloning)"
@@ -189,9 +189,10 @@ def _chosen(network_data: str) -> str | None:
 
 
 def run_request(args: argparse.Namespace, command: str, request: dispatch.Request) -> dict[str, Any]:
-    """Connect (input was checked already), run, disconnect."""
+    """Check what needs no vSphere, connect, run, disconnect."""
     from ..vsphere.connection import Session
 
+    dispatch.check_request(command, request)
     with Session(connection_settings(args)) as session:
         return dispatch.run(controller_for(session, args), command, request).to_dict()
 
