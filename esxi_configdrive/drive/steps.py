@@ -20,10 +20,9 @@ from .state import DriveState
 
 # ---- the content, for this guest ------------------------------------------------------------------------------
 
-# A drive's file names and sizes do not depend on these values, only on their length: what a VM's content is
-# sized with before the VM is read (an instance UUID, a MAC).
+# A drive's file names and sizes do not depend on the VM's instance UUID or MACs, only on their length: what a VM's
+# content is sized with before the VM is read (a MAC per interface, distinct as the VM's are).
 STAND_IN_VM_ID = "00000000-0000-0000-0000-000000000000"
-STAND_IN_MAC = "00:00:00:00:00:00"
 
 
 def for_guest(
@@ -51,7 +50,8 @@ def sized_stand_in(data: VmData) -> VmData:
         data = data.copy(metadata={**data.metadata, VM_ID_KEY: STAND_IN_VM_ID})
     if data.network is not None:
         interfaces = data.network.get("interfaces") or []
-        data = data.copy(network={**data.network, "interfaces": [{**i, "mac": STAND_IN_MAC} for i in interfaces]})
+        stand_ins = [{**iface, "mac": f"00:00:00:00:00:{n:02x}"} for n, iface in enumerate(interfaces)]
+        data = data.copy(network={**data.network, "interfaces": stand_ins})
     return data
 
 

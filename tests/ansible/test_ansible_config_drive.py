@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from pyVmomi import vim
 from sample_data import ED25519_KEY
 from tool_fixtures import fetch_file, folder_listing, iso_paths, record_of
 from vsphere_harness import cdroms, get_property
@@ -133,10 +134,16 @@ def test_detached_and_absent(ansible, tool, vcsim_faults, vsphere, make_vm):
 
 def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphere, make_vm):
     vm = make_vm()
-    no_vm_id = {"metadata": {"local-hostname": "web-bad"}}
+    blank_vm_id = {"metadata": {"vm-id": " ", "local-hostname": "web-bad"}}
+    outside = {"interfaces": [{"addresses": ["10.1.2.3/24"], "gateway4": "10.9.9.1"}]}
+    dhcp = {"interfaces": [{"dhcp4": True}]}
     run = ansible.run(
         [
-            {**task("no vm-id", name=vm.name, vmdata=no_vm_id), "ignore_errors": True},
+            {**task("blank vm-id", name=vm.name, vmdata=blank_vm_id), "ignore_errors": True},
+            {**task("gateway outside", name=vm.name, vmdata=vmdata("web-bad"), network=outside),
+             "ignore_errors": True},
+            {**task("auto and a network", name=vm.name, vmdata=vmdata("web-bad"), network=dhcp,
+                    network_data="auto"), "ignore_errors": True},
             {**task("bad key", name=vm.name, vmdata=vmdata("web-bad"), ssh_keys=["ssh-rsa nonsense"]),
              "ignore_errors": True},
             {**task("bad label", name=vm.name, vmdata=vmdata("web-bad"), label="x" * 17), "ignore_errors": True},
@@ -148,7 +155,9 @@ def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphe
     )  # fmt: skip
     assert run.rc == 0, run.output  # every failure ignored
     expected = {
-        "no vm-id": ("vmdata.metadata.vm-id", "required"),
+        "blank vm-id": ("vmdata.metadata.vm-id", "blank"),
+        "gateway outside": ("network.interfaces[0].gateway4", "outside"),
+        "auto and a network": ("network_data", "contradicts the network section"),
         "bad key": ("ssh_keys[0]", ""),
         "bad label": ("label", "16"),
         "fields for a stop": ("userdata", "does not apply with state=detached"),
@@ -322,3 +331,21 @@ def test_missing_package_is_reported(ansible, tmp_path):
     assert run.rc != 0 and result["_status"] == "failed"
     assert "Failed to import the required Python library (esxi-configdrive)" in result["msg"], result["msg"]
     assert "esxi_configdrive" in result["import_error"]
+
+
+def test_a_static_network_and_a_new_instance_id(ansible, vcsim_faults, vsphere, make_vm, tmp_path):
+    vm = make_vm()
+    network = {"interfaces": [{"addresses": ["10.1.2.3/24"], "gateway4": "10.1.2.1"}], "dns": ["10.1.0.2"]}
+    args = {"name": vm.name, "vmdata": vmdata("db-1"), "network": network, "new_instance_id": True}
+    run = ansible.run([task("attach", **args), task("again", **args)])
+    assert run.rc == 0, run.output
+    assert run.task("attach")["changed"] is True and run.task("again")["changed"] is False
+    drive = drive_of(vcsim_faults, vsphere, vm)
+    assert drive.vm_id == vm.config.instanceUuid  # not the vmdata's vm-id
+    mac = next(d.macAddress for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard))
+    link, net = drive.network_data["links"][0], drive.network_data["networks"][0]
+    assert link["ethernet_mac_address"] == mac.lower() and (net["ip_address"], net["netmask"]) == (
+        "10.1.2.3",
+        "255.255.255.0",
+    )
+    assert net["routes"][0] == {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.2.1"}
