@@ -292,22 +292,22 @@ def test_a_nic_skipped_in_the_options_is_brought_up_without_an_address():
 
 
 BAD_OPTIONS = [
-    ({"ip": ["ens192=10.1.2.3/24"]}, "--ip", "place on the VM"),
-    ({"ip": ["eth10=10.1.2.3/24"]}, "--ip", "place on the VM"),
-    ({"ip": ["10.1.2.3"]}, "--ip", "eth0: '10.1.2.3' needs its prefix length"),
-    ({"ip": ["10.1.2.3/24"], "gateway": ["10.7.0.1"]}, "--gateway", "eth0: 10.7.0.1 is outside"),
-    ({"ip": ["10.1.2.3/24", "eth1=10.5.0.3/24"], "gateway": ["eth1=10.1.2.1"]}, "--gateway", "eth1:"),
-    ({"ip": ["10.1.2.3/24"], "route": ["10.9.0.0/16"]}, "--route", "via=GATEWAY"),
-    ({"ip": ["10.1.2.3/24"], "route": ["10.9.0.0/16,via=10.1.2.1,metric=5"]}, "--route", "via=GATEWAY"),
-    ({"ip": ["10.1.2.3/24"], "route": ["10.9.0.1/16,via=10.1.2.1"]}, "--route", "host bits"),
-    ({"ip": ["10.1.2.3/24"], "mtu": ["jumbo"]}, "--mtu", "whole number"),
-    ({"ip": ["10.1.2.3/24"], "mac": ["eth0=nope"]}, "--mac", "not a MAC"),
-    ({"dhcp": ["wlan0"]}, "--dhcp", "place on the VM"),
-    ({"ip": ["10.1.2.3/24"], "dhcp": ["eth0"]}, "--dhcp", "static IPv4"),
-    ({"dhcp6": ["eth0"], "slaac": ["eth0"]}, "--slaac", "DHCPv6"),
-    ({"dns": ["10.1.0.2"]}, "--ip", "give an interface"),
-    ({"dhcp": ["eth0"], "dns": ["dns.example"]}, "--dns", "not an IP address"),
-    ({"dhcp": ["eth0"], "dns_search": ["example.com"]}, "--dns-search", "network.dns"),
+    ({"ip": ["ens192=10.1.2.3/24"]}, "ip", "place on the VM"),
+    ({"ip": ["eth10=10.1.2.3/24"]}, "ip", "place on the VM"),
+    ({"ip": ["10.1.2.3"]}, "ip", "eth0: '10.1.2.3' needs its prefix length"),
+    ({"ip": ["10.1.2.3/24"], "gateway": ["10.7.0.1"]}, "gateway", "eth0: 10.7.0.1 is outside"),
+    ({"ip": ["10.1.2.3/24", "eth1=10.5.0.3/24"], "gateway": ["eth1=10.1.2.1"]}, "gateway", "eth1:"),
+    ({"ip": ["10.1.2.3/24"], "route": ["10.9.0.0/16"]}, "route", "via=GATEWAY"),
+    ({"ip": ["10.1.2.3/24"], "route": ["10.9.0.0/16,via=10.1.2.1,metric=5"]}, "route", "via=GATEWAY"),
+    ({"ip": ["10.1.2.3/24"], "route": ["10.9.0.1/16,via=10.1.2.1"]}, "route", "host bits"),
+    ({"ip": ["10.1.2.3/24"], "mtu": ["jumbo"]}, "mtu", "whole number"),
+    ({"ip": ["10.1.2.3/24"], "mac": ["eth0=nope"]}, "mac", "not a MAC"),
+    ({"dhcp": ["wlan0"]}, "dhcp", "place on the VM"),
+    ({"ip": ["10.1.2.3/24"], "dhcp": ["eth0"]}, "dhcp", "static IPv4"),
+    ({"dhcp6": ["eth0"], "slaac": ["eth0"]}, "slaac", "DHCPv6"),
+    ({"dns": ["10.1.0.2"]}, "ip", "give an interface"),
+    ({"dhcp": ["eth0"], "dns": ["dns.example"]}, "dns", "not an IP address"),
+    ({"dhcp": ["eth0"], "dns_search": ["example.com"]}, "dns-search", "network.dns"),
 ]
 
 
