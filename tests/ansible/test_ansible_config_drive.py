@@ -197,7 +197,7 @@ def test_vms_fan_out_goes_on_past_a_bad_vm(ansible, vcsim_faults, vsphere, make_
         for i, vm in enumerate(vms)
     ]  # fmt: skip
     entries.insert(2, {"vm": "no-such-vm", "vmdata": vmdata("ghost", 9)})
-    entries.insert(4, {"vm": vms[0].name, "vmdata": {"metadata": {}}})  # bad input: no vm-id
+    entries.insert(4, {"vm": vms[0].name, "vmdata": {"metadata": {"vm-id": " "}}})  # bad input: a blank vm-id
     run = ansible.run(
         [{**task("fleet", vms=entries, concurrency=3), "ignore_errors": True}],
         env={f"PW{i}": f"Fleet-pw-{i}" for i in range(4)},
