@@ -127,6 +127,11 @@ def check_network_data(network_data: dict[str, Any], where: str = "network_data"
             raise ValidationError(f"{where}.links[{i}].ethernet_mac_address", f"{quote(mac)} is not a MAC address")
 
 
+def is_mac(text: str) -> bool:
+    """``xx:xx:xx:xx:xx:xx`` in hex, either case."""
+    return bool(_MAC_RE.fullmatch(text))
+
+
 def check_tree_path(path: str, where: str) -> None:
     """A relative path inside the drive: no empty, '.' or '..' parts, no NUL, no backslash."""
     if not isinstance(path, str):

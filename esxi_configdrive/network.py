@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Union
 
 from .errors import ValidationError
-from .fields import check_hostname, quote
+from .fields import check_hostname, is_mac, quote
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -38,7 +38,6 @@ SECTION_KEYS = ("interfaces", "dns", "dns_search")
 INTERFACE_KEYS = ("id", "mac", "mtu", "addresses", "dhcp4", "dhcp6", "slaac", "gateway4", "gateway6", "routes")
 ROUTE_KEYS = ("to", "via")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ def _mac(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(where, "must be a string (quote a MAC address in YAML)")
     mac = value.lower()
-    if not _MAC_RE.fullmatch(mac):
+    if not is_mac(mac):
         raise ValidationError(where, f"{quote(value)} is not a MAC address (xx:xx:xx:xx:xx:xx)")
     if int(mac[:2], 16) & 1:
         raise ValidationError(where, f"{value} is a multicast address, which no NIC has")
@@ -470,42 +469,53 @@ def from_options(options: dict[str, Sequence[str]]) -> dict[str, Any] | None:
     given = {k: list(v) for k, v in options.items() if v}
     if not given:
         return None
+    interfaces = _interfaces_of(given)
+    count = max(interfaces, default=-1) + 1  # a NIC between two named ones: listed, with nothing to configure
+    section: dict[str, Any] = {"interfaces": [interfaces.get(n, {"id": f"eth{n}"}) for n in range(count)]}
+    for key in ("dns", "dns_search"):
+        if given.get(key):
+            section[key] = given[key]
+    try:
+        return normalized(section)
+    except ValidationError as e:
+        raise as_option_error(e, section) from None
+
+
+def _interfaces_of(given: dict[str, list[str]]) -> dict[int, dict[str, Any]]:
+    """Each NIC the options name (by position), as a section's interface; a single-valued setting given twice for
+    one NIC is an error, not "the last one wins"."""
     interfaces: dict[int, dict[str, Any]] = {}
 
     def iface(n: int) -> dict[str, Any]:
         return interfaces.setdefault(n, {"id": f"eth{n}"})
 
+    def put(n: int, key: str, value: Any, option: str) -> None:
+        if key in iface(n):
+            raise ValidationError(option, f"eth{n}: given twice")
+        iface(n)[key] = value
+
     for value in given.get("ip", []):
         n, text = _nic_and_value(value, "ip")
         iface(n).setdefault("addresses", []).append(text)
-    for key, flag in (("dhcp", "dhcp4"), ("dhcp6", "dhcp6"), ("slaac", "slaac")):
-        for value in given.get(key, []):
-            iface(_nic(value, key))[flag] = True
+    for option, key in (("dhcp", "dhcp4"), ("dhcp6", "dhcp6"), ("slaac", "slaac")):
+        for value in given.get(option, []):
+            put(_nic(value, option), key, True, option)
     for value in given.get("mtu", []):
         n, text = _nic_and_value(value, "mtu")
-        iface(n)["mtu"] = int(text) if text.strip().isdigit() else text
+        put(n, "mtu", int(text) if text.strip().isdigit() else text, "mtu")
     for value in given.get("mac", []):
         n, text = _nic_and_value(value, "mac")
-        iface(n)["mac"] = text
+        put(n, "mac", text, "mac")
     for value in given.get("gateway", []):
         n, text = _nic_and_value(value, "gateway", interfaces)
-        key = "gateway6" if ":" in text else "gateway4"
-        iface(n)[key] = text
+        put(n, "gateway6" if ":" in text else "gateway4", text, "gateway")
     for value in given.get("route", []):
         n, text = _nic_and_value(value, "route", interfaces)
         to, _, via = text.partition(",via=")
         if not via or "," in via:
             raise ValidationError("route", f"{quote(value)}: expected [ethN=]NETWORK/PREFIX,via=GATEWAY")
         iface(n).setdefault("routes", []).append({"to": to, "via": via})
-    section: dict[str, Any] = {"interfaces": [iface(n) for n in range(max(interfaces) + 1)] if interfaces else []}
-    if given.get("dns"):
-        section["dns"] = given["dns"]
-    if given.get("dns_search"):
-        section["dns_search"] = given["dns_search"]
-    try:
-        return normalized(section)
-    except ValidationError as e:
-        raise as_option_error(e, section) from None
+    return interfaces
 
 
 def _nic_and_value(value: str, option: str, by_next_hop: dict[int, dict[str, Any]] | None = None) -> tuple[int, str]:

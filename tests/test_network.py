@@ -308,6 +308,9 @@ BAD_OPTIONS = [
     ({"dns": ["10.1.0.2"]}, "ip", "give an interface"),
     ({"dhcp": ["eth0"], "dns": ["dns.example"]}, "dns", "not an IP address"),
     ({"dhcp": ["eth0"], "dns_search": ["example.com"]}, "dns-search", "network.dns"),
+    ({"ip": ["10.1.2.3/24"], "mtu": ["9000", "eth0=1500"]}, "mtu", "eth0: given twice"),
+    ({"ip": ["10.1.2.3/24"], "gateway": ["10.1.2.1", "10.1.2.2"]}, "gateway", "eth0: given twice"),
+    ({"dhcp": ["eth0"], "mac": ["00:50:56:aa:bb:01", "eth0=00:50:56:aa:bb:02"]}, "mac", "eth0: given twice"),
 ]
 
 

@@ -78,41 +78,28 @@ def add_content_options(p: argparse.ArgumentParser, vmdata_required: bool) -> No
     add_network_options(p)
 
 
+# The network options that take a value: flag, metavar, help.
+NETWORK_VALUE_OPTIONS = (
+    ("--ip", "[ethN=]ADDR/PREFIX", "a static address, IPv4 or IPv6, with its prefix length (repeatable; default eth0)"),
+    ("--gateway", "[ethN=]IP", "the default gateway, IPv4 and/or IPv6 (default: the NIC whose --ip subnet holds it)"),
+    ("--route", "[ethN=]NET/PREFIX,via=IP", "a static route (repeatable; default: the NIC whose subnet holds via)"),
+    ("--mtu", "[ethN=]BYTES", "the NIC's MTU (default eth0)"),
+    ("--mac", "[ethN=]MAC", "the NIC's MAC: build needs it; the vSphere commands take the VM's and check a given one"),
+    ("--dns", "IP", "a name server (repeatable)"),
+    ("--dns-search", "DOMAIN", "a search domain (repeatable)"),
+)
+
+
 def add_network_options(p: argparse.ArgumentParser) -> None:
     """The `network` section in options (docs/format.md); ethN is the VM's N-th NIC, eth0 the first."""
     g = p.add_argument_group(
         "static addressing (a network section: ethN is the VM's N-th NIC, eth0 the first; "
         "together the options replace the file's network data)"
     )
-    g.add_argument(
-        "--ip",
-        action="append",
-        metavar="[ethN=]ADDR/PREFIX",
-        help="a static address, IPv4 or IPv6, with its prefix length (repeatable; default NIC eth0)",
-    )
-    g.add_argument(
-        "--gateway",
-        action="append",
-        metavar="[ethN=]IP",
-        help="the default gateway, IPv4 and/or IPv6 (default NIC: the one whose --ip subnet holds it)",
-    )
-    g.add_argument(
-        "--route",
-        action="append",
-        metavar="[ethN=]NET/PREFIX,via=IP",
-        help="a static route (repeatable; default NIC: the one whose --ip subnet holds the next hop)",
-    )
-    g.add_argument("--mtu", action="append", metavar="[ethN=]BYTES", help="the NIC's MTU (default NIC eth0)")
+    for flag, metavar, text in NETWORK_VALUE_OPTIONS:
+        g.add_argument(flag, action="append", metavar=metavar, help=text)
     for flag, what in (("--dhcp", "DHCPv4"), ("--dhcp6", "DHCPv6"), ("--slaac", "IPv6 SLAAC")):
         g.add_argument(flag, action="append", nargs="?", const="eth0", metavar="ethN", help=f"{what} on the NIC")
-    g.add_argument(
-        "--mac",
-        action="append",
-        metavar="[ethN=]MAC",
-        help="the NIC's MAC: build needs it; the vSphere commands take the VM's and check a given one against it",
-    )
-    g.add_argument("--dns", action="append", metavar="IP", help="a name server (repeatable)")
-    g.add_argument("--dns-search", action="append", metavar="DOMAIN", help="a search domain (repeatable)")
 
 
 def add_network_data_option(p: argparse.ArgumentParser, command: str) -> None:
