@@ -25,7 +25,7 @@ from .vmdata import VmData
 
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
-    "attach": {"vm", "vmdata", "vmdata_file", "datastore", "controller", "network_data", "new_instance_id"},
+    "attach": {"vm", "vmdata", "vmdata_file", "network", "datastore", "controller", "network_data", "new_instance_id"},
     "update": {
         "vm", "vmdata", "vmdata_file", "userdata", "userdata_base64", "password", "public_keys", "hostname",
         "network", "network_data", "new_instance_id",
@@ -115,6 +115,8 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
     if command == "attach" and item.data is None:
         raise ValidationError("vmdata", "attach needs vmdata or vmdata_file")
     item.overrides = _overrides(obj, max_userdata_bytes)
+    if command == "attach" and "network" in item.overrides and item.data is not None:  # replaces the data's
+        item.data = item.data.with_overrides(network=item.overrides.pop("network"), max_userdata_bytes=None)
     for key in ("datastore", "controller", "network_data"):
         if key in obj:
             if not isinstance(obj[key], str):

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from esxi_configdrive import VmData, build_iso, read_iso
+from esxi_configdrive.batch import read_batch
 from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.layout import build_tree
 from esxi_configdrive.network import for_nics, from_options, network_data, normalized
@@ -382,3 +383,31 @@ def test_network_data_choices_against_given_network_content(choice, network, net
         assert e.field == "network-data" and choice in e.message
     else:
         check_network_choice(choice, network, network_data)
+
+
+# ---- batch lines ------------------------------------------------------------------------------------------------
+
+
+def test_batch_lines_take_a_network_section_and_new_instance_id():
+    section = {"interfaces": [{"addresses": ["10.1.2.3/24"]}]}
+    attach, bad = read_batch(
+        [
+            json.dumps({"vm": "a", "vmdata": {"metadata": {}}, "network": section, "new_instance_id": True}),
+            json.dumps({"vm": "b", "vmdata": {"metadata": {}}, "new_instance_id": "yes"}),
+        ],
+        "attach",
+    )
+    assert attach.error is None and attach.data.network == normalized(section)
+    assert attach.options == {"new_instance_id": True} and attach.overrides == {}
+    assert bad.error is not None and bad.error.field == "line 2: new_instance_id"
+    update, refresh, wrong = read_batch(
+        [
+            json.dumps({"vm": "a", "network": section}),
+            json.dumps({"vm": "b", "new_instance_id": True}),  # a change on its own
+            json.dumps({"vm": "c", "network": {"interfaces": [{"addresses": ["10.1.2.3"]}]}}),
+        ],
+        "update",
+    )
+    assert update.error is None and update.overrides == {"network": normalized(section)}
+    assert refresh.error is None and refresh.options == {"new_instance_id": True}
+    assert wrong.error is not None and wrong.error.field == "line 3: network.interfaces[0].addresses[0]"

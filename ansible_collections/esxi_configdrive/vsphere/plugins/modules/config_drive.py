@@ -120,7 +120,7 @@ options:
         description: A new guest host name.
         type: str
       network:
-        description: New static addressing for the current drive, as in O(network).
+        description: Static addressing, as in O(network) (with C(vmdata), it replaces that content's network data).
         type: dict
       datastore:
         description: The datastore for this VM's ISO (attach only); overrides O(datastore).
