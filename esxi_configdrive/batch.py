@@ -7,6 +7,7 @@ error) gets an error result; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
@@ -34,6 +35,7 @@ LINE_KEYS = {
     "remove": {"vm"},
 }  # fmt: skip
 MAX_LINE_BYTES = 16 * 1024 * 1024
+PAGE = 100  # lines read ahead, and VMs whose facts are read in one call
 
 
 @dataclass
@@ -168,17 +170,25 @@ def run_batch(
     progress: Progress | None = None,
 ) -> BatchSummary:
     """Run ``command`` for every item, at most ``concurrency`` at a time; ``on_result`` gets each result as
-    it finishes (from the calling thread, so output needs no lock)."""
+    it finishes (from the calling thread, so output needs no lock).
+
+    What the VMs have in common is read for all of them at once: their names in one call, their facts a page of
+    lines at a time (a VM's first line runs on those; later lines for the same VM read it afresh, as it has
+    changed), and every task in flight is polled in one call per round (the controller's ``fleet``). Per VM
+    only what must be done for it remains: the uploads, downloads, deletes and reconfigures."""
     if not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValidationError("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
     summary = BatchSummary()
     started = time.monotonic()
     defaults = defaults or {}
-    pending: set[Future[dict[str, Any]]] = set()
+    pending: set[Future[Any]] = set()
 
-    def finish(done: Iterable[Future[dict[str, Any]]]) -> None:
+    def finish(done: Iterable[Future[Any]]) -> None:
         for future in done:
             result = future.result()
+            if isinstance(result, _Unconfirmed):  # emitted once its deletes are confirmed; the thread goes on
+                pending.add(result.confirmed())
+                continue
             summary.total += 1
             if "error" in result:
                 if result["exit_status"] == EXIT_BAD_INPUT:
@@ -192,14 +202,20 @@ def run_batch(
                 progress.update(summary)
 
     names = _name_index(controller)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool:
-        for item in items:
-            matches = names.get(item.vm, [])
-            item.ref = matches[0] if len(matches) == 1 else None
-            if len(pending) >= concurrency * 2:  # read ahead a little, not the whole file
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                finish(done)
-            pending.add(pool.submit(_run_one, controller, command, item, defaults))
+    seen: set[str] = set()
+    fleet = getattr(controller, "fleet", None)
+    with (
+        fleet() if fleet is not None else contextlib.nullcontext() as poller,
+        ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
+    ):
+        running = poller.operation if poller is not None else contextlib.nullcontext
+        for window in _windows(items, PAGE):
+            _resolve(controller, window, names, seen)
+            for item in window:
+                while len(pending) >= max(concurrency * 2, PAGE):  # read ahead a page, not the whole file
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    finish(done)
+                pending.add(pool.submit(_run_one, controller, command, item, defaults, running))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             finish(done)
@@ -209,13 +225,45 @@ def run_batch(
     return summary
 
 
+def _windows(items: Iterable[BatchItem], size: int) -> Iterator[list[BatchItem]]:
+    window: list[BatchItem] = []
+    for item in items:
+        window.append(item)
+        if len(window) >= size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
 def _name_index(controller: Any) -> dict[str, list[Any]]:
     """All VM names in one call, instead of one look-up per line (names not in it are looked up as usual)."""
     index = getattr(controller, "name_index", None)
     return index() if index is not None else {}
 
 
-def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str, Any]) -> dict[str, Any]:
+def _resolve(controller: Any, window: list[BatchItem], names: dict[str, list[Any]], seen: set[str]) -> None:
+    """Each line's VM from the name index, and, for a VM's first line in the batch, its facts of one read."""
+    first = []
+    for item in window:
+        matches = names.get(item.vm, [])
+        item.ref = matches[0] if len(matches) == 1 and item.error is None else None
+        if item.ref is not None and item.ref._moId not in seen:
+            seen.add(item.ref._moId)
+            first.append(item)
+    prefetch = getattr(controller, "prefetch", None)
+    facts = prefetch([item.ref for item in first]) if prefetch is not None and first else {}
+    for item in first:
+        item.ref = facts.get(item.ref._moId, item.ref)
+
+
+def _run_one(
+    controller: Any,
+    command: str,
+    item: BatchItem,
+    defaults: dict[str, Any],
+    running: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> dict[str, Any]:
     base = {"line": item.line, "vm": item.vm}
     if item.error is not None:
         return {**base, "changed": False, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}
@@ -231,11 +279,46 @@ def _run_one(controller: Any, command: str, item: BatchItem, defaults: dict[str,
         dry_run=options.get("dry_run", False),
     )
     try:
-        result = dispatch.run(controller, command, request)
+        with running():
+            result = dispatch.run(controller, command, request)
     except Exception as e:  # one VM's failure is its own result; the batch goes on
-        message, status = describe_failure(e)
-        return {**base, "changed": changed_after(status), "error": one_line(message), "exit_status": status}
+        return _failed(base, e)
+    if getattr(result, "pending", None):
+        return _Unconfirmed(base, result)
     return {**base, **result.to_dict()}
+
+
+def _failed(base: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    message, status = describe_failure(error)
+    return {**base, "changed": changed_after(status), "error": one_line(message), "exit_status": status}
+
+
+@dataclass
+class _Unconfirmed:
+    """A VM whose operation is done but for deletes the shared poller confirms later (``Result.settled``)."""
+
+    base: dict[str, Any]
+    result: Any
+
+    def confirmed(self) -> Future[dict[str, Any]]:
+        """The VM's result line, once every pending delete is settled (set from the poller's thread)."""
+        line: Future[dict[str, Any]] = Future()
+        left = list(self.result.pending)
+        lock = threading.Lock()
+
+        def one_done(_: Future[Any]) -> None:
+            with lock:
+                left.pop()
+                last = not left
+            if last:
+                try:
+                    line.set_result({**self.base, **self.result.settled(0).to_dict()})
+                except Exception as e:
+                    line.set_result(_failed(self.base, e))
+
+        for confirmation in list(left):
+            confirmation.add_done_callback(one_done)
+        return line
 
 
 # ---- progress ---------------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ effects; what happened comes back as a ``Result``. The operations themselves are
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .defaults import (
@@ -21,9 +22,11 @@ from .defaults import (
 )
 from .drive.attach import AttachRequest, attach
 from .drive.attempts import run_attempts
+from .drive.audit import AuditReport, AuditRequest, Progress, audit
 from .drive.detach import detach
 from .drive.effects import DryRunEffects, Effects, LiveEffects
 from .drive.migrate import MigrationRequest, prepare_migration
+from .drive.model import VmFacts
 from .drive.policy import Policy
 from .drive.result import Outcome, Result
 from .drive.state import DriveState
@@ -36,12 +39,14 @@ from .iso import check_size
 from .layout import build_tree
 from .vmdata import VmData, check_network_choice
 from .vsphere.connection import Session
-from .vsphere.inventory import find_vm, vm_name_index
+from .vsphere.fleet import VsphereFleet
+from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
+from .vsphere.task_poller import SharedTaskPoller
 from .vsphere.vm import VsphereVm
 
 __all__ = ["ConfigDriveController", "Result", "generate_password"]
 
-VmRef = Any  # a name, inventory path, UUID or id (vm-42), or the VM's managed object
+VmRef = Any  # a name, inventory path, UUID or id (vm-42), the VM's managed object, or its facts (prefetch)
 
 
 def generate_password(length: int = PASSWORD_LENGTH) -> str:
@@ -174,6 +179,31 @@ class ConfigDriveController:
         """The drive's device, backing, file and content, read-only."""
         return self._run(vm, lambda access, effects: status(access), dry_run=False)
 
+    def audit(
+        self,
+        *,
+        datacenter: str | None = None,
+        folder: str | None = None,
+        verify: bool = False,
+        fix: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> AuditReport:
+        """Every config drive of the datacenter(s), or of the VMs in a VM folder: one finding per VM with a drive
+        or a record, and the orphans under ConfigDrive/ (drive/audit.py), read in a few calls whatever the fleet's
+        size; ``verify`` downloads each ISO to compare its SHA-256; ``fix`` repairs what is safe (``dry_run``:
+        says what it would do)."""
+        fleet = VsphereFleet(
+            self.session,
+            datacenter or self.datacenter,
+            folder,
+            force_eject=self.policy.force_eject,
+            task_timeout=self.task_timeout,
+            progress=progress,
+        )
+        effects_type = DryRunEffects if dry_run else LiveEffects
+        return audit(fleet, AuditRequest(verify=verify, fix=fix), self.policy, effects_type, progress)
+
     def read(self, vm: VmRef) -> VmData | None:
         """The content of the VM's config drive (None: it has none attached), read-only."""
 
@@ -184,9 +214,23 @@ class ConfigDriveController:
 
         return self._run(vm, content, dry_run=False).extra["data"]
 
+    # ---- many VMs at once (batch mode) -------------------------------------------------------------------
+
     def name_index(self) -> dict[str, list[Any]]:
         """Every VM by name, in one call (batch mode resolves a whole file's names with it)."""
         return vm_name_index(self.session)
+
+    def prefetch(self, vms: list[Any]) -> dict[str, VmFacts]:
+        """The facts of many VMs, a page a call. An operation given a VM's facts instead of its name or object
+        starts from them (and reads the VM again only when it must: a retry, a check)."""
+        return fetch_many_vm_facts(self.session, vms)
+
+    @contextlib.contextmanager
+    def fleet(self) -> Iterator[SharedTaskPoller]:
+        """While many operations run at once: every task in flight is polled in one call per round (run each
+        operation inside the poller's ``operation()``)."""
+        with SharedTaskPoller(self.session) as poller:
+            yield poller
 
     # ---- running one -------------------------------------------------------------------------------------
 
@@ -197,8 +241,13 @@ class ConfigDriveController:
         check_size(build_tree(sized_stand_in(data), max_userdata_bytes=None))
 
     def _run(self, vm: VmRef, operation: Callable[[VsphereVm, Effects], Outcome], dry_run: bool) -> Result:
+        prefetched = vm if isinstance(vm, VmFacts) else None
         access = VsphereVm(
-            self.session, self._resolve(vm), force_eject=self.policy.force_eject, task_timeout=self.task_timeout
+            self.session,
+            prefetched.ref if prefetched is not None else self._resolve(vm),
+            force_eject=self.policy.force_eject,
+            task_timeout=self.task_timeout,
+            prefetched=prefetched,
         )
         effects_type = DryRunEffects if dry_run else LiveEffects
         outcome = run_attempts(

@@ -9,6 +9,9 @@ MAX_ISO_BYTES = 64 * 1024 * 1024  # CloudStack refuses bigger config drives
 
 DEFAULT_TASK_TIMEOUT = 600.0  # seconds one vSphere task may take before its outcome counts as unknown
 DEFAULT_MAX_ATTEMPTS = 5  # reads-and-retries when the VM changes under an operation (changeVersion)
+# audit --fix deletes an orphan ISO only once it is this old: a run between its upload and the reconfigure that
+# points at it holds an ISO no VM references yet, for at most its task timeout (600 s) per attempt.
+ORPHAN_MIN_AGE = 24 * 3600.0
 DEFAULT_CONCURRENCY = 4  # batch mode: VMs at a time
 MAX_CONCURRENCY = 64
 

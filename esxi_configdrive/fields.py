@@ -232,3 +232,12 @@ def check_datastore_name(name: str, where: str = "datastore") -> str:
     if not name or any(c in name for c in "[]/\\") or UNSENDABLE.search(name) or name != name.strip():
         raise ValidationError(where, f"{name!r} is not a usable datastore name")
     return name
+
+
+def check_inventory_path(path: str, where: str) -> str:
+    """A datacenter or folder as an inventory path (``DC0``, ``DC0/vm/web``): the path without its outer
+    slashes."""
+    stripped = path.strip().strip("/")
+    if not stripped or UNSENDABLE.search(path):
+        raise ValidationError(where, "empty, or holds a control character or bytes that are not text")
+    return stripped

@@ -4,7 +4,9 @@ Written in the same ReconfigVM as the device change it describes, so the record 
 after a crash. Keys (all under ``esxi-configdrive.``):
 
 - ``iso``: the attached ISO, ``[ds] ConfigDrive/<vm>/….iso``; ``digest``: the content digest (FileTree.digest);
-  ``sha256``: the ISO file's SHA-256; ``owner``: the instance UUID of the VM the drive was made for (a clone
+  ``sha256``: the ISO file's SHA-256; ``size``: its length in bytes (what a datastore search shows, so ``audit``
+  notices a file overwritten behind our back without downloading it; records written before it have none);
+  ``owner``: the instance UUID of the VM the drive was made for (a clone
   inherits extraConfig and devices, but not the right to delete its parent's file); ``device``: the CD-ROM's
   device key once known; ``previous``: an ISO replaced by the last swap, deleted after it (a crash in between
   leaves it for the next run to delete); ``folder``: the drive's folder, kept after detach so a re-run can
@@ -24,6 +26,7 @@ class DriveRecord:
     iso: str = ""
     digest: str = ""
     sha256: str = ""
+    size: str = ""
     owner: str = ""
     device: str = ""
     previous: str = ""
@@ -32,6 +35,11 @@ class DriveRecord:
     @classmethod
     def from_extra_config(cls, extra: dict[str, str]) -> DriveRecord:
         return cls(**{f.name: extra.get(PREFIX + f.name, "") for f in fields(cls)})
+
+    @property
+    def iso_bytes(self) -> int | None:
+        """The recorded ISO's size; None when the record predates sizes (or was damaged)."""
+        return int(self.size) if self.size.isdigit() else None
 
     @property
     def device_key(self) -> int | None:

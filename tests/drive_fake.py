@@ -141,6 +141,9 @@ class FakeVsphereVm:
             return True
         return False
 
+    def start_delete(self, path: DatastorePath) -> None:
+        return None  # no batch poller here: deletes are waited for
+
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
         self.log.append(("reconfigure", (list(changes), dict(extra_config))))
         if self.fail_reconfigure:

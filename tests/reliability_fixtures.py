@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from pyVmomi import vim
 from tool_fixtures import fetch_file, folder_listing, record_of, settings_for
-from vsphere_harness import Vcsim, cdroms, get_property
+from vsphere_harness import Vcsim, cdroms, connect, create_vm, destroy_vm, disconnect, get_property
 
 from esxi_configdrive import VmData, build_iso, read_iso
 from esxi_configdrive.vsphere.connection import Session
@@ -258,6 +258,44 @@ def run_cli_killed_after(
         if proc.returncode is None:
             proc.kill()
             proc.wait(10)
+
+
+# ---- a test's own VMs -------------------------------------------------------------------------------------------
+
+
+class Bed:
+    """The harness, the test's own pyVmomi session (renewed when a test expires every session), and VMs of
+    the test's own, destroyed at the end."""
+
+    def __init__(self, sim: Vcsim, si: vim.ServiceInstance) -> None:
+        self.sim, self.si = sim, si
+        self.made: list[str] = []
+        self.datastore: str | None = None  # a datastore only one host mounts (migration, moves)
+
+    def make_vm(self, **options: Any) -> vim.VirtualMachine:
+        vm = create_vm(self.si, **options)
+        self.made.append(vm._moId)
+        return vm
+
+    def reconnect(self) -> None:
+        disconnect(self.si)
+        self.si = connect(self.sim)
+
+    def state(self, vm: vim.VirtualMachine):
+        return drive_state(self.sim, self.si, vm)
+
+
+@pytest.fixture
+def bed(vcsim_faults: Vcsim) -> Iterator[Bed]:
+    b = Bed(vcsim_faults, connect(vcsim_faults))
+    yield b
+    vcsim_faults.reset_faults()
+    b.reconnect()
+    try:
+        for moid in b.made:
+            destroy_vm(b.si, vim.VirtualMachine(moid, b.si._stub))
+    finally:
+        disconnect(b.si)
 
 
 # ---- what a VM looks like --------------------------------------------------------------------------------------

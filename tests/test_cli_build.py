@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def test_build_writes_iso_with_mode_0600(tmp_path, capsys):
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert read_iso(out) == sd.sample_vmdata()
     human = capsys.readouterr().out
-    assert "changed: True" in human and str(out) in human
+    assert re.search(r"(?m)^Changed: +true$", human) and re.search(rf"(?m)^Output: +{re.escape(str(out))}$", human)
     assert not leaks(human)
     assert files_in(tmp_path) == {"vm.json", "out.iso"}  # no temporary file left behind
 
@@ -299,7 +300,7 @@ def test_inspect_show_password(built):
     proc = cli("inspect", str(built), "--json", "--show-password")
     assert json.loads(proc.stdout)["password"] == SECRET
     human = cli("inspect", str(built), "--show-password")
-    assert f"password: {SECRET}" in human.stdout
+    assert re.search(rf"(?m)^Password: +{re.escape(SECRET)}$", human.stdout)
 
 
 def test_inspect_binary_userdata(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import pytest
 import tenacity
 from pyVmomi import vim, vmodl
 from reliability_fixtures import (
+    Bed,
     CallTap,
     Crash,
     assert_attached,
@@ -29,7 +30,6 @@ from reliability_fixtures import (
     assert_no_drive,
     cli_env,
     cli_in_process,
-    drive_state,
     first_cdrom,
     iso_of,
     run_cli_killed_after,
@@ -38,12 +38,7 @@ from reliability_fixtures import (
 from sample_data import ED25519_KEY
 from tool_fixtures import fetch_file, folder_listing, record_of
 from vsphere_harness import (
-    Vcsim,
-    connect,
     create_local_datastore,
-    create_vm,
-    destroy_vm,
-    disconnect,
     hosts_seeing,
     power_on,
 )
@@ -90,41 +85,6 @@ class Case:
     host: str = "DC0_H0"
     power_on_after_prepare: bool = False
     local_datastore_on: str | None = None  # make bed.datastore, mounted by this host only
-
-
-class Bed:
-    """The harness, the test's own pyVmomi session (renewed when a test expires every session), and VMs of
-    the test's own, destroyed at the end."""
-
-    def __init__(self, sim: Vcsim, si: vim.ServiceInstance) -> None:
-        self.sim, self.si = sim, si
-        self.made: list[str] = []
-        self.datastore: str | None = None  # a datastore only one host mounts (migration, moves)
-
-    def make_vm(self, **options: Any) -> vim.VirtualMachine:
-        vm = create_vm(self.si, **options)
-        self.made.append(vm._moId)
-        return vm
-
-    def reconnect(self) -> None:
-        disconnect(self.si)
-        self.si = connect(self.sim)
-
-    def state(self, vm: vim.VirtualMachine):
-        return drive_state(self.sim, self.si, vm)
-
-
-@pytest.fixture
-def bed(vcsim_faults: Vcsim) -> Iterator[Bed]:
-    b = Bed(vcsim_faults, connect(vcsim_faults))
-    yield b
-    vcsim_faults.reset_faults()
-    b.reconnect()
-    try:
-        for moid in b.made:
-            destroy_vm(b.si, vim.VirtualMachine(moid, b.si._stub))
-    finally:
-        disconnect(b.si)
 
 
 def _attach_old(c: ConfigDriveController, vm: vim.VirtualMachine, bed: Bed) -> None:

@@ -139,7 +139,7 @@ def test_debug_logs_and_outputs_of_a_full_run(vcsim_faults: Vcsim, make_vm, work
     cli("reset-password --dry-run --json", "reset-password", name, "--dry-run", "--json")
     first = cli("reset-password --json", "reset-password", name, "--json").json()["password"]
     second_run = cli("reset-password", "reset-password", name)
-    second = re.search(r"(?m)^password: (\S+)$", second_run.out).group(1)
+    second = re.search(r"(?m)^Password: +(\S+)$", second_run.out).group(1)
     status = cli("status --json", "status", name, "--json")
     cli("status", "status", name)
     iso = status.json()["iso"]

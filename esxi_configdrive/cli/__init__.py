@@ -13,12 +13,14 @@ from typing import Any, NoReturn
 from .. import __version__
 from ..content import MASK, describe
 from ..errors import EXIT_FAILURE, EXIT_OK, UsageError, ValidationError, describe_failure
+from .audit import add_audit_command
 from .local import add_local_commands, write_file_atomically
 from .output import fail, print_human, print_result
 from .remote import add_vsphere_commands
 
 __all__ = ["MASK", "build_parser", "describe", "main", "print_human", "write_file_atomically"]
 log = logging.getLogger("esxi_configdrive")
+READ_ONLY = ("status", "inspect")  # their human output does not say "Changed: false"
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_local_commands(sub)
     add_vsphere_commands(sub)
+    add_audit_command(sub)
     return parser
 
 
@@ -70,5 +73,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(result, int):
         return result  # the command printed its own output (batch mode: one JSON line per VM)
     if result is not None:  # None: the command wrote its output itself (an ISO to stdout)
-        print_result(result, as_json)
+        print_result(result, as_json, read_only=args.command in READ_ONLY)
     return EXIT_OK

@@ -235,7 +235,6 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         defaults["network_data"] = args.network_data
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
     with stream, Session(connection_settings(args)) as session:
-        session.per_thread_collectors = args.concurrency > 1
         summary = run_batch(
             controller_for(session, args),
             command,

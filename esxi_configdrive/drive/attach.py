@@ -62,9 +62,15 @@ def _attach_new(
         left = strays(vm, folder, data.vm_id)
         target = folder.child(attach_name(tree.digest(), facts.change_version))
         changes = _plan(facts, str(target), request.controller)
-    sha = effects.upload(target, tree_to_iso(tree))
+    iso = tree_to_iso(tree)
+    sha = effects.upload(target, iso)
     new_record = DriveRecord(
-        iso=str(target), digest=tree.digest(), sha256=sha, owner=facts.instance_uuid, folder=str(folder)
+        iso=str(target),
+        digest=tree.digest(),
+        sha256=sha,
+        size=str(len(iso)),
+        owner=facts.instance_uuid,
+        folder=str(folder),
     )
     reconfigure(vm, effects, facts, changes, (new_record, state.record), policy, uploaded=target)
     for stray in left:

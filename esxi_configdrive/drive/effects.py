@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
@@ -20,9 +21,14 @@ from .model import DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, 
 
 log = logging.getLogger(__name__)
 
+Confirmation = Future  # of a delete sent and not waited for: True deleted, False it was gone already
+
 
 class VmAccess(Protocol):
     """vSphere as one operation on one VM sees it. Implemented over a pyVmomi session in vsphere/vm.py.
+
+    ``start_delete`` sends a delete whose outcome is confirmed later (a Future of "deleted?"), or gives None
+    where no one confirms later (outside batch mode): then ``delete`` waits for it.
 
     Reads: ``download`` raises FileNotFoundError (and ValidationError for a file too large to be a drive);
     ``listing`` gives None for a missing folder (or one it cannot list); ``datastore`` finds one the VM does not
@@ -40,6 +46,7 @@ class VmAccess(Protocol):
     def upload(self, path: DatastorePath, content: bytes) -> str: ...
     def copy(self, source: DatastorePath, target: DatastorePath) -> None: ...
     def delete(self, path: DatastorePath) -> bool: ...
+    def start_delete(self, path: DatastorePath) -> Confirmation | None: ...
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None: ...
     def relocate(self, facts: VmFacts, host: HostInfo) -> None: ...
 
@@ -69,6 +76,7 @@ class Step:
     size: int = 0  # UPLOAD: bytes
     why: str = ""  # DELETE/DELETE_FOLDER: why it goes; KEEP_FOLDER: what is left in it; NOTE: the text
     device: DeviceChange | None = None
+    pending: Confirmation | None = field(default=None, compare=False, repr=False)  # a delete not confirmed yet
 
     def describe(self) -> str:
         """The line a result shows for this step."""
@@ -122,9 +130,13 @@ class Effects:
     def copy(self, source: DatastorePath, target: DatastorePath) -> None:
         raise NotImplementedError
 
-    def delete(self, path: DatastorePath, why: str = "", known_to_exist: bool = False) -> bool:
+    def delete(
+        self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
+    ) -> bool:
         """Delete a file; True when it was there. ``known_to_exist``: the caller has just seen it (a dry run then
-        needs no look)."""
+        needs no look). ``confirm_later``: nothing after this depends on the outcome (the file is named in the
+        record until deleted), so in batch mode it may be confirmed after the operation, in the step's
+        ``pending`` (``Result.settled``)."""
         raise NotImplementedError
 
     def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
@@ -174,7 +186,13 @@ class LiveEffects(Effects):
         self.uploads.append(target)
         self._record(Kind.COPY, target, source=str(source))
 
-    def delete(self, path: DatastorePath, why: str = "", known_to_exist: bool = False) -> bool:
+    def delete(
+        self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
+    ) -> bool:
+        pending = self.vm.start_delete(path) if confirm_later else None
+        if pending is not None:
+            self._record(Kind.DELETE, path, why=why, pending=pending)
+            return True
         deleted = self.vm.delete(path)
         if deleted:
             self._record(Kind.DELETE, path, why=why)
@@ -224,7 +242,9 @@ class DryRunEffects(Effects):
     def copy(self, source: DatastorePath, target: DatastorePath) -> None:
         self._record(Kind.COPY, target, source=str(source))
 
-    def delete(self, path: DatastorePath, why: str = "", known_to_exist: bool = False) -> bool:
+    def delete(
+        self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
+    ) -> bool:
         there = known_to_exist or self.vm.exists(path)
         if there:
             self._record(Kind.DELETE, path, why=why)

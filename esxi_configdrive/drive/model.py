@@ -221,3 +221,59 @@ def describe_change(change: DeviceChange) -> str:
             return f"empty and disconnect CD-ROM {change.key}"
         return f"point CD-ROM {change.key} at {change.iso}"
     return f"remove CD-ROM {change.key}"
+
+
+# ---- a fleet, as audit reads it -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file as a datastore search shows it: no content, so no hash."""
+
+    name: str
+    size: int | None = None
+    modified: float | None = None  # seconds since the epoch, by the datastore's clock
+
+
+@dataclass(frozen=True)
+class DriveFolder:
+    """One folder ``ConfigDrive/<name>`` of a datastore, and what is in it."""
+
+    path: DatastorePath
+    files: tuple[FileEntry, ...] = ()
+    subfolders: tuple[str, ...] = ()
+    modified: float | None = None
+
+
+@dataclass(frozen=True)
+class DriveListing:
+    """Everything under ``[datastore] ConfigDrive/`` from one search; ``problem`` says why there is none."""
+
+    datastore: str
+    folders: Mapping[str, DriveFolder] = field(default_factory=dict)  # by path: "ConfigDrive/web-1"
+    loose: tuple[FileEntry, ...] = ()  # files right in ConfigDrive/ (not where this tool writes)
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The VMs of one datacenter and what the datastores hold, read in a few calls. ``complete``: ``vms`` are all
+    the datacenter's VMs (no folder asked for, none vanished during the read), so a file no VM points at is an
+    orphan; ``vm_names`` are the names of all of them (id -> name), whatever the scope."""
+
+    datacenter: str
+    vms: tuple[VmFacts, ...]
+    vm_names: Mapping[str, str]
+    complete: bool
+    listings: Mapping[str, DriveListing]  # datastore name -> what its ConfigDrive/ holds
+    sees: Mapping[str, frozenset[str]]  # host id -> the datastores it mounts (its own list)
+    clusters: Mapping[str, tuple[str, ...]]  # host id -> the hosts of its cluster (standalone hosts: absent)
+    host_names: Mapping[str, str]
+    now: float  # vCenter's clock when the read began
+    ref: Any = field(default=None, compare=False, repr=False)
+
+    def file(self, path: DatastorePath) -> FileEntry | None:
+        """The file as the search saw it (None: not there, or not searched: see audit.unsearched)."""
+        listing = self.listings.get(path.datastore)
+        folder = listing.folders.get(path.folder.path) if listing is not None else None
+        return next((f for f in folder.files if f.name == path.name), None) if folder is not None else None

@@ -3,9 +3,10 @@ and, at the edge, the ``Result`` the Python API and the command line have always
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import ConfigDriveError, describe_failure
 from .effects import Step
 
 
@@ -45,6 +46,21 @@ class Result:
         actions = [step.describe() for step in outcome.steps]
         return cls(outcome.vm, outcome.changed, actions, dry_run, outcome.iso, extra, list(outcome.steps))
 
+    @property
+    def pending(self) -> list[Any]:
+        """Deletes sent and not confirmed yet (batch mode): ``settled()`` waits for them."""
+        return [step.pending for step in self.steps if step.pending is not None]
+
+    def settled(self, timeout: float | None = None) -> Result:
+        """This result once its pending deletes are confirmed: a delete that found nothing leaves the steps;
+        a failed one raises its fault (the drive was swapped and is complete; the record names the old file,
+        which the next run deletes)."""
+        if not self.pending:
+            return self
+        steps = [replace(step, pending=None) for step in self.steps if _confirmed(step, timeout)]
+        return Result(self.vm, any(s.changed for s in steps), [s.describe() for s in steps], self.dry_run,
+                      self.iso, dict(self.extra), steps)  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"vm": self.vm, "changed": self.changed}
         if self.dry_run:
@@ -54,3 +70,15 @@ class Result:
             out["iso"] = self.iso
         out.update(self.extra)
         return out
+
+
+def _confirmed(step: Step, timeout: float | None) -> bool:
+    if step.pending is None:
+        return True
+    try:
+        return step.pending.result(timeout) is True
+    except Exception as e:
+        raise ConfigDriveError(
+            f"{describe_failure(e)[0]} while deleting {step.target}; the drive is attached and complete, and the "
+            "next run deletes the old file"
+        ) from e

@@ -4,6 +4,7 @@ which files are ours to delete, and every folder and ISO name the operations use
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from ..record import DriveRecord
@@ -12,6 +13,15 @@ from .model import Cdrom, DatastorePath, VmFacts, safe_path_component
 
 DRIVE_ROOT = "ConfigDrive"
 FIRST_ISO_NAME = "configdrive.iso"
+
+
+# Every name attach_name/content_name/FIRST_ISO_NAME give: what audit --fix may take for a file of this tool's.
+_DRIVE_NAME = re.compile(r"^configdrive(?:-[0-9a-f]{12}(?:-[0-9a-f]{6})?)?\.iso$")
+
+
+def is_drive_name(name: str) -> bool:
+    """A file name this tool writes (``configdrive.iso``, ``configdrive-<digest12>[-<version6>].iso``)."""
+    return bool(_DRIVE_NAME.match(name))
 
 
 def drive_folder(datastore: str, facts: VmFacts) -> DatastorePath:

@@ -196,9 +196,12 @@ def finish_pending(vm: VmAccess, effects: Effects, state: DriveState, current: s
 def retire(
     effects: Effects, old: DatastorePath, current: str | None, why: str = "", known_to_exist: bool = False
 ) -> None:
-    """Delete a replaced ISO of ours; when the drive moved out of its folder, the folder too once empty."""
-    effects.delete(old, why=why, known_to_exist=known_to_exist)
-    if current is None or old.folder != DatastorePath.parse(current).folder:
+    """Delete a replaced ISO of ours; when the drive moved out of its folder, the folder too once empty. The
+    record names the file as ``previous`` until then, so when nothing follows (same folder) the delete may be
+    confirmed after the operation (batch mode)."""
+    moved = current is None or old.folder != DatastorePath.parse(current).folder
+    effects.delete(old, why=why, known_to_exist=known_to_exist, confirm_later=not moved)
+    if moved:
         effects.delete_folder_if_empty(old.folder, why=why)
 
 

@@ -48,16 +48,17 @@ def swap_in(
         iso = tree_to_iso(tree)
     old = DatastorePath.parse(current) if current and str(target) != current else None
     deletable_old = old if old is not None and state.is_ours(old) else None
-    sha = record.sha256
+    sha, size = record.sha256, record.size
     if iso is not None:
         finish_pending(vm, effects, state, current or str(target), keep=str(target))
         if old is None or old.folder != target.folder:
             effects.make_folder(target.folder)
-        sha = effects.upload(target, iso)
+        sha, size = effects.upload(target, iso), str(len(iso))
     new_record = record.replace(
         iso=str(target),
         digest=digest,
         sha256=sha,
+        size=size,
         owner=facts.instance_uuid,
         device=cdrom.key,
         previous=str(deletable_old) if deletable_old else "",

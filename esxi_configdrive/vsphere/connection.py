@@ -19,7 +19,7 @@ from pyVim import connect as pyvim_connect
 from pyVmomi import vim
 
 from ..errors import ConfigDriveError
-from .retries import TransientHttpError, describe_network_error, is_transient, retrying, root_cause
+from .retries import TransientHttpError, describe_network_error, is_throttled, is_transient, retrying, root_cause
 from .settings import ConnectionSettings, normalize_thumbprint, parse_url
 from .tls import PinnedAdapter, certificate_thumbprint, requests_verify, ssl_context
 
@@ -58,15 +58,36 @@ class Session:
         # Batch mode gives each thread its own property collector (vSphere's advice for concurrent clients);
         # a single operation uses the service's default one and saves the call that creates another.
         self.per_thread_collectors = False
+        # How tasks are waited for: None polls each task on its own; batch mode installs a shared poller
+        # (task_poller.py) that polls every task in flight in one call per round.
+        self.task_waiter: Any = None
+        # Datastore folders seen to exist (ConfigDrive/ of each datastore): a cache of vSphere's state, so a batch
+        # makes each parent folder once; a stale entry costs a retry (DatastoreFiles.mkdir makes it again).
+        self.known_folders: set[str] = set()
+        self.folders_lock = threading.Lock()
         self._collectors: list[Any] = []
         self._collectors_lock = threading.Lock()
 
     # -- connecting
 
     def connect(self) -> Session:
+        # A vCenter too busy to answer is waited for; one that cannot be reached or refuses is said at once.
+        self.si = self._throttled(self._login, "login")
+        self._content = self._throttled(lambda: self.si.content, "RetrieveServiceContent")
+        self._login_generation += 1
+        log.info("connected to %s as %s", self.settings.url, self.settings.username)
+        return self
+
+    def _throttled(self, fn: Callable[[], T], what: str) -> T:
+        for attempt in retrying(self.retry_attempts, what=what, worth_it=is_throttled):
+            with attempt:
+                return fn()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _login(self) -> vim.ServiceInstance:
         ctx = ssl_context(self.settings)
         try:
-            self.si = pyvim_connect.SmartConnect(
+            return pyvim_connect.SmartConnect(
                 protocol=self.settings.scheme,
                 host=self.settings.host,
                 port=self.settings.port,
@@ -88,10 +109,6 @@ class Session:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {_clean(e.msg)}") from None
         except (OSError, ssl.SSLError) as e:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {e}") from None
-        self._content = self.si.content
-        self._login_generation += 1
-        log.info("connected to %s as %s", self.settings.url, self.settings.username)
-        return self
 
     def property_collector(self) -> Any:
         """The property collector for the calling thread."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import BinaryIO
+from concurrent.futures import Future
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import requests
@@ -160,11 +161,23 @@ class DatastoreFiles:
                 return False
             return True
 
-        try:
-            return make(folder, parents=False)
-        except vim.fault.FileNotFound:  # the parent (ConfigDrive/) is missing: the datastore's first drive
-            make(folder.folder, parents=True)
-            return make(folder, parents=False)
+        def with_parent() -> bool:
+            try:
+                return make(folder, parents=False)
+            except vim.fault.FileNotFound:  # the parent (ConfigDrive/) is missing: the datastore's first drive
+                make(folder.folder, parents=True)
+                return make(folder, parents=False)
+
+        parent = str(folder.folder)
+        if parent not in self.session.known_folders:
+            # The first drive a session puts on a datastore may have to make ConfigDrive/ too: one caller finds
+            # out, the others (a batch) wait for it instead of each failing and making it again.
+            with self.session.folders_lock:
+                if parent not in self.session.known_folders:
+                    created = with_parent()
+                    self.session.known_folders.add(parent)
+                    return created
+        return with_parent()
 
     def delete(self, path: DatastorePath) -> bool:
         """Delete a file, or a folder with its content. True when deleted, False when already gone."""
@@ -175,6 +188,29 @@ class DatastoreFiles:
         except vim.fault.FileNotFound:
             return False
         return True
+
+    def start_delete(self, path: DatastorePath) -> Future[bool] | None:
+        """Delete a file whose outcome a batch confirms later: the task is sent now and its Future settled by the
+        session's shared poller (True deleted, False already gone). None when no shared poller waits here."""
+        if getattr(self.session, "task_waiter", None) is None:
+            return None
+        fm = self.session.content.fileManager
+        task = self.session.call(lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter), "DeleteFile")
+        deleted: Future[bool] = Future()
+
+        def settle(done: Future[Any]) -> None:
+            error = done.exception()
+            if isinstance(error, vim.fault.FileNotFound):
+                deleted.set_result(False)
+            elif error is not None:
+                deleted.set_exception(error)
+            else:
+                deleted.set_result(True)
+
+        wait_for_task(
+            self.session, task, what=f"delete {path}", timeout=self.task_timeout, background=True
+        ).add_done_callback(settle)
+        return deleted
 
     def copy(self, source: DatastorePath, target: DatastorePath, force: bool = False) -> None:
         """Copy a file between datastores of this datacenter; an existing target raises FileExistsError unless

@@ -6,6 +6,7 @@ import http.client
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 import requests
 from pyVmomi import vim, vmodl
@@ -26,6 +27,12 @@ TRANSIENT_NETWORK_ERRORS = (
 )
 
 
+# An overloaded vCenter, or the reverse proxy in front of it, answers these instead of a SOAP response. A retried
+# change is safe: a reconfigure carries the changeVersion it was planned on, so one applied before is refused
+# (Stale), and the operation reads the VM again.
+THROTTLED_STATUSES = frozenset({"429", "502", "503", "504"})
+
+
 class TransientHttpError(ConfigDriveError):
     """An HTTP answer worth retrying (5xx, 429)."""
 
@@ -38,7 +45,13 @@ def is_transient(error: BaseException) -> bool:
         return True
     if isinstance(error, ssl.SSLError) and not isinstance(error, ssl.SSLCertVerificationError):
         return "EOF" in str(error) or "reset" in str(error).lower()
-    return isinstance(error, (vim.fault.TaskInProgress, vmodl.fault.HostCommunication))
+    return is_throttled(error) or isinstance(error, (vim.fault.TaskInProgress, vmodl.fault.HostCommunication))
+
+
+def is_throttled(error: BaseException) -> bool:
+    """vCenter too busy to answer: HTTP 429/502/503/504 where a SOAP response was due."""
+    # pyVmomi raises a bare HTTPException("<status> <reason>") for a SOAP answer that is neither 200 nor 500
+    return type(error) is http.client.HTTPException and str(error).split(" ", 1)[0] in THROTTLED_STATUSES
 
 
 def root_cause(error: BaseException) -> BaseException:
@@ -62,15 +75,20 @@ def describe_network_error(error: BaseException) -> str:
     return f"connection failed ({type(root).__name__}: {text})"
 
 
-def retrying(attempts: int = 5, max_wait: float = 8.0, what: str = "call") -> _Retrying:
-    """A tenacity policy: exponential backoff on transient errors only; permanent ones raise at once."""
+def retrying(
+    attempts: int = 5,
+    max_wait: float = 8.0,
+    what: str = "call",
+    worth_it: Callable[[BaseException], bool] = is_transient,
+) -> _Retrying:
+    """A tenacity policy: exponential backoff on transient errors only (``worth_it``); others raise at once."""
 
     def log_retry(state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         log.warning("%s failed (%s); retrying (attempt %d)", what, type(error).__name__, state.attempt_number + 1)
 
     return _Retrying(
-        retry=retry_if_exception(is_transient),
+        retry=retry_if_exception(worth_it),
         stop=stop_after_attempt(attempts),
         wait=wait_exponential(multiplier=0.25, max=max_wait),
         before_sleep=log_retry,

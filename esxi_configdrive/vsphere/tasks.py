@@ -38,50 +38,97 @@ def wait_for_task(
     on_question: QuestionHandler | None = None,
     timeout: float = DEFAULT_TASK_TIMEOUT,
     want_result: bool = False,
+    background: bool = False,
 ) -> Any:
-    """Poll until ``task`` ends; return its result, or raise its fault (a pyVmomi MethodFault).
+    """Poll until ``task`` ends; return its result, or raise its fault (a pyVmomi MethodFault). With
+    ``background`` and a shared waiter (batch mode), return a Future of that at once instead.
 
     With ``vm`` given, its pending question is passed to ``on_question`` and answered with the key it returns.
     A MethodFault raised from here is always the task's own error (the task ended and failed); a failure of the
-    waiting itself (polling, answering) raises OutcomeUnknown, since the task may still succeed.
+    waiting itself (polling, answering) raises OutcomeUnknown, since the task may still succeed. A session with a
+    shared ``task_waiter`` (batch mode: task_poller.py) polls every in-flight task in one call per round instead.
     """
+    wait = TaskWait(task, what, vm, on_question, timeout, want_result)
+    waiter = getattr(session, "task_waiter", None)
+    if waiter is not None:
+        return waiter.start(wait) if background else waiter.wait(wait)
     PC = vmodl.query.PropertyCollector
-    task_props = ["info.state", "info.error"] + (["info.result"] if want_result else [])
-    object_specs = [PC.ObjectSpec(obj=task)]
-    prop_specs = [PC.PropertySpec(type=vim.Task, pathSet=task_props)]
-    if vm is not None:
-        object_specs.append(PC.ObjectSpec(obj=vm))
-        prop_specs.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
-    spec = PC.FilterSpec(objectSet=object_specs, propSet=prop_specs)
+    spec = PC.FilterSpec(objectSet=wait.object_specs(), propSet=wait.property_specs())
     pc = session.property_collector()
-    deadline = time.monotonic() + timeout
     delay = FIRST_POLL_DELAY
-    answered: set[str] = set()
     while True:
         result = _waiting(session, lambda: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), task, what)
-        task_state, question = _read(result, task)
-        state = task_state.get("info.state")
-        if state == vim.TaskInfo.State.success:
-            return task_state.get("info.result")
-        if state == vim.TaskInfo.State.error:
-            error = task_state.get("info.error")
-            log.info("%s failed: %s", what, fault_message(error) if error else "no fault given")
-            if isinstance(error, BaseException):
-                raise error
-            raise VsphereFault(f"{what} failed")
-        if question is not None and question.id not in answered and on_question is not None:
-            choice = on_question(question)
-            if choice is not None:
-                answered.add(question.id)
-                log.info("answering VM question %s (%s) with %s", question.id, _message_ids(question), choice)
-                _waiting(session, lambda q=question, c=choice: vm.AnswerVM(q.id, str(c)), task, what)
-                delay = FIRST_POLL_DELAY
-                continue
-        if time.monotonic() >= deadline:
-            hint = f"; the VM asks: {question_text(question)}" if question is not None else ""
-            raise TaskTimeout(f"{what}: still running after {timeout:.0f} s (task {task._moId}){hint}")
+        by_id = {obj.obj._moId: {p.name: p.val for p in obj.propSet or []} for obj in result.objects or []}
+        done, value = wait.settle(session, by_id)
+        if done:
+            return value
+        if wait.answered_now:
+            delay = FIRST_POLL_DELAY
+            continue
         time.sleep(delay)
         delay = min(delay * 2, MAX_POLL_DELAY)
+
+
+class TaskWait:
+    """One task being waited for: what to collect about it, and what the collected state means."""
+
+    def __init__(
+        self,
+        task: vim.Task,
+        what: str,
+        vm: vim.VirtualMachine | None,
+        on_question: QuestionHandler | None,
+        timeout: float,
+        want_result: bool,
+    ) -> None:
+        self.task, self.what, self.vm, self.on_question = task, what, vm, on_question
+        self.timeout, self.want_result = timeout, want_result
+        self.deadline = time.monotonic() + timeout
+        self.answered: set[str] = set()
+        self.answered_now = False
+
+    def task_properties(self) -> list[str]:
+        return ["info.state", "info.error"] + (["info.result"] if self.want_result else [])
+
+    def object_specs(self) -> list[Any]:
+        PC = vmodl.query.PropertyCollector
+        return [PC.ObjectSpec(obj=self.task)] + ([PC.ObjectSpec(obj=self.vm)] if self.vm is not None else [])
+
+    def property_specs(self) -> list[Any]:
+        PC = vmodl.query.PropertyCollector
+        specs = [PC.PropertySpec(type=vim.Task, pathSet=self.task_properties())]
+        if self.vm is not None:
+            specs.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
+        return specs
+
+    def settle(self, session: Any, by_id: dict[str, dict[str, Any]]) -> tuple[bool, Any]:
+        """(True, result) when the task succeeded; raises its fault when it failed; answers the VM's question
+        when asked to; raises TaskTimeout past the deadline; else (False, None): poll again."""
+        self.answered_now = False
+        task_state = by_id.get(self.task._moId, {})
+        question = by_id.get(self.vm._moId, {}).get("runtime.question") if self.vm is not None else None
+        state = task_state.get("info.state")
+        if state == vim.TaskInfo.State.success:
+            return True, task_state.get("info.result")
+        if state == vim.TaskInfo.State.error:
+            error = task_state.get("info.error")
+            log.info("%s failed: %s", self.what, fault_message(error) if error else "no fault given")
+            if isinstance(error, BaseException):
+                raise error
+            raise VsphereFault(f"{self.what} failed")
+        if question is not None and question.id not in self.answered and self.on_question is not None:
+            choice = self.on_question(question)
+            if choice is not None:
+                self.answered.add(question.id)
+                log.info("answering VM question %s (%s) with %s", question.id, _message_ids(question), choice)
+                vm = self.vm
+                _waiting(session, lambda q=question, c=choice: vm.AnswerVM(q.id, str(c)), self.task, self.what)
+                self.answered_now = True
+                return False, None
+        if time.monotonic() >= self.deadline:
+            hint = f"; the VM asks: {question_text(question)}" if question is not None else ""
+            raise TaskTimeout(f"{self.what}: still running after {self.timeout:.0f} s (task {self.task._moId}){hint}")
+        return False, None
 
 
 def _waiting(session: Any, call: Callable[[], Any], task: vim.Task, what: str) -> Any:
@@ -92,18 +139,6 @@ def _waiting(session: Any, call: Callable[[], Any], task: vim.Task, what: str) -
             f"{what}: lost track of task {task._moId} ({type(e).__name__}); it may still complete. Run the same "
             "command again to finish or confirm it"
         ) from e
-
-
-def _read(result: Any, task: vim.Task) -> tuple[dict[str, Any], Any]:
-    task_state: dict[str, Any] = {}
-    question = None
-    for obj in getattr(result, "objects", None) or []:
-        props = {p.name: p.val for p in obj.propSet or []}
-        if obj.obj._moId == task._moId and isinstance(obj.obj, vim.Task):
-            task_state = props
-        else:
-            question = props.get("runtime.question")
-    return task_state, question
 
 
 def _message_ids(question: Any) -> str:

@@ -4,6 +4,7 @@ vSphere, each a call into the modules beside this one."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
@@ -17,17 +18,27 @@ from .reconfigure import reconfigure, relocate
 
 class VsphereVm:
     def __init__(
-        self, session: Session, ref: Any, *, force_eject: bool = False, task_timeout: float = DEFAULT_TASK_TIMEOUT
+        self,
+        session: Session,
+        ref: Any,
+        *,
+        force_eject: bool = False,
+        task_timeout: float = DEFAULT_TASK_TIMEOUT,
+        prefetched: VmFacts | None = None,
     ) -> None:
         self.session = session
         self.ref = ref
         self.force_eject = force_eject
         self.task_timeout = task_timeout
-        self._facts: VmFacts | None = None  # the last read: its datacenter and datastores serve the file calls
+        self._prefetched = prefetched  # read with other VMs' (batch mode): serves the first read only
+        self._facts: VmFacts | None = prefetched  # the last read: its datacenter and datastores serve file calls
 
     # ---- reads
 
     def facts(self) -> VmFacts:
+        if self._prefetched is not None:
+            self._facts, self._prefetched = self._prefetched, None
+            return self._facts
         self._facts = fetch_vm_facts(self.session, self.ref)
         return self._facts
 
@@ -60,6 +71,9 @@ class VsphereVm:
 
     def delete(self, path: DatastorePath) -> bool:
         return self._files().delete(path)
+
+    def start_delete(self, path: DatastorePath) -> Future[bool] | None:
+        return self._files().start_delete(path)
 
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
         reconfigure(self.session, facts, changes, extra_config, force_eject=self.force_eject, timeout=self.task_timeout)

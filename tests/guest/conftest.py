@@ -1,7 +1,9 @@
-"""Fixtures for the guest boot tests: the cached Debian image, the accelerator, VM disks and config drives.
+"""Fixtures for the guest boot tests: the cached Debian images, the accelerator, VM disks and config drives.
 
-Without QEMU/debootstrap the tests skip, unless ESXI_CONFIGDRIVE_REQUIRE_GUEST is set (CI sets it): then a
-missing tool is a failure, so the suite cannot pass by skipping what it is meant to prove.
+``guest_image`` is parametrized by Debian release (guest_harness.RELEASES), so every guest test runs on each:
+test ids end in ``[bookworm]`` or ``[trixie]``. Without QEMU/debootstrap the tests skip, unless
+ESXI_CONFIGDRIVE_REQUIRE_GUEST is set (CI sets it): then a missing tool is a failure, so the suite cannot pass
+by skipping what it is meant to prove.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from guest_data import NETWORK_DATA
 from guest_harness import (
     REPORT,
     REQUIRE_ENV,
@@ -19,11 +22,14 @@ from guest_harness import (
     GuestImage,
     build_image,
     choose_accel,
+    guest_releases,
     guest_required,
     missing_tools,
 )
 
 from esxi_configdrive import VmData, build_iso
+from esxi_configdrive.iso import tree_to_iso
+from esxi_configdrive.layout import FileTree, build_tree
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -34,17 +40,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(f"{what}: {measured}")
 
 
-@pytest.fixture(scope="session")
-def guest_image() -> GuestImage:
+@pytest.fixture(scope="session", params=guest_releases())
+def guest_image(request: pytest.FixtureRequest) -> GuestImage:
+    suite: str = request.param
     missing = missing_tools()
     if missing:
-        message = f"guest tests need {', '.join(missing)} (apt: qemu-system-x86 qemu-utils debootstrap e2fsprogs)"
+        apt = "qemu-system-x86 qemu-utils debootstrap e2fsprogs systemd"
+        message = f"guest tests need {', '.join(missing)} (apt: {apt})"
         if guest_required():
             pytest.fail(f"{message}; {REQUIRE_ENV} is set, so this is a failure")
         pytest.skip(message)
     started = time.monotonic()
-    image = build_image()
-    REPORT["image (scripts/build-guest-image, cached or built)"] = f"{time.monotonic() - started:.1f} s"
+    image = build_image(suite)
+    # The first call is the one that may build; pytest calls again (cached: about a second) when it switches back.
+    REPORT.setdefault(
+        f"{suite}: image (scripts/build-guest-image, cached or built)", f"{time.monotonic() - started:.1f} s"
+    )
     return image
 
 
@@ -52,7 +63,7 @@ def guest_image() -> GuestImage:
 def guest_accel(guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory) -> str:
     started = time.monotonic()
     accel = choose_accel(guest_image, tmp_path_factory.mktemp("accel"))
-    REPORT[f"accelerator choice ({accel})"] = f"{time.monotonic() - started:.1f} s"
+    REPORT[f"{guest_image.suite}: accelerator choice ({accel})"] = f"{time.monotonic() - started:.1f} s"
     return accel
 
 
@@ -63,15 +74,18 @@ def new_disk(
     """A fresh VM disk (overlay on the cached image) per call."""
 
     def make(name: str) -> GuestDisk:
-        return GuestDisk(guest_image, tmp_path_factory.mktemp(name) / f"{name}.qcow2", guest_accel)
+        folder = tmp_path_factory.mktemp(f"{guest_image.suite}-{name}")
+        return GuestDisk(guest_image, folder / f"{name}.qcow2", guest_accel)
 
     return make
 
 
 @pytest.fixture(scope="module")
-def make_drive(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, dict[str, Any]], Path]:
+def make_drive(
+    guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, dict[str, Any]], Path]:
     """Build a config drive with the project's builder, from a VM data mapping (DESIGN.md's file format)."""
-    folder = tmp_path_factory.mktemp("drives")
+    folder = tmp_path_factory.mktemp(f"{guest_image.suite}-drives")
 
     def make(name: str, vmdata: dict[str, Any]) -> Path:
         path = folder / f"{name}.iso"
@@ -83,3 +97,34 @@ def make_drive(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, dict[
         return path
 
     return make
+
+
+@pytest.fixture(scope="module")
+def make_drive_with_network_file(
+    guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[str, dict[str, Any], bytes | None], Path]:
+    """Like ``make_drive``, but with ``openstack/latest/network_data.json`` set to the given bytes, or absent for
+    None, whatever the builder's default is: the network tests must not depend on that default."""
+    folder = tmp_path_factory.mktemp(f"{guest_image.suite}-network-drives")
+
+    def make(name: str, vmdata: dict[str, Any], network_data_json: bytes | None) -> Path:
+        data = VmData.from_dict(vmdata)
+        data.admin_pass = False
+        tree = build_tree(data)
+        set_network_data_file(tree, network_data_json)
+        path = folder / f"{name}.iso"
+        path.write_bytes(tree_to_iso(tree))
+        return path
+
+    return make
+
+
+def set_network_data_file(tree: FileTree, content: bytes | None) -> None:
+    """Replace (or, for None, remove) the latest network_data.json and every dated folder's link to it."""
+    tree.files.pop(NETWORK_DATA, None)
+    dated = [path for path, target in tree.links.items() if target == NETWORK_DATA]
+    for path in dated:
+        del tree.links[path]
+    if content is not None:
+        tree.files[NETWORK_DATA] = content
+        tree.links.update(dict.fromkeys(dated, NETWORK_DATA))

@@ -12,17 +12,27 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-guest-image"
-REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4")
+REQUIRED_TOOLS = ("qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "systemctl")
 REQUIRE_ENV = "ESXI_CONFIGDRIVE_REQUIRE_GUEST"
 ACCEL_ENV = "ESXI_CONFIGDRIVE_GUEST_ACCEL"  # kvm | tcg; unset: probe KVM once, else TCG
+RELEASES_ENV = "ESXI_CONFIGDRIVE_GUEST_RELEASES"  # comma-separated subset of RELEASES; unset: all of them
+
+# The Debian suites the guest tests boot (scripts/build-guest-image builds each): the stable release most
+# guests run today and the newest, whose cloud-init is three years younger.
+RELEASES = {"bookworm": "Debian 12, cloud-init 22.4", "trixie": "Debian 13, cloud-init 25.1"}
+
+# The guest's one NIC: virtio on QEMU's user network with restrict=on, so nothing leaves the QEMU process.
+# QEMU's built-in DHCP server leases 10.0.2.15/24 with gateway 10.0.2.2 and DNS server 10.0.2.3.
+GUEST_MAC = "52:54:00:c0:f1:9d"
+NIC_ARGS = ("-nic", f"user,restrict=on,model=virtio-net-pci,mac={GUEST_MAC}")
 
 IMAGE_BUILD_TIMEOUT = 900.0  # a fresh debootstrap took ~2 min here; the slack is for slow mirrors
-BOOT_TIMEOUT = 300.0  # a TCG boot to power-off took ~45 s here
+BOOT_TIMEOUT = 900.0  # a TCG boot to power-off: ~45 s on an idle 2-core machine, over 290 s on a busy one
 KVM_PROBE_TIMEOUT = 10.0  # a working KVM reaches the probe's kernel panic in ~2 s
 
 # What the session measured ("what": "how much"), printed by the conftest at the end of the session.
@@ -46,11 +56,21 @@ def guest_required() -> bool:
     return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
 
 
+def guest_releases() -> list[str]:
+    """The suites to boot: all of RELEASES unless the environment names fewer (for a quicker local run)."""
+    wanted = [r.strip() for r in os.environ.get(RELEASES_ENV, "").split(",") if r.strip()]
+    unknown = sorted(set(wanted) - set(RELEASES))
+    if unknown:
+        raise ValueError(f"{RELEASES_ENV}: unknown release {', '.join(unknown)} (known: {', '.join(RELEASES)})")
+    return wanted or list(RELEASES)
+
+
 @dataclass(frozen=True)
 class GuestImage:
     """The cached root image (read-only base for overlays), the kernel and initrd booted from outside it."""
 
     directory: Path
+    suite: str
 
     @property
     def root(self) -> Path:
@@ -65,12 +85,14 @@ class GuestImage:
         return self.directory / "initrd.img"
 
 
-def build_image(timeout: float = IMAGE_BUILD_TIMEOUT) -> GuestImage:
-    """Run the (idempotent, cached) build script; its last stdout line is the image folder."""
-    proc = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO)
+def build_image(suite: str, timeout: float = IMAGE_BUILD_TIMEOUT) -> GuestImage:
+    """Run the (idempotent, cached) build script for ``suite``; its last stdout line is the image folder."""
+    proc = subprocess.run(
+        [str(BUILD_SCRIPT), suite], capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"scripts/build-guest-image failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    image = GuestImage(Path(proc.stdout.strip().splitlines()[-1]))
+        raise RuntimeError(f"scripts/build-guest-image {suite} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    image = GuestImage(Path(proc.stdout.strip().splitlines()[-1]), suite)
     for path in (image.root, image.kernel, image.initrd):
         if not path.is_file():
             raise RuntimeError(f"scripts/build-guest-image did not produce {path}")
@@ -88,6 +110,7 @@ def choose_accel(image: GuestImage, scratch: Path) -> str:
     # No root disk: the kernel panics right after starting, and panic=-1 + -no-reboot ends QEMU.
     cmd = [
         *_qemu_base("kvm", console),
+        "-nic", "none",
         "-kernel", str(image.kernel),
         "-append", "console=ttyS0 panic=-1 root=/dev/null",
     ]  # fmt: skip
@@ -106,11 +129,24 @@ def _qemu_base(accel: str, console: Path) -> list[str]:
         "-nodefaults",            # no floppy, VGA, NIC or default CD-ROM: only what a test adds
         "-m", "1024",
         "-smp", "2",
-        "-nic", "none",
         "-display", "none",
         "-no-reboot",             # a guest reboot ends QEMU instead of looping
         "-serial", f"file:{console}",
     ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Nic:
+    """A guest NIC as the probe saw it after cloud-init finished."""
+
+    name: str
+    mac: str
+    operstate: str  # the kernel's: up, down, ...
+    setup: str  # networkd's: configured, unmanaged, failed, ...
+    ipv4: list[str] = field(default_factory=list)  # address/prefix
+    leased: list[str] = field(default_factory=list)  # those of ipv4 that are DHCP leases (flag "dynamic")
+    dns: str = ""  # resolvectl dns NIC: space-separated servers
+    domains: str = ""  # resolvectl domain NIC: space-separated search domains
 
 
 @dataclass
@@ -145,6 +181,42 @@ class Boot:
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.console.splitlines()[-lines:])
+
+    def nic(self, mac: str = GUEST_MAC) -> Nic:
+        """The NIC with MAC address ``mac`` (the probe reports every NIC but lo)."""
+        for line in self.values("nic"):
+            name, *pairs = line.split()
+            fields = dict(pair.split("=", 1) for pair in pairs)
+            if fields.get("mac", "").lower() == mac.lower():
+                return Nic(
+                    name,
+                    fields["mac"],
+                    fields.get("operstate", ""),
+                    fields.get("setup", ""),
+                    [v.split()[1] for v in self.values("ipv4") if v.split()[0] == name],
+                    [v.split()[1] for v in self.values("ipv4") if v.split()[0] == name and v.endswith(" dynamic")],
+                    self._per_nic("resolvectl-dns", name),
+                    self._per_nic("resolvectl-domain", name),
+                )
+        raise AssertionError(f"the guest has no NIC with MAC {mac}: {self.values('nic')!r}\n{self.tail()}")
+
+    def _per_nic(self, key: str, name: str) -> str:
+        """The values of ``key`` lines about NIC ``name`` (``GUESTCHECK key: name value...``; value may be empty)."""
+        return " ".join(" ".join(v.split()[1:]) for v in self.values(key) if v.split()[:1] == [name]).strip()
+
+    @property
+    def routes(self) -> list[str]:
+        """``ip -4 route`` in the guest, one route a line."""
+        return self.values("route")
+
+    @property
+    def default_gateways(self) -> list[str]:
+        return [r.split()[2] for r in self.routes if r.startswith("default via ")]
+
+    def resolv_conf(self, keyword: str) -> list[str]:
+        """The values of /etc/resolv.conf's ``nameserver`` or ``search`` lines."""
+        found = [line.split()[1:] for line in self.values("resolv.conf") if line.split()[0] == keyword]
+        return [value for line in found for value in line]
 
 
 class GuestDisk:
@@ -182,7 +254,7 @@ class GuestDisk:
         if drive is not None:
             cmd += ["-drive", f"file={drive},media=cdrom,if=none,id=cd,readonly=on,format=raw"]
             cmd += CONTROLLERS[controller]
-        cmd += qemu_args
+        cmd += [*NIC_ARGS, *qemu_args]
         started = time.monotonic()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
@@ -192,7 +264,8 @@ class GuestDisk:
                 f"guest did not power off within {timeout:.0f} s; console tail:\n" + "\n".join(text.splitlines()[-60:])
             ) from None
         result = Boot(console.read_text(errors="replace"), time.monotonic() - started)
-        REPORT[f"{self.path.stem} VM, boot {self.boots} ({controller}, {self.accel})"] = f"{result.seconds:.1f} s"
+        what = f"{self.image.suite}: {self.path.stem} VM, boot {self.boots} ({controller}, {self.accel})"
+        REPORT[what] = f"{result.seconds:.1f} s"
         if proc.returncode != 0:
             raise AssertionError(f"qemu exited with {proc.returncode}: {proc.stderr}\n{result.tail()}")
         assert "GUESTCHECK done" in result.console, f"the guest probe did not finish\n{result.tail()}"

@@ -3,16 +3,14 @@
 Everything is read from the serial console: cloud-init's own lines, and the image's per-boot probe
 (``GUESTCHECK ...``, ``PASSWORD-CHECK: match|mismatch``, see scripts/build-guest-image).
 
-Boots (about 40-70 s each under TCG): one VM per CD-ROM controller, IDE (what a powered-off attach adds) and
-AHCI/SATA (powered-on attach); the IDE VM then goes on to a password reset and a drive update.
+Boots (about 40-70 s each under TCG), on each Debian release: one VM per CD-ROM controller, IDE (what a
+powered-off attach adds) and AHCI/SATA (powered-on attach); the IDE VM then goes on to a password reset and a
+drive update. Every VM has a NIC on QEMU's isolated user network.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
-import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,26 +18,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from guest_data import (
+    QEMU_DHCP_LEASE,
+    QEMU_SUBNET,
+    builder_writes_network_data,
+    expect_vendor_data_list_crash,
+    ran_marker,
+    ssh_key,
+    vm_data,
+)
 from guest_harness import Boot, GuestDisk
 
 pytestmark = pytest.mark.guest
 
 DriveMaker = Callable[[str, dict[str, Any]], Path]
 DiskMaker = Callable[[str], GuestDisk]
-
-# Shell arithmetic, so the marker only appears on the console if the command really ran (not if echoed as text).
-USERDATA = '#cloud-config\nruncmd:\n  - echo "USERDATA-RAN $((6 * 7)) {nonce}"\n'
-
-
-def ssh_key(comment: str) -> str:
-    """A well-formed ed25519 public key (never used to log in: only its presence is checked)."""
-    body = hashlib.sha256(comment.encode()).digest()
-    blob = b"".join(struct.pack(">I", len(part)) + part for part in (b"ssh-ed25519", body))
-    return f"ssh-ed25519 {base64.b64encode(blob).decode()} {comment}"
-
-
-def ran_marker(nonce: str) -> str:
-    return f"USERDATA-RAN 42 {nonce}"
 
 
 @dataclass
@@ -54,21 +47,6 @@ class Vm:
     @property
     def password(self) -> str:
         return str(self.vmdata["password"])
-
-
-def vm_data(
-    vm_id: str, password: str, nonce: str, hostname: str = "web-1", keys: list[str] | None = None
-) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "vm-id": vm_id,
-            "instance-id": "i-2-24-VM",
-            "local-hostname": hostname,
-            "public-keys": keys or [ssh_key("alice@example"), ssh_key("ops@example")],
-        },
-        "userdata": USERDATA.format(nonce=nonce),
-        "password": password,
-    }
 
 
 def first_boot(name: str, controller: str, new_disk: DiskMaker, make_drive: DriveMaker) -> Vm:
@@ -90,49 +68,70 @@ def ahci_vm(new_disk: DiskMaker, make_drive: DriveMaker) -> Vm:
 
 # ---- first boot, on IDE and on AHCI ------------------------------------------------------------------------
 
-both_controllers = pytest.mark.parametrize("vm_fixture", ["ide_vm", "ahci_vm"])
+
+@pytest.fixture(scope="module", params=["ide_vm", "ahci_vm"])
+def first_vm(request: pytest.FixtureRequest, new_disk: DiskMaker) -> Vm:
+    """Each controller's VM after its first boot (new_disk ties it to the release being booted)."""
+    return request.getfixturevalue(request.param)
 
 
-@both_controllers
-def test_cloud_init_reads_the_drive_from_the_cdrom(vm_fixture: str, request: pytest.FixtureRequest) -> None:
-    vm: Vm = request.getfixturevalue(vm_fixture)
+def test_cloud_init_reads_the_drive_from_the_cdrom(first_vm: Vm) -> None:
+    vm = first_vm
     boot = vm.boots[0]
     assert boot.datasource.startswith("DataSourceConfigDrive"), boot.tail()
     assert "[source=/dev/sr0]" in boot.datasource
-    assert "status: done" in boot.values("cloud-init"), boot.tail()  # no module failed
     assert boot.value("instance-id") == vm.vmdata["metadata"]["vm-id"]
 
 
-@both_controllers
-def test_hostname_comes_from_the_drive(vm_fixture: str, request: pytest.FixtureRequest) -> None:
-    vm: Vm = request.getfixturevalue(vm_fixture)
+def test_cloud_init_finishes_without_errors(first_vm: Vm, request: pytest.FixtureRequest) -> None:
+    boot = first_vm.boots[0]
+    expect_vendor_data_list_crash(request, boot, first_vm.vmdata)
+    assert "status: done" in boot.values("cloud-init"), boot.tail()  # no stage or module failed
+
+
+def test_hostname_comes_from_the_drive(first_vm: Vm) -> None:
+    vm = first_vm
     assert vm.boots[0].value("hostname") == "web-1"  # the image's own /etc/hostname says unconfigured-guest
 
 
-@both_controllers
-def test_ssh_keys_land_in_the_default_users_authorized_keys(vm_fixture: str, request: pytest.FixtureRequest) -> None:
-    vm: Vm = request.getfixturevalue(vm_fixture)
+def test_ssh_keys_land_in_the_default_users_authorized_keys(first_vm: Vm) -> None:
+    vm = first_vm
     assert sorted(vm.boots[0].values("authorized-key")) == sorted(vm.vmdata["metadata"]["public-keys"])
 
 
-@both_controllers
-def test_user_data_runs(vm_fixture: str, request: pytest.FixtureRequest) -> None:
-    vm: Vm = request.getfixturevalue(vm_fixture)
+def test_user_data_runs(first_vm: Vm) -> None:
+    vm = first_vm
     assert ran_marker(vm.nonce) in vm.boots[0].console, vm.boots[0].tail()
 
 
-@both_controllers
-def test_the_drives_password_works(vm_fixture: str, request: pytest.FixtureRequest) -> None:
-    vm: Vm = request.getfixturevalue(vm_fixture)
+def test_the_drives_password_works(first_vm: Vm) -> None:
+    vm = first_vm
     assert vm.boots[0].verdict() == "match", vm.boots[0].tail()
     assert vm.boots[0].value("shadow-status") == "P"  # usable, not locked as the image's default user starts
 
 
-@both_controllers
-def test_password_is_not_on_the_console_nor_in_world_readable_files(
-    vm_fixture: str, request: pytest.FixtureRequest
-) -> None:
-    vm: Vm = request.getfixturevalue(vm_fixture)
+def test_shadow_hash_is_debians_default_yescrypt(first_vm: Vm) -> None:
+    """The probe's verdicts come from libxcrypt hashing with the stored hash's method: show that method."""
+    vm = first_vm
+    assert vm.boots[0].value("shadow-method") == "y", vm.boots[0].tail()
+
+
+@pytest.mark.xfail(
+    builder_writes_network_data(vm_data("00000000-0000-4000-8000-000000000000", "x", "x")),
+    reason="the builder still writes network_data.json ({}) without network data: issue 11 item 1",
+    strict=True,
+)
+def test_the_nic_gets_dhcp_from_a_drive_built_without_network_data(first_vm: Vm) -> None:
+    vm = first_vm
+    boot = vm.boots[0]
+    assert "network_data" not in vm.vmdata
+    nic = boot.nic()
+    assert nic.leased == [QEMU_DHCP_LEASE], boot.tail()
+    assert any(route.startswith(f"{QEMU_SUBNET} dev {nic.name} ") for route in boot.routes), boot.routes
+
+
+def test_password_is_not_on_the_console_nor_in_world_readable_files(first_vm: Vm) -> None:
+    vm = first_vm
     boot = vm.boots[0]
     assert vm.password not in boot.console
     found = [line.rsplit(" ", 1) for line in boot.values("password-found-in")]

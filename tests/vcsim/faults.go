@@ -35,6 +35,14 @@ type uploadFailureConfig struct {
 	Status int    `json:"status"`
 }
 
+type soapThrottleConfig struct {
+	// Count: the next Count SOAP calls (of Methods, empty = any but the login family) are answered with HTTP
+	// Status (default 503), as an overloaded vCenter or its reverse proxy does; decremented as they happen.
+	Count   int      `json:"count"`
+	Status  int      `json:"status"`
+	Methods []string `json:"methods"`
+}
+
 type reconfigFailureConfig struct {
 	// Count: the next Count ReconfigVM_Task calls (on VMs matching VMs, empty = all) return a task that
 	// fails with Fault; nothing is applied. Decremented as they happen.
@@ -66,6 +74,7 @@ type faultConfig struct {
 	SessionExpiry    sessionExpiryConfig   `json:"session_expiry"`
 	UploadFailures   uploadFailureConfig   `json:"upload_failures"`
 	ReconfigFailures reconfigFailureConfig `json:"reconfig_failures"`
+	SOAPThrottle     soapThrottleConfig    `json:"soap_throttle"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -79,6 +88,7 @@ func defaultFaultConfig() faultConfig {
 		LockedDoor:          lockedDoorConfig{TimeoutSeconds: 30, VMs: []string{}},
 		UploadFailures:      uploadFailureConfig{Mode: "status", Status: 503},
 		ReconfigFailures:    reconfigFailureConfig{Fault: "GenericVmConfigFault", VMs: []string{}},
+		SOAPThrottle:        soapThrottleConfig{Status: 503, Methods: []string{}},
 	}
 }
 
@@ -94,8 +104,11 @@ func (c *faultConfig) validate() error {
 	if c.SessionExpiry.AfterCalls < 0 {
 		return fmt.Errorf("session_expiry.after_calls must be >= 0")
 	}
-	if c.UploadFailures.Count < 0 || c.ReconfigFailures.Count < 0 {
+	if c.UploadFailures.Count < 0 || c.ReconfigFailures.Count < 0 || c.SOAPThrottle.Count < 0 {
 		return fmt.Errorf("counts must be >= 0")
+	}
+	if c.SOAPThrottle.Status < 400 || c.SOAPThrottle.Status > 599 {
+		return fmt.Errorf("soap_throttle.status must be an HTTP error status (400..599)")
 	}
 	switch c.UploadFailures.Mode {
 	case "status":
@@ -150,11 +163,12 @@ const (
 	fFolderUnauthorized = "folder_unauthorized"
 	fFolderNoParent     = "folder_missing_parent"
 	fFolderBadPath      = "folder_bad_path"
+	fSOAPThrottled      = "soap_throttled"
 )
 
 var allFaultCounters = []string{fNotAuthenticated, fSessionsExpired, fQuestionsAsked, fQuestionsYes, fQuestionsNo,
 	fQuestionsTimedOut, fQuestionsAutoAns, fIDERefused, fConcurrentAccess, fReconfigFailed, fReconfigInProgress,
-	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath}
+	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath, fSOAPThrottled}
 
 func newCounters() counters {
 	c := counters{SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{}}

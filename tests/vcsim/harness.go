@@ -148,6 +148,11 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	h.logf("soap: %s %s", method.Name, method.This.Value)
 
+	if status := h.takeSOAPThrottle(method.Name); status != 0 {
+		h.logf("fault: soap %s answered HTTP %d", method.Name, status)
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
 	cfg := h.config()
 	key := cookieValue(r, sessionCookie)
 	authed := key != "" && h.sessionActive(key)
@@ -339,6 +344,28 @@ func (h *harness) folderAuthorized(r *http.Request) bool {
 	}
 	if u, p, ok := r.BasicAuth(); ok && u == h.username && p == h.password {
 		return true
+	}
+	return false
+}
+
+// takeSOAPThrottle: the HTTP status to answer this call with (0: none), counted down.
+func (h *harness) takeSOAPThrottle(method string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := &h.cfg.SOAPThrottle
+	if t.Count <= 0 || unauthenticatedMethods[method] || !(len(t.Methods) == 0 || contains(t.Methods, method)) {
+		return 0
+	}
+	t.Count--
+	h.ctr.Faults[fSOAPThrottled]++
+	return t.Status
+}
+
+func contains(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
 	}
 	return false
 }

@@ -109,10 +109,9 @@ def vm_identity(params: dict[str, Any]) -> tuple[str, str] | None:
 
 
 @contextlib.contextmanager
-def controller(params: dict[str, Any], *, concurrency: int = 1, **options: Any) -> Iterator[ConfigDriveController]:
+def controller(params: dict[str, Any], **options: Any) -> Iterator[ConfigDriveController]:
     """One logged-in session and the package's controller on it; logged out afterwards, whatever happens."""
-    with Session(settings(params)) as session:
-        session.per_thread_collectors = concurrency > 1  # as the CLI's batch mode does
+    with Session(settings(params)) as session:  # vms: share its reads and task polls (the package's batch mode)
         yield ConfigDriveController(session, **options)
 
 

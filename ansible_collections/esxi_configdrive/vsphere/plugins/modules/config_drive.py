@@ -663,7 +663,7 @@ def run_fleet(module: AnsibleModule) -> dict[str, Any]:
         defaults["network_data"] = params["network_data"]
     if params["new_instance_id"]:
         defaults["new_instance_id"] = True
-    with controller(params, concurrency=params["concurrency"], **controller_options(params)) as c:
+    with controller(params, **controller_options(params)) as c:
         results, counts = fanout.run(
             c, params["state"], params["vms"], concurrency=params["concurrency"], defaults=defaults
         )

@@ -115,8 +115,8 @@ drives:
       description: The drive's CD-ROM (key, controller, bus, unit, label, connected, start_connected, iso), or null.
       type: dict
     record:
-      description: What the VM's extraConfig records about the drive (iso, digest, sha256, owner, device, previous,
-        folder).
+      description: What the VM's extraConfig records about the drive (iso, digest, sha256, size, owner, device,
+        previous, folder).
       type: dict
     file_exists:
       description: Whether the ISO the CD-ROM points at exists.
@@ -179,7 +179,7 @@ def argument_spec() -> dict[str, Any]:
 def read(params: dict[str, Any]) -> list[dict[str, Any]]:
     named = vm_identity(params)
     concurrency = params["concurrency"] if named is None else 1
-    with controller(params, concurrency=concurrency) as c:
+    with controller(params) as c:
         if named is not None:
             return [c.status(named[1]).to_dict()]
         vms = fleet.vms_under(c.session, fleet.container_path(params["datacenter"], params["folder"]))

@@ -1,0 +1,187 @@
+"""Waiting for many tasks at once: batch mode's operations run side by side, and each would poll its own task
+(and its VM's question) once or more. The shared poller collects the state of every task in flight, and the
+question of every VM they belong to, in one RetrievePropertiesEx per round, so the polls cost a few requests
+for the whole batch instead of one or more per VM.
+
+A thread that waits registers its ``TaskWait`` and blocks. The poller's thread polls as soon as every operation
+running is waiting (nothing else can happen before a poll, and one round then serves them all), else a moment
+after a new wait arrived (at most ``GATHER_DELAY``: the others are a request or two away from theirs), backing off
+for tasks that run long. Each wait is settled exactly as a wait of its own would be (tasks.py
+``TaskWait.settle``: the same results, faults, question answers and deadlines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from ..errors import OutcomeUnknown
+from .tasks import FIRST_POLL_DELAY, MAX_POLL_DELAY, TaskTimeout, TaskWait
+
+log = logging.getLogger(__name__)
+
+GATHER_DELAY = 1.0  # at most this long may a new wait wait for the others to share its first poll
+
+
+class _Pending:
+    def __init__(self, wait: TaskWait, blocking: bool) -> None:
+        self.wait = wait
+        self.blocking = blocking  # a thread blocks on it (False: confirmed later, see ``start``)
+        self.future: Future[Any] = Future()
+        self.polls = 0
+
+
+class SharedTaskPoller:
+    """Install on a session (``session.task_waiter``) for the length of a batch; a context manager."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.polls = 0  # requests made, for benchmarks and tests
+        self._running = 0  # operations under way (``operation()``); 0: not counted, poll by time alone
+        self._pending: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="task-poller", daemon=True)
+
+    def __enter__(self) -> SharedTaskPoller:
+        self._thread.start()
+        self.session.task_waiter = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.session.task_waiter = None
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        self._thread.join(10)
+
+    @contextlib.contextmanager
+    def operation(self) -> Iterator[None]:
+        """Around each operation of the batch: when all of them wait for tasks, the poller need not wait more."""
+        with self._cond:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
+
+    def wait(self, wait: TaskWait) -> Any:
+        pending = self._register(wait, blocking=True)
+        try:  # the poller enforces the deadline; this margin only guards against a poller that died
+            return pending.future.result(wait.timeout + 60)
+        except FutureTimeout:
+            self._forget(pending)
+            raise TaskTimeout(
+                f"{wait.what}: still running after {wait.timeout:.0f} s (task {wait.task._moId})"
+            ) from None
+
+    def start(self, wait: TaskWait) -> Future[Any]:
+        """Register a wait nobody blocks on now: its Future is settled by a later round (a batch confirms the
+        deletes that follow a swap this way, while its thread goes on with the next VM)."""
+        return self._register(wait, blocking=False).future
+
+    def _register(self, wait: TaskWait, blocking: bool) -> _Pending:
+        pending = _Pending(wait, blocking)
+        with self._cond:
+            if self._stopped:
+                raise OutcomeUnknown(f"{wait.what}: the batch ended while waiting for task {wait.task._moId}")
+            self._pending.append(pending)
+            self._cond.notify_all()
+        return pending
+
+    # ---- the poller's thread
+
+    def _run(self) -> None:
+        backoff = FIRST_POLL_DELAY
+        while True:
+            with self._cond:
+                if not self._wait_for_round(backoff):
+                    return
+                batch = list(self._pending)
+            self._poll(batch)
+            answered = any(p.wait.answered_now for p in batch)
+            backoff = FIRST_POLL_DELAY if answered else min(backoff * 2, MAX_POLL_DELAY)
+
+    def _wait_for_round(self, backoff: float) -> bool:
+        """Under the lock: until the next poll is due (False: stopped, nothing pending)."""
+        while not self._pending:
+            if self._stopped:
+                return False
+            self._cond.wait()
+        start = time.monotonic()
+        while True:
+            everyone_waits = 0 < self._running <= sum(p.blocking for p in self._pending)
+            fresh = any(p.polls == 0 for p in self._pending)
+            due = start + (GATHER_DELAY if fresh else backoff)
+            if (everyone_waits and fresh) or self._stopped or time.monotonic() >= due:
+                return True
+            self._cond.wait(max(due - time.monotonic(), 0.001))
+
+    def _poll(self, batch: list[_Pending]) -> None:
+        try:
+            by_id = self._collect([p.wait for p in batch])
+        except Exception as e:  # the tasks may still complete: their outcome is unknown, not failed
+            for p in batch:
+                self._settled(p, error=OutcomeUnknown(
+                    f"{p.wait.what}: lost track of task {p.wait.task._moId} ({type(e).__name__}); it may still "
+                    "complete. Run the same command again to finish or confirm it"
+                ))  # fmt: skip
+            return
+        for p in batch:
+            p.polls += 1
+            try:
+                done, value = p.wait.settle(self.session, by_id)
+            except BaseException as e:  # the task's fault, a timeout, a failed answer: the waiter's to raise
+                self._settled(p, error=e)
+                continue
+            if done:
+                self._settled(p, result=value)
+
+    def _collect(self, waits: list[TaskWait]) -> dict[str, dict[str, Any]]:
+        PC = vmodl.query.PropertyCollector
+        objects, seen = [], set()
+        for w in waits:
+            for spec in w.object_specs():
+                if spec.obj._moId not in seen:
+                    seen.add(spec.obj._moId)
+                    objects.append(spec)
+        task_props = sorted({p for w in waits for p in w.task_properties()})
+        props = [PC.PropertySpec(type=vim.Task, pathSet=task_props)]
+        if any(w.vm is not None for w in waits):
+            props.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
+        spec = PC.FilterSpec(objectSet=objects, propSet=props)
+        pc = self.session.property_collector()
+        self.polls += 1
+        result = self.session.call(lambda: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")
+        by_id: dict[str, dict[str, Any]] = {}
+        while result is not None:
+            for obj in result.objects or []:
+                by_id[obj.obj._moId] = {p.name: p.val for p in obj.propSet or []}
+            if not result.token:
+                break
+            token = result.token
+            self.polls += 1
+            result = self.session.call(lambda t=token: pc.ContinueRetrievePropertiesEx(t), "task wait")
+        return by_id
+
+    def _settled(self, pending: _Pending, result: Any = None, error: BaseException | None = None) -> None:
+        self._forget(pending)
+        if error is not None:
+            pending.future.set_exception(error)
+        else:
+            pending.future.set_result(result)
+
+    def _forget(self, pending: _Pending) -> None:
+        with self._cond:
+            if pending in self._pending:
+                self._pending.remove(pending)
