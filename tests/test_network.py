@@ -13,7 +13,8 @@ from esxi_configdrive import VmData, build_iso, read_iso
 from esxi_configdrive.batch import read_batch
 from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.layout import build_tree
-from esxi_configdrive.network import for_nics, from_options, network_data, normalized
+from esxi_configdrive.network import for_nics, network_data, normalized
+from esxi_configdrive.network_options import from_options
 from esxi_configdrive.vmdata import check_network_choice
 
 MAC0, MAC1 = "00:50:56:aa:bb:01", "00:50:56:aa:bb:02"

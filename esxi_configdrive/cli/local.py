@@ -11,7 +11,8 @@ from typing import Any
 
 from ..content import describe
 from ..errors import ValidationError
-from ..network import NETWORK_OPTIONS, as_option_error, require_macs
+from ..network import require_macs
+from ..network_options import NETWORK_OPTIONS, as_option_error
 from ..vmdata import NETWORK_DATA_FIELDS, check_network_choice
 from .options import add_content_options, add_network_data_option, load_vmdata
 

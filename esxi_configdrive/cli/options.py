@@ -13,7 +13,7 @@ from ..defaults import (
     NETWORK_DATA_CHOICES,
 )
 from ..inputs import read_password_file, read_ssh_key_file, read_userdata_file
-from ..network import NETWORK_OPTIONS, from_options
+from ..network_options import NETWORK_OPTIONS, from_options
 from ..vmdata import VmData
 
 VM_HELP = "name, inventory path, instance/BIOS UUID or id (vm-42); a name starting with '-' goes after --"

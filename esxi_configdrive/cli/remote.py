@@ -18,7 +18,7 @@ from ..defaults import (
     PASSWORD_LENGTH,
 )
 from ..errors import ValidationError
-from ..network import NETWORK_OPTIONS
+from ..network_options import NETWORK_OPTIONS
 from ..vmdata import VmData
 from .options import (
     add_content_options,
