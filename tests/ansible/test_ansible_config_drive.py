@@ -82,7 +82,8 @@ def test_check_mode_reports_the_change_and_changes_nothing(ansible, vcsim_faults
     # diff mode: no drive before, the planned content after
     assert plan["diff"]["before"] == {"attached": False}
     after = plan["diff"]["after"]
-    assert (after["attached"], after["hostname"], after["public_keys"]) == (True, "web-check", 1)
+    assert (after["attached"], after["hostname"], after["public_keys"]) == (True, "web-check", [ED25519_KEY])
+    assert after["userdata"] == "#cloud-config\n# web-check\n" and "password" not in after
     assert f"config drive of {vm.name} (after)" in run.stdout and '"hostname": "web-check"' in run.stdout
 
 
@@ -100,10 +101,11 @@ def test_update_of_user_data_lands_in_the_iso_and_shows_in_the_diff(ansible, too
     assert (drive.hostname, drive.password) == ("web-upd", "Kept-pw-5678")  # the other fields stay
     assert fetch_file(vcsim_faults, vsphere, old_iso) is None  # the old ISO was deleted
     before, after = result["diff"]["before"], result["diff"]["after"]
-    assert before["userdata_bytes"] == len("#cloud-config\n# web-upd\n")
-    assert after["userdata_bytes"] == len(new_userdata) and after["iso"] == result["iso"]
-    assert before["password_set"] is True and after["password_set"] is True
-    assert f'-    "userdata_bytes": {before["userdata_bytes"]}' in run.stdout  # the diff as Ansible prints it
+    assert before["userdata"] == "#cloud-config\n# web-upd\n" and after["userdata"] == new_userdata
+    assert after["userdata_bytes"] == len(new_userdata) and after["iso"] == result["iso"] != before["iso"]
+    assert before["password"] == after["password"] == "********"  # masked, and unchanged
+    assert before["hostname"] == after["hostname"] == "web-upd"
+    assert "updated-by-ansible" in run.stdout and "# web-upd" in run.stdout  # the diff as Ansible prints it
 
 
 def test_detached_and_absent(ansible, tool, vcsim_faults, vsphere, make_vm):

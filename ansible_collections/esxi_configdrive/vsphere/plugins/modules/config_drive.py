@@ -297,8 +297,10 @@ attributes:
     support: full
   diff_mode:
     description:
-      - The drive's content before and after, as a summary (label, ids, host name, number of keys, user data
-        size, whether a password is set); never a password.
+      - The drive's content before and after (metadata, SSH keys, user data, vendor and network data, label,
+        the ISO); the password masked, also where the content repeats it.
+      - In check mode the content the task would write; the attach itself may still complete it (a vm-id left
+        out becomes the VM's instance UUID, its NICs' MACs fill network links).
       - For one VM; not with O(vms).
     support: partial
 notes:
@@ -500,8 +502,7 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.diff impo
     NO_DRIVE,
     diff,
     planned_update,
-    view_of_data,
-    view_of_status,
+    view,
 )
 
 with contextlib.suppress(ImportError):  # reported by require_package
@@ -509,9 +510,9 @@ with contextlib.suppress(ImportError):  # reported by require_package
     from esxi_configdrive.dispatch import Request, has_change
     from esxi_configdrive.dispatch import run as run_request
 
-# (controller, vm, dry_run) -> the operation's Result; (before view, result) -> the view check mode plans
+# (controller, vm, dry_run) -> the operation's Result; (content before, result) -> the view check mode plans
 Operation = Callable[[Any, str, bool], Any]
-Planned = Callable[[dict, dict], dict]
+Planned = Callable[[Any, dict], dict]
 ATTACH_ONLY = ("datastore", "controller")
 
 
@@ -576,7 +577,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
     if data is not None:
         return (
             _dispatched("attach", request),
-            lambda before, result: view_of_data(data, result.get("iso")),
+            lambda before, result: view(data, result.get("iso")),
         )
     overrides = check_overrides(params)
     options = {"label": params["label"]} if params["label"] else {}
@@ -593,7 +594,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
         raise ValidationError(attach_only[0], "applies when attaching: give vmdata or vmdata_file")
     return (
         _dispatched("update", request),
-        lambda before, result: planned_update(before, overrides, params["label"], result.get("iso")),
+        lambda before, result: planned_update(before, overrides, options, result.get("iso")),
     )
 
 
@@ -613,7 +614,7 @@ def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operati
         raise ValidationError("password_length", "must be between 12 and 128")
     return (
         lambda c, vm, dry: c.reset_password(vm, length=length, dry_run=dry),
-        lambda before, result: {**before, "iso": result.get("iso"), "password_set": True},
+        lambda before, result: planned_update(before, {"password": "new"}, {}, result.get("iso")),
     )
 
 
@@ -624,21 +625,23 @@ def run_one(module: AnsibleModule) -> dict[str, Any]:
     check = module.check_mode
     with controller(params, **controller_options(params)) as c:
         before = c.status(vm).to_dict() if module._diff or check else None
+        content_before = c.read(vm) if module._diff else None
         result = operation(c, vm, check).to_dict()
         now = before if check else c.status(vm).to_dict()
+        content_after = c.read(vm) if module._diff and result["changed"] and not check else content_before
     for warning in result.pop("warnings", []):
         module.warn(warning)
     out = {k: v for k, v in result.items() if k != "password" or params["return_password"]}
     if now.get("device"):
         out["device"] = now["device"]
     if module._diff:
-        before_view = view_of_status(before)
+        before_view = view(content_before, before.get("iso"))
         if not result["changed"]:
             after_view = before_view
         elif check:
-            after_view = planned(before_view, result)
+            after_view = planned(content_before, result)
         else:
-            after_view = view_of_status(now)
+            after_view = view(content_after, now.get("iso"))
         out["diff"] = diff(result["vm"], before_view, after_view)
     return out
 
