@@ -9,8 +9,8 @@ module: config_drive_info
 short_description: Read the config drive of one VM, or of every VM in a datacenter or folder
 version_added: 0.1.0
 description:
-  - With O(name), O(uuid) or O(moid), one VM: what the C(esxi-configdrive) package's C(status) command shows for
-    its config drive; the CD-ROM (controller, bus, unit, connection), its ISO (path, size, SHA-256, whether it
+  - With O(name), O(uuid) or O(moid), one VM, as the C(esxi-configdrive) package's C(status) command shows
+    its config drive - the CD-ROM (controller, bus, unit, connection), its ISO (path, size, SHA-256, whether it
     matches the drive's record) and a summary of the content (label, ids, host name, number of SSH keys, user
     data size, whether a password is set; never the password).
   - Without a VM, every config drive under O(folder), else in O(datacenter), else in every datacenter, as the
