@@ -14,7 +14,7 @@ description:
     matches the drive's record) and a summary of the content (label, ids, host name, number of SSH keys, user
     data size, whether a password is set; never the password).
   - Without a VM, every config drive under O(folder), else in O(datacenter), else in every datacenter, as the
-    package's C(audit) command reads them: one entry per VM that has a drive, a drive record or files under
+    package's C(audit) command reads them, one entry per VM that has a drive, a drive record or files under
     C(ConfigDrive/), with its state (C(ok), C(detached), C(device-removed), C(missing-file), C(foreign-change),
     C(disconnected), C(not-shared), C(inherited), C(unchecked)), and one per orphan ISO or folder (C(orphan),
     not judged with O(folder)). A few collector calls and one datastore search per datastore, whatever the
