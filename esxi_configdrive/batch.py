@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from . import dispatch
+from . import network as network_section
 from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES, MAX_CONCURRENCY
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ValidationError, changed_after, describe_failure, one_line
 from .fields import check_password, userdata_from
@@ -25,10 +26,10 @@ from .vmdata import VmData
 
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
-    "attach": {"vm", "vmdata", "vmdata_file", "datastore", "controller", "network_data"},
+    "attach": {"vm", "vmdata", "vmdata_file", "network", "datastore", "controller", "network_data", "new_instance_id"},
     "update": {
         "vm", "vmdata", "vmdata_file", "userdata", "userdata_base64", "password", "public_keys", "hostname",
-        "network_data",
+        "network", "network_data", "new_instance_id",
     },
     "detach": {"vm"},
     "remove": {"vm"},
@@ -116,13 +117,20 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
     if command == "attach" and item.data is None:
         raise ValidationError("vmdata", "attach needs vmdata or vmdata_file")
     item.overrides = _overrides(obj, max_userdata_bytes)
-    if command == "update" and item.data is None and not item.overrides and obj.get("network_data") is None:
-        raise ValidationError("update", "nothing to change on this line")
+    if command == "attach" and "network" in item.overrides and item.data is not None:  # replaces the data's
+        item.data = item.data.with_overrides(network=item.overrides.pop("network"), max_userdata_bytes=None)
     for key in ("datastore", "controller", "network_data"):
         if key in obj:
             if not isinstance(obj[key], str):
                 raise ValidationError(key, "must be a string")
             item.options[key] = obj[key]
+    if "new_instance_id" in obj:
+        if not isinstance(obj["new_instance_id"], bool):
+            raise ValidationError("new_instance_id", "must be true or false")
+        item.options["new_instance_id"] = obj["new_instance_id"]
+    changes_something = item.options.get("network_data") is not None or item.options.get("new_instance_id")
+    if command == "update" and item.data is None and not item.overrides and not changes_something:
+        raise ValidationError("update", "nothing to change on this line")
     dispatch.check_network_data(command, item.options.get("network_data"), "network_data")
 
 
@@ -140,6 +148,8 @@ def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
         out["public_keys"] = keys
     if "hostname" in obj:
         out["hostname"] = obj["hostname"]
+    if obj.get("network") is not None:
+        out["network"] = network_section.normalized(obj["network"])
     if out:
         # the same checks the drive will get
         VmData(metadata={"vm-id": "check"}).with_overrides(**out, max_userdata_bytes=max_userdata_bytes)
@@ -265,6 +275,7 @@ def _run_one(
         datastore=options.get("datastore"),
         controller=options.get("controller", "auto"),
         network_data=options.get("network_data"),
+        new_instance_id=options.get("new_instance_id", False),
         dry_run=options.get("dry_run", False),
     )
     try:

@@ -31,13 +31,13 @@ from .drive.policy import Policy
 from .drive.result import Outcome, Result
 from .drive.state import DriveState
 from .drive.status import status
-from .drive.steps import download_drive
+from .drive.steps import download_drive, sized_stand_in
 from .drive.update import UpdateRequest, update
 from .errors import ValidationError
 from .fields import check_datastore_name
 from .iso import check_size
 from .layout import build_tree
-from .vmdata import VmData
+from .vmdata import VmData, check_network_choice
 from .vsphere.connection import Session
 from .vsphere.fleet import VsphereFleet
 from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
@@ -108,15 +108,18 @@ class ConfigDriveController:
         datastore: str | None = None,
         controller: str = "auto",
         network_data_auto: bool = False,
+        new_instance_id: bool = False,
         dry_run: bool = False,
     ) -> Result:
-        """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change)."""
+        """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change).
+        Without a vm-id in ``data``, or with ``new_instance_id``, the drive's vm-id is the VM's instance UUID."""
         self._entered(data)
+        check_network_choice("auto" if network_data_auto else None, data.network, data.network_data)
         if controller not in CONTROLLER_CHOICES:
             raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
         if datastore is not None:  # an explicit empty name is a mistake, not "the default"
             check_datastore_name(datastore)
-        request = AttachRequest(data, datastore, controller, network_data_auto)
+        request = AttachRequest(data, datastore, controller, network_data_auto, new_instance_id)
         return self._run(vm, lambda access, effects: attach(access, effects, request, self.policy), dry_run)
 
     def update(
@@ -127,17 +130,22 @@ class ConfigDriveController:
         overrides: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
         network_data_auto: bool = False,
+        new_instance_id: bool = False,
         dry_run: bool = False,
     ) -> Result:
         """Change the drive's content: download it, apply ``data`` (whole) and/or ``overrides`` (fields:
-        userdata, password, public_keys, hostname), upload under a new name, swap the backing, delete the old."""
+        userdata, password, public_keys, hostname, network), upload under a new name, swap the backing, delete the
+        old. The vm-id stays (``data`` without one keeps the drive's), unless ``new_instance_id`` makes it the
+        VM's instance UUID."""
         if data is not None:
             self._entered(data)
         if overrides:  # the same checks the drive will get, before the VM is touched
             VmData(metadata={"vm-id": "check"}).with_overrides(
                 **overrides, max_userdata_bytes=self.policy.max_userdata_bytes
             )
-        request = UpdateRequest(data, dict(overrides or {}), dict(options or {}), network_data_auto)
+        network = (overrides or {}).get("network") or (data.network if data is not None else None)
+        check_network_choice("auto" if network_data_auto else None, network, {})
+        request = UpdateRequest(data, dict(overrides or {}), dict(options or {}), network_data_auto, new_instance_id)
         return self._run(vm, lambda access, effects: update(access, effects, request, self.policy), dry_run)
 
     def reset_password(self, vm: VmRef, *, length: int = PASSWORD_LENGTH, dry_run: bool = False) -> Result:
@@ -230,7 +238,7 @@ class ConfigDriveController:
         """Content handed in through the API: checked against the input limit once, and sized as an ISO without
         writing one."""
         data.validate(self.policy.max_userdata_bytes)
-        check_size(build_tree(data, max_userdata_bytes=None))
+        check_size(build_tree(sized_stand_in(data), max_userdata_bytes=None))
 
     def _run(self, vm: VmRef, operation: Callable[[VsphereVm, Effects], Outcome], dry_run: bool) -> Result:
         prefetched = vm if isinstance(vm, VmFacts) else None

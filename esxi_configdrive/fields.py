@@ -34,6 +34,10 @@ _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
 # A password also goes into YAML (the vendor data cloud-config): no C1 controls, no Unicode line breaks, nothing
 # YAML counts as non-printable, so that it parses back to the same string.
 _PASSWORD_BAD_CHARS_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+# CloudStack's guest scripts read this literal password as "the VM has saved its password already" and keep the old
+# one (cloud-set-guest-password-configdrive, cloud-set-guest-sshkey-password-userdata-configdrive): refused, or the
+# guest would silently never get it.
+CLOUDSTACK_NO_CHANGE_PASSWORD = "saved_password"
 
 
 def check_metadata_key(key: str, where: str = "metadata") -> None:
@@ -80,11 +84,18 @@ def check_public_key(key: str, where: str = "public_keys") -> None:
 
 
 def check_password(password: str, where: str = "password") -> None:
-    """One line of printable text (it goes into files, JSON and cloud-config). Never quoted in errors."""
+    """One line of printable text (it goes into files, JSON and cloud-config). Never quoted in errors (but for the
+    one literal that is refused because it is CloudStack's marker, not anyone's password)."""
     if not isinstance(password, str) or not password:
         raise ValidationError(where, "must be a non-empty string")
     if len(password) > MAX_PASSWORD_CHARS:
         raise ValidationError(where, f"longer than {MAX_PASSWORD_CHARS} characters")
+    if " ".join(password.split()) == CLOUDSTACK_NO_CHANGE_PASSWORD:  # as the older script sees it, spaces squeezed
+        raise ValidationError(
+            where,
+            f"{CLOUDSTACK_NO_CHANGE_PASSWORD} is the word CloudStack's guest scripts read as \"keep the old "
+            'password" (it can never be set): choose another',
+        )
     if _PASSWORD_BAD_CHARS_RE.search(password):
         raise ValidationError(where, "contains a control character or line break (newline, tab, NUL …)")
     try:
@@ -114,6 +125,11 @@ def check_network_data(network_data: dict[str, Any], where: str = "network_data"
         mac = link.get("ethernet_mac_address")
         if mac is not None and not (isinstance(mac, str) and _MAC_RE.fullmatch(mac)):
             raise ValidationError(f"{where}.links[{i}].ethernet_mac_address", f"{quote(mac)} is not a MAC address")
+
+
+def is_mac(text: str) -> bool:
+    """``xx:xx:xx:xx:xx:xx`` in hex, either case."""
+    return bool(_MAC_RE.fullmatch(text))
 
 
 def check_tree_path(path: str, where: str) -> None:

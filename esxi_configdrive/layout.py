@@ -16,6 +16,7 @@ from typing import Any
 
 from .defaults import DEFAULT_MAX_USERDATA_BYTES
 from .errors import ValidationError
+from .network import network_data as network_data_of_section
 from .vmdata import GENERATED_OPENSTACK_KEYS, HOSTNAME_KEY, PUBLIC_KEYS_KEY, VM_ID_KEY, VmData
 
 CLOUDSTACK = "cloudstack"
@@ -45,13 +46,14 @@ DATED_VERSIONS = (
     "2018-08-27",
 )
 _DATED_RE = re.compile(r"^openstack/(\d{4}-\d{2}-\d{2})/")
+PUBLIC_HOSTNAME_KEY = "public-hostname"
 
 # CloudStack's openStackFileMapping: metadata key -> meta_data.json key.
 OPENSTACK_MAPPING = {
     "availability-zone": "availability_zone",
     HOSTNAME_KEY: "hostname",
     VM_ID_KEY: "uuid",
-    "public-hostname": "name",
+    PUBLIC_HOSTNAME_KEY: "name",
 }
 
 # Marks the cloud-config part this tool generates from the password, so that reading a drive back can tell it
@@ -95,6 +97,7 @@ class FileTree:
 def build_tree(data: VmData, *, max_userdata_bytes: int | None = DEFAULT_MAX_USERDATA_BYTES) -> FileTree:
     """Lay out the drive for ``data`` (validated first; ``max_userdata_bytes=None``: data that entered already)."""
     data.validate(max_userdata_bytes)
+    data.check_drive()
     tree = FileTree(label=data.label)
     _add_cloudstack_tree(tree, data)
     _add_openstack_tree(tree, data)
@@ -145,6 +148,8 @@ def openstack_meta_data(data: VmData) -> dict[str, Any]:
     for key, os_key in OPENSTACK_MAPPING.items():
         if data.metadata.get(key):
             meta[os_key] = data.metadata[key]
+    if "name" not in meta and data.hostname:
+        meta["name"] = data.hostname  # glean (and nova's own drives) take the host name from `name`
     if data.public_keys:
         names = public_key_names(data.public_keys)
         meta["public_keys"] = dict(zip(names, data.public_keys))
@@ -262,6 +267,8 @@ def _read_meta_data(data: VmData, meta: dict[str, Any], present: bool) -> None:
     # A drive made by nova (or one missing the CloudStack tree) still carries the mapped keys in meta_data.json.
     for key, os_key in OPENSTACK_MAPPING.items():
         if key not in data.metadata and isinstance(meta.get(os_key), str) and meta[os_key]:
+            if key == PUBLIC_HOSTNAME_KEY and meta[os_key] == data.hostname:
+                continue  # the host name, repeated as `name` for glean: no public-hostname was given
             data.metadata[key] = meta[os_key]
     if not data.public_keys:
         keys = meta.get("public_keys")
@@ -283,6 +290,8 @@ def _read_vendor_data(data: VmData, vendor: dict[str, Any], present: bool) -> No
 
 
 def _network_data_to_write(data: VmData) -> dict[str, Any] | None:
+    if data.network is not None:
+        return network_data_of_section(data.network)
     return data.network_data if data.network_data or data.empty_network_data else None
 
 

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import network as network_section
 from .defaults import DEFAULT_LABEL, DEFAULT_MAX_USERDATA_BYTES
 from .errors import ValidationError
 from .fields import (
@@ -86,16 +87,35 @@ FILE_KEYS = frozenset(
         "password",
         "vendor_data",
         "network_data",
+        "network",
         "openstack_metadata",
     }
 )
 # What --network-data empty|none (build, attach, update; batch lines' "network_data") change in the content;
 # file, keep and auto leave it as it is (auto is resolved against the VM's NICs by the vSphere commands).
 NETWORK_DATA_FIELDS: dict[str, dict[str, Any]] = {
-    "empty": {"network_data": {}, "empty_network_data": True},
-    "none": {"network_data": {}, "empty_network_data": False},
+    "empty": {"network_data": {}, "network": None, "empty_network_data": True},
+    "none": {"network_data": {}, "network": None, "empty_network_data": False},
 }
+VM_ID_REQUIRED = (
+    "required: it becomes meta_data.json's uuid (on the vSphere commands it may be left out: the VM's instance "
+    "UUID is used)"
+)
 _CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_network_choice(choice: str | None, network: dict[str, Any] | None, network_data: dict[str, Any]) -> None:
+    """--network-data auto|empty|none against network content given in the same request. auto puts every NIC on
+    DHCP (links given in nova's form keep their settings, with the NICs' MACs); empty and none mean no network
+    configuration. A `network` section given with any of them, or nova's network data with empty or none, says
+    two different things: refused."""
+    if choice in ("empty", "none") and (network is not None or network_data):
+        given = "the network section" if network is not None else "network_data"
+        raise ValidationError("network-data", f"{choice} (no network configuration) contradicts {given}")
+    if choice == "auto" and network is not None:
+        raise ValidationError(
+            "network-data", "auto (DHCP on every NIC) contradicts the network section: give one or the other"
+        )
 
 
 @dataclass
@@ -115,6 +135,9 @@ class VmData:
     password: str | None = field(default=None, repr=False)
     vendor_data: dict[str, Any] = field(default_factory=dict)
     network_data: dict[str, Any] = field(default_factory=dict)
+    # The `network` section (network.py), in its plain form; written as network_data.json. A drive read back has
+    # network_data only.
+    network: dict[str, Any] | None = None
     openstack_metadata: dict[str, Any] = field(default_factory=dict)
     extra_files: dict[str, bytes] = field(default_factory=dict, repr=False)
     label: str = DEFAULT_LABEL
@@ -168,6 +191,7 @@ class VmData:
             password=password or None,
             vendor_data=json_object(obj.get("vendor_data", {}), "vendor_data"),
             network_data=json_object(obj.get("network_data", {}), "network_data"),
+            network=network_section.normalized(obj["network"]) if obj.get("network") is not None else None,
             openstack_metadata=json_object(obj.get("openstack_metadata", {}), "openstack_metadata"),
         )
         data.validate(max_userdata_bytes)
@@ -213,7 +237,7 @@ class VmData:
                 out["userdata_base64"] = base64.b64encode(self.userdata).decode("ascii")
         if self.password is not None and include_password:
             out["password"] = self.password
-        for name in ("vendor_data", "network_data", "openstack_metadata"):
+        for name in ("vendor_data", "network_data", "network", "openstack_metadata"):
             if getattr(self, name):
                 out[name] = copy.deepcopy(getattr(self, name))
         return out
@@ -231,9 +255,11 @@ class VmData:
         password: str | None = None,
         public_keys: list[str] | None = None,
         hostname: str | None = None,
+        network: dict[str, Any] | None = None,
         max_userdata_bytes: int | None = DEFAULT_MAX_USERDATA_BYTES,
     ) -> VmData:
-        """Apply command-line overrides (each replaces the field it names) and validate the result."""
+        """Apply command-line overrides (each replaces the field it names) and validate the result. ``network``
+        (a `network` section) replaces all network data."""
         new = self.copy()
         if userdata is not None:
             new.userdata = userdata or None
@@ -243,6 +269,8 @@ class VmData:
             new.public_keys = list(public_keys)
         if hostname is not None:
             new.metadata[HOSTNAME_KEY] = hostname
+        if network is not None:
+            new.network, new.network_data, new.empty_network_data = network, {}, False
         new.validate(max_userdata_bytes)
         return new
 
@@ -274,6 +302,12 @@ class VmData:
         check_label(self.label)
         json_object(self.vendor_data, "vendor_data")
         check_network_data(self.network_data)
+        if self.network is not None:
+            network_section.parse(self.network)
+            if self.network_data:
+                raise ValidationError(
+                    "network", "give either network (plain words) or network_data (nova's form), not both"
+                )
         self._validate_openstack_metadata()
         if self.password and self.password_vendor_data and "cloud-init" in self.vendor_data:
             raise ValidationError(
@@ -288,12 +322,20 @@ class VmData:
             if not isinstance(content, bytes):
                 raise ValidationError(f"extra_files.{path}", "must be bytes")
 
+    def check_drive(self) -> None:
+        """What a drive needs beyond valid content, which the vSphere commands fill in from the VM: a uuid (the
+        VM's instance UUID) and the MAC of every interface of a `network` section (its NICs')."""
+        if not self.vm_id:
+            raise ValidationError(f"metadata.{VM_ID_KEY}", VM_ID_REQUIRED)
+        if self.network is not None:
+            network_section.require_macs(self.network)
+
     def _validate_metadata(self) -> None:
         if not isinstance(self.metadata, dict):
             raise ValidationError("metadata", "must be an object")
         vm_id = self.metadata.get(VM_ID_KEY)
-        if vm_id is None or (isinstance(vm_id, str) and not vm_id.strip()):
-            raise ValidationError(f"metadata.{VM_ID_KEY}", "required (it becomes meta_data.json's uuid)")
+        if isinstance(vm_id, str) and not vm_id.strip():
+            raise ValidationError(f"metadata.{VM_ID_KEY}", "is blank: give an id, or leave the key out")
         for key, value in self.metadata.items():
             where = f"metadata.{key}"
             if key == PUBLIC_KEYS_KEY:
@@ -302,7 +344,7 @@ class VmData:
             if not isinstance(value, str):
                 raise ValidationError(where, "must be a string")
             metadata_value(value, where)
-        vm_id = self.metadata[VM_ID_KEY]
+        vm_id = self.metadata.get(VM_ID_KEY, "")
         if _CONTROL_CHARS_RE.search(vm_id) or len(vm_id) > 255:
             raise ValidationError(f"metadata.{VM_ID_KEY}", "must be one line of at most 255 characters")
         if self.hostname is not None:

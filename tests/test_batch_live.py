@@ -52,7 +52,7 @@ def test_batch_attach_update_with_one_failure(vcsim_faults, vsphere, make_vm, tm
     names = [vm.name for vm in vms]
     lines = [json.dumps({"vm": name, "vmdata": vmdata(i)}) for i, name in enumerate(names)]
     lines.insert(3, json.dumps({"vm": "no-such-vm", "vmdata": vmdata(99)}))  # fails on vSphere: not found
-    lines.insert(5, '{"vm": "x", "vmdata": {"metadata": {}}}')  # bad input: no vm-id
+    lines.insert(5, '{"vm": "x", "vmdata": {"metadata": {"vm-id": " "}}}')  # bad input: a blank vm-id
     batch = tmp_path / "attach.jsonl"
     batch.write_text("# fleet attach\n" + "\n".join(lines) + "\n")
     vcsim_faults.set_faults(reconfig_failures={"count": 1, "vms": [names[4]]})

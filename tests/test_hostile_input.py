@@ -51,6 +51,8 @@ def names_a_field(message: str) -> bool:
 # ---- VM data files given to the CLI -----------------------------------------------------------------------------
 
 GOOD = sd.sample_dict()
+# The sample without its network data, whose link MAC is no simulator VM's (attach refuses such a link).
+ON_A_VM = sd.sample_vmdata(network_data={})
 HOSTILE_FILES: dict[str, bytes] = {
     "empty": b"",
     "only whitespace": b"  \n\t\n",
@@ -72,7 +74,7 @@ HOSTILE_FILES: dict[str, bytes] = {
     "huge metadata value": json.dumps({"metadata": {"vm-id": "x", "note": "v" * 200_000}}).encode(),
     "huge userdata": json.dumps({"metadata": {"vm-id": "x"}, "userdata": "u" * (1024 * 1024 + 1)}).encode(),
     "metadata not an object": json.dumps({"metadata": ["vm-id", "x"]}).encode(),
-    "vm-id missing": json.dumps({"metadata": {"local-hostname": "a"}}).encode(),
+    "vm-id blank": json.dumps({"metadata": {"vm-id": "  ", "local-hostname": "a"}}).encode(),
     "vm-id a number list": json.dumps({"metadata": {"vm-id": [1, 2]}}).encode(),
     "password a number": json.dumps({**GOOD, "password": 12345}).encode(),
     "password with newline": json.dumps({**GOOD, "password": "line1\nline2"}).encode(),
@@ -153,7 +155,7 @@ def test_tricky_names_are_refused_and_nothing_is_written(
     existing = _existing_vm_names(vsphere)
     vm = make_vm()
     with tool_session(vcsim_faults) as s:
-        ConfigDriveController(s).attach(vm.name, sd.sample_vmdata())
+        ConfigDriveController(s).attach(vm.name, ON_A_VM)
     before = drive_state(vcsim_faults, vsphere, vm)
     pw = tmp_path / "pw"
     pw.write_text("new-Passw0rd\n")
@@ -287,13 +289,13 @@ def test_corrupt_iso_on_the_datastore(vcsim_faults: Vcsim, vsphere, make_vm, tmp
     pw = tmp_path / "pw"
     pw.write_text("new-Passw0rd\n")
     vmdata = tmp_path / "vm.json"
-    vmdata.write_text(json.dumps(GOOD))
+    vmdata.write_text(json.dumps({k: v for k, v in GOOD.items() if k != "network_data"}))
     env = cli_env(vcsim_faults)
     cases = _corruptions()
     for case, content in cases.items():
         vm = make_vm()
         with tool_session(vcsim_faults) as s:
-            iso = ConfigDriveController(s).attach(vm.name, sd.sample_vmdata()).iso
+            iso = ConfigDriveController(s).attach(vm.name, ON_A_VM).iso
         path = DatastorePath.parse(iso)
         assert upload(vcsim_faults, vsphere, path.datastore, path.path, content).status_code in (200, 201)
         before = drive_state(vcsim_faults, vsphere, vm)
@@ -311,7 +313,7 @@ def test_corrupt_iso_on_the_datastore(vcsim_faults: Vcsim, vsphere, make_vm, tmp
         again = cli_in_process(["attach", vm.name, "--vmdata", str(vmdata)], env)
         assert again.status == 0, again.err
         attached = drive_state(vcsim_faults, vsphere, vm)
-        assert [read_iso(c) for c in attached.files.values()] == [sd.sample_vmdata(admin_pass=False)], case
+        assert [read_iso(c) for c in attached.files.values()] == [ON_A_VM.copy(admin_pass=False)], case
         assert fetch_file(vcsim_faults, vsphere, iso) is None or iso in attached.files
     tally.add("hostile", "corrupt ISO on the datastore (update/status/attach)", cases=len(cases))
 

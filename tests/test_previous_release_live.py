@@ -76,10 +76,14 @@ def test_a_drive_attached_by_the_previous_release(previous, session, vcsim_fault
     assert status["attached"] and status["matches_record"] and status["content"]["hostname"] == "old-1"
     same = VmData.from_dict(old_data(previous).to_dict())
     same.empty_network_data = True
-    assert tool.attach(vm.name, same).changed is False  # recognised as the very same drive
+    # 0.1.0 wrote no meta_data.json `name` for a drive without public-hostname; glean reads the host name there
+    upgraded = tool.attach(vm.name, same)
+    assert upgraded.changed
+    assert read_iso(fetch_file(vcsim_faults, vsphere, upgraded.iso)).metadata == same.metadata
+    assert tool.attach(vm.name, same).changed is False  # from then on the very same drive
 
     updated = tool.update(vm.name, overrides={"public_keys": [RSA_KEY]})
-    assert updated.changed and updated.iso != old_iso
+    assert updated.changed and updated.iso not in (old_iso, upgraded.iso)
     new_drive = read_iso(fetch_file(vcsim_faults, vsphere, updated.iso))
     assert new_drive.public_keys == [RSA_KEY] and new_drive.hostname == "old-1"
     assert new_drive.password == "Old-Passw0rd-1" and new_drive.empty_network_data

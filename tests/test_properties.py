@@ -278,8 +278,12 @@ def test_random_structures(obj):
 @given(mutated_file())
 def test_mutated_files(obj):
     data = accepted_or_rejected(VmData.from_object, obj)
-    if data is not None:  # whatever is accepted must also build
+    if data is not None and data.vm_id:  # whatever is accepted must also build
         assert read_iso(build_iso(data)) == expected_after_read(data)
+    elif data is not None:  # else a vSphere command fills in the VM's instance UUID; a drive for no VM says so
+        with pytest.raises(ValidationError) as info:
+            build_iso(data)
+        assert info.value.field == "metadata.vm-id"
     text = yaml.safe_dump(json.loads(json.dumps(obj, default=str)), allow_unicode=True) if data is None else ""
     accepted_or_rejected(VmData.from_text, text)
 

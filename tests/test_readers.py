@@ -335,3 +335,150 @@ def test_cloudbase_init_minimal_drive(extracted):
     assert got["admin_password"] is None
     assert got["public_keys"] in ([], None)
     assert got["user_data"] is None
+
+
+# ---- the `network` section, as both readers take it -----------------------------------------------------------
+
+STATIC_MACS = ("00:50:56:aa:bb:01", "00:50:56:aa:bb:02")
+STATIC_NETWORK = {
+    "interfaces": [
+        {
+            "mac": STATIC_MACS[0],
+            "mtu": 9000,
+            "addresses": ["10.1.2.3/24", "2001:db8::3/64"],
+            "gateway4": "10.1.2.1",
+            "gateway6": "2001:db8::1",
+            "routes": [{"to": "10.9.0.0/16", "via": "10.1.2.254"}],
+        },
+        {"mac": STATIC_MACS[1], "dhcp4": True},
+    ],
+    "dns": ["10.1.0.2", "2001:db8::53"],
+    "dns_search": ["example.com", "corp.example"],
+}
+
+# cloud-init's datasource with the guest's NICs by MAC, its v1 config, and what two of its renderers write from it
+# (systemd-networkd's .network files, netplan's YAML), all cloud-init's own code.
+CLOUD_INIT_NETWORK_SCRIPT = r"""
+import json, os, shutil, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import logging
+logging.disable(logging.CRITICAL)
+from cloudinit import helpers
+from cloudinit.net import netplan, network_state, networkd
+from cloudinit.sources import DataSourceConfigDrive as dscd
+tmp = tempfile.mkdtemp()
+cloud = os.path.join(tmp, "cloud")
+os.makedirs(os.path.join(cloud, "seed"))
+shutil.copytree(sys.argv[2], os.path.join(cloud, "seed", "config_drive"))
+ds = dscd.DataSourceConfigDrive(sys_cfg={}, distro=None, paths=helpers.Paths({"cloud_dir": cloud, "run_dir": tmp}))
+assert ds.get_data()
+ds.known_macs = json.loads(sys.argv[3])
+config = ds.network_config
+state = network_state.parse_net_config_data(config)
+print(json.dumps({
+    "config": config,
+    "networkd": networkd.Renderer({})._render_content(state),
+    "netplan": netplan.Renderer({})._render_content(state),
+}))
+shutil.rmtree(tmp)
+"""
+
+
+@pytest.fixture(scope="module")
+def static_drive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("static")
+    iso = root / "static.iso"
+    iso.write_bytes(build_iso(sd.sample_vmdata(network_data={}, network=STATIC_NETWORK)))
+    return sd.extract_with_7z(iso, root / "x")
+
+
+def test_cloud_init_converts_the_network_section_to_exactly_what_was_asked(static_drive):
+    names = {STATIC_MACS[0]: "ens192", STATIC_MACS[1]: "ens224"}
+    proc = subprocess.run(
+        [sys.executable, "-c", CLOUD_INIT_NETWORK_SCRIPT, sd.cloud_init_path(), str(static_drive), json.dumps(names)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    physical = {c["name"]: c for c in got["config"]["config"] if c["type"] == "physical"}
+    assert sorted(physical) == ["ens192", "ens224"]
+    first, second = physical["ens192"], physical["ens224"]
+    assert (first["mac_address"], first["mtu"], second["mac_address"]) == (STATIC_MACS[0], 9000, STATIC_MACS[1])
+    v4, v6 = first["subnets"]
+    assert (v4["type"], v4["address"], v4["netmask"]) == ("static", "10.1.2.3", "255.255.255.0")
+    assert [(r["network"], r["netmask"], r["gateway"]) for r in v4["routes"]] == [
+        ("0.0.0.0", "0.0.0.0", "10.1.2.1"),
+        ("10.9.0.0", "255.255.0.0", "10.1.2.254"),
+    ]
+    assert (v6["type"], v6["address"]) == ("static6", "2001:db8::3")
+    assert [(r["network"], r["gateway"]) for r in v6["routes"]] == [("::", "2001:db8::1")]
+    assert [s["type"] for s in second["subnets"]] == ["dhcp4"]
+    nameservers = [c for c in got["config"]["config"] if c["type"] == "nameserver"]
+    assert [(n["address"], n.get("search")) for n in nameservers] == [
+        ("10.1.0.2", ["example.com", "corp.example"]),
+        ("2001:db8::53", None),
+    ]
+
+    # what the guest's network service gets (systemd-networkd), per NIC
+    ens192 = got["networkd"]["ens192"]
+    for line in (
+        "MACAddress=00:50:56:aa:bb:01",
+        "Address=10.1.2.3/24",
+        "Address=2001:db8::3/64",
+        "MTUBytes=9000",
+        "DHCP=no",
+        "DNS=10.1.0.2 2001:db8::53",
+        "Domains=example.com corp.example",
+        "Destination=0.0.0.0/0",
+        "Gateway=10.1.2.1",
+        "Destination=10.9.0.0/16",
+        "Gateway=10.1.2.254",
+        "Destination=::/0",
+        "Gateway=2001:db8::1",
+    ):
+        assert line in ens192.splitlines(), (line, ens192)
+    assert "DHCP=ipv4" in got["networkd"]["ens224"].splitlines()
+    # and netplan: the global name servers and search domains on the static interface
+    plan = yaml.safe_load(got["netplan"])["network"]["ethernets"]
+    assert plan["ens192"]["nameservers"] == {
+        "addresses": ["10.1.0.2", "2001:db8::53"],
+        "search": ["example.com", "corp.example"],
+    }
+    assert {"to": "0.0.0.0/0", "via": "10.1.2.1"} in plan["ens192"]["routes"]
+    assert plan["ens224"]["dhcp4"] is True
+
+
+CLOUDBASE_NETWORK_SCRIPT = r"""
+import json, sys, logging
+logging.disable(logging.CRITICAL)
+from cloudbaseinit.metadata.services.configdrive import ConfigDriveService
+s = ConfigDriveService()
+s._metadata_path = sys.argv[1]
+net = s.get_network_details_v2()
+print(json.dumps({
+    "links": [[link.id, link.mac_address, link.mtu, link.type] for link in net.links],
+    "networks": [
+        [n.link, n.address_cidr, [[r.network_cidr, r.gateway] for r in n.routes], n.dns_nameservers]
+        for n in net.networks
+    ],
+    "services": [[type(x).__name__, x.addresses, x.search] for x in net.services],
+}))
+"""
+
+
+def test_cloudbase_init_reads_the_network_section(static_drive):
+    cloudbase_init_read(static_drive)  # skips, or fails in CI, when cloudbase-init is missing
+    proc = subprocess.run(
+        [sys.executable, "-c", CLOUDBASE_NETWORK_SCRIPT, str(static_drive)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["links"] == [["eth0", STATIC_MACS[0], 9000, "physical"], ["eth1", STATIC_MACS[1], None, "physical"]]
+    # cloudbase-init configures static networks only (DHCP is Windows' default); its gateway is the /0 route
+    assert got["networks"] == [
+        ["eth0", "10.1.2.3/24", [["0.0.0.0/0", "10.1.2.1"], ["10.9.0.0/16", "10.1.2.254"]], []],
+        ["eth0", "2001:db8::3/64", [["::/0", "2001:db8::1"]], []],
+    ]
+    assert got["services"] == [["NameServerService", ["10.1.0.2", "2001:db8::53"], None]]

@@ -9,7 +9,7 @@ import json
 import pytest
 import sample_data as sd
 
-from esxi_configdrive import inputs, vmdata
+from esxi_configdrive import build_iso, inputs, vmdata
 from esxi_configdrive.vmdata import (
     DEFAULT_MAX_USERDATA_BYTES,
     ValidationError,
@@ -127,11 +127,21 @@ def test_constructed_with_wrong_types_validate_raises_validation_error(data, fie
 # ---- required vm-id, user data size -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("metadata", [{}, {"vm-id": ""}, {"vm-id": "   "}, {"instance-id": "i-1"}])
-def test_vm_id_required(metadata):
+@pytest.mark.parametrize("metadata", [{}, {"instance-id": "i-1"}])
+def test_vm_id_may_be_left_out_of_the_data_but_a_drive_needs_it(metadata):
+    # the vSphere commands fill in the VM's instance UUID (drive/steps.py for_guest); a drive for no VM cannot
+    data = VmData.from_dict({"metadata": metadata})
+    assert data.vm_id == ""
+    e = error_of(build_iso, data)
+    assert e.field == "metadata.vm-id"
+    assert "required" in e.message and "instance UUID" in e.message
+
+
+@pytest.mark.parametrize("metadata", [{"vm-id": ""}, {"vm-id": "   "}])
+def test_a_blank_vm_id_is_refused(metadata):
     e = error_of(VmData.from_dict, {"metadata": metadata})
     assert e.field == "metadata.vm-id"
-    assert "required" in e.message
+    assert "blank" in e.message
 
 
 @pytest.mark.parametrize("vm_id", ["a\nb", "a\x00b", "x" * 256])
@@ -286,7 +296,7 @@ def test_errors_elsewhere_do_not_leak_the_password():
     base = {"metadata": {"vm-id": "x"}, "password": SECRET}
     bad_inputs = [
         {**base, "metadata": {"vm-id": "x", "local-hostname": "bad_host"}},
-        {**base, "metadata": {}},
+        {**base, "metadata": {"vm-id": " "}},
         {**base, "userdata_base64": "!!"},
         {**base, "vendor_data": {"cloud-init": "#cloud-config\n"}},
         {**base, "network_data": {"links": [{"ethernet_mac_address": "nope"}]}},
@@ -394,8 +404,7 @@ def test_triples_from_json_and_yaml_text(tmp_path):
         ([["metadata", "vm-id", "x"], ["secrets", "a", "b"]], "vmdata[1]"),
         ([["metadata", "vm-id", "x"], ["metadata", "../../etc/passwd", "b"]], "metadata.../../etc/passwd"),
         ([["metadata", "vm-id", "x"], ["metadata", "public-keys", "ssh-rsa garbage"]], "vmdata[1] (public-keys)[0]"),
-        ([["metadata", "instance-id", "i-1"]], "metadata.vm-id"),
-        ([], "metadata.vm-id"),
+        ([["metadata", "vm-id", "a\nb"]], "metadata.vm-id"),
     ],
 )
 def test_bad_triples_rejected(bad, field):

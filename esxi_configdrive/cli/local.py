@@ -10,7 +10,10 @@ import tempfile
 from typing import Any
 
 from ..content import describe
-from ..vmdata import NETWORK_DATA_FIELDS
+from ..errors import ValidationError
+from ..network import require_macs
+from ..network_options import NETWORK_OPTIONS, as_option_error
+from ..vmdata import NETWORK_DATA_FIELDS, check_network_choice
 from .options import add_content_options, add_network_data_option, load_vmdata
 
 
@@ -32,7 +35,15 @@ def add_local_commands(sub: Any) -> None:
 def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
     from ..iso import build_iso, iso_digest
 
-    data = load_vmdata(args).copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
+    data = load_vmdata(args)
+    if args.network_data != "file":
+        check_network_choice(args.network_data, data.network, data.network_data)
+    if data.network is not None and any(getattr(args, key) for key in NETWORK_OPTIONS):
+        try:  # a drive for no VM needs each NIC's MAC: name the option that gives it
+            require_macs(data.network)
+        except ValidationError as e:
+            raise as_option_error(e, data.network) from None
+    data = data.copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
     iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes)
     if args.output == "-":
         sys.stdout.buffer.write(iso)

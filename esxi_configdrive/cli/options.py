@@ -13,6 +13,7 @@ from ..defaults import (
     NETWORK_DATA_CHOICES,
 )
 from ..inputs import read_password_file, read_ssh_key_file, read_userdata_file
+from ..network_options import NETWORK_OPTIONS, from_options
 from ..vmdata import VmData
 
 VM_HELP = "name, inventory path, instance/BIOS UUID or id (vm-42); a name starting with '-' goes after --"
@@ -74,6 +75,31 @@ def add_content_options(p: argparse.ArgumentParser, vmdata_required: bool) -> No
         metavar="N",
         help=f"limit on decoded user data (default {DEFAULT_MAX_USERDATA_BYTES})",
     )
+    add_network_options(p)
+
+
+# The network options that take a value: flag, metavar, help.
+NETWORK_VALUE_OPTIONS = (
+    ("--ip", "[ethN=]ADDR/PREFIX", "a static address, IPv4 or IPv6, with its prefix length (repeatable; default eth0)"),
+    ("--gateway", "[ethN=]IP", "the default gateway, IPv4 and/or IPv6 (default: the NIC whose --ip subnet holds it)"),
+    ("--route", "[ethN=]NET/PREFIX,via=IP", "a static route (repeatable; default: the NIC whose subnet holds via)"),
+    ("--mtu", "[ethN=]BYTES", "the NIC's MTU (default eth0)"),
+    ("--mac", "[ethN=]MAC", "the NIC's MAC: build needs it; the vSphere commands take the VM's and check a given one"),
+    ("--dns", "IP", "a name server (repeatable)"),
+    ("--dns-search", "DOMAIN", "a search domain (repeatable)"),
+)
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """The `network` section in options (docs/format.md); ethN is the VM's N-th NIC, eth0 the first."""
+    g = p.add_argument_group(
+        "static addressing (a network section: ethN is the VM's N-th NIC, eth0 the first; "
+        "together the options replace the file's network data)"
+    )
+    for flag, metavar, text in NETWORK_VALUE_OPTIONS:
+        g.add_argument(flag, action="append", metavar=metavar, help=text)
+    for flag, what in (("--dhcp", "DHCPv4"), ("--dhcp6", "DHCPv6"), ("--slaac", "IPv6 SLAAC")):
+        g.add_argument(flag, action="append", nargs="?", const="eth0", metavar="ethN", help=f"{what} on the NIC")
 
 
 def add_network_data_option(p: argparse.ArgumentParser, command: str) -> None:
@@ -130,7 +156,8 @@ def add_vm_options(p: argparse.ArgumentParser, changes: bool = True, batch: bool
 
 
 def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The --userdata-file/--password-file/--ssh-key-file/--hostname values, read and checked."""
+    """The --userdata-file/--password-file/--ssh-key-file/--hostname values and the network options, read and
+    checked."""
     out: dict[str, Any] = {}
     if args.userdata_file:
         out["userdata"] = read_userdata_file(args.userdata_file, args.max_userdata_bytes)
@@ -140,6 +167,9 @@ def content_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["public_keys"] = [k for path in args.ssh_key_file for k in read_ssh_key_file(path)]
     if args.hostname is not None:
         out["hostname"] = args.hostname
+    network = from_options({key: getattr(args, key) or [] for key in NETWORK_OPTIONS})
+    if network is not None:
+        out["network"] = network
     return out
 
 

@@ -18,6 +18,7 @@ from ..defaults import (
     PASSWORD_LENGTH,
 )
 from ..errors import ValidationError
+from ..network_options import NETWORK_OPTIONS
 from ..vmdata import VmData
 from .options import (
     add_content_options,
@@ -32,7 +33,11 @@ from .output import print_json_line
 
 BATCH_COMMANDS = ("attach", "update", "detach", "remove")
 # Per-line content: silently ignoring these options on a batch would be worse than refusing them.
-CONTENT_OPTIONS = ("vmdata", "userdata_file", "password_file", "ssh_key_file", "hostname", "label")
+CONTENT_OPTIONS = ("vmdata", "userdata_file", "password_file", "ssh_key_file", "hostname", "label", *NETWORK_OPTIONS)
+NEW_INSTANCE_ID_HELP = (
+    "make the drive's vm-id the VM's own instance UUID, whatever the data says: a clone gets an id of its own, so "
+    "cloud-init provisions it again (docs/operations.md, cloning)"
+)
 LAYOUT_FLAGS = ("password_vendor_data", "dated_versions")
 
 
@@ -48,6 +53,7 @@ def add_vsphere_commands(sub: Any) -> None:
         help="auto: IDE when the VM is off and a slot is free, else SATA",
     )
     add_network_data_option(p, "attach")
+    p.add_argument("--new-instance-id", action="store_true", help=NEW_INSTANCE_ID_HELP)
     p.add_argument(
         "--avoid-lock-question",
         action="store_true",
@@ -59,6 +65,7 @@ def add_vsphere_commands(sub: Any) -> None:
     add_vm_options(p, batch=True)
     add_content_options(p, vmdata_required=False)
     add_network_data_option(p, "update")
+    p.add_argument("--new-instance-id", action="store_true", help=NEW_INSTANCE_ID_HELP)
     p.add_argument("--avoid-lock-question", action="store_true")
     p.set_defaults(func=cmd_update)
 
@@ -103,6 +110,7 @@ def cmd_attach(args: argparse.Namespace) -> dict[str, Any] | int:
         datastore=args.datastore,
         controller=args.controller,
         network_data=_chosen(args.network_data),
+        new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
     )
     return run_request(args, "attach", request)
@@ -120,11 +128,13 @@ def cmd_update(args: argparse.Namespace) -> dict[str, Any] | int:
         overrides=content_overrides(args),
         options=options,
         network_data=_chosen(args.network_data),
+        new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
     )
     if not dispatch.has_change(request):
         raise ValidationError(
-            "update", "nothing to change: give --vmdata, --userdata-file, --password-file, --ssh-key-file …"
+            "update",
+            "nothing to change: give --vmdata, --userdata-file, --password-file, --ssh-key-file, --ip …",
         )
     if "label" in options:
         from ..fields import check_label
@@ -179,9 +189,10 @@ def _chosen(network_data: str) -> str | None:
 
 
 def run_request(args: argparse.Namespace, command: str, request: dispatch.Request) -> dict[str, Any]:
-    """Connect (input was checked already), run, disconnect."""
+    """Check what needs no vSphere, connect, run, disconnect."""
     from ..vsphere.connection import Session
 
+    dispatch.check_request(command, request)
     with Session(connection_settings(args)) as session:
         return dispatch.run(controller_for(session, args), command, request).to_dict()
 
@@ -215,6 +226,8 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         flag = "--" + given[0].replace("_", "-")
         raise ValidationError(flag.lstrip("-"), f"{flag} does not apply with --batch: put the content on each line")
     defaults: dict[str, Any] = {"dry_run": args.dry_run}
+    if getattr(args, "new_instance_id", False):
+        defaults["new_instance_id"] = True
     for key in ("datastore", "controller"):
         if getattr(args, key, None):
             defaults[key] = getattr(args, key)

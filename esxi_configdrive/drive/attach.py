@@ -31,12 +31,13 @@ class AttachRequest:
     datastore: str | None = None
     controller: str = "auto"
     network_data_auto: bool = False
+    new_instance_id: bool = False  # vm-id := the VM's instance UUID, whatever the data says (a clone's fresh id)
 
 
 def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
-    data = for_guest(request.data, facts, policy, request.network_data_auto)
+    data = for_guest(request.data, facts, policy, request.network_data_auto, request.new_instance_id)
     if state.cdrom is not None:
         outcome = swap_in(vm, effects, state, data, policy, request.datastore, verify_current=True)
     else:

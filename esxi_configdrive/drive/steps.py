@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from ..errors import ConfigDriveError, LockedDoor, Stale, ValidationError, VsphereFault
 from ..iso import read_iso
 from ..layout import network_data_for_macs
+from ..network import for_nics as network_for_nics
 from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
-from ..vmdata import VmData
+from ..vmdata import VM_ID_KEY, VmData, check_network_choice
 from .devices import nic_macs
 from .effects import Effects, VmAccess
 from .model import DatastoreInfo, DatastorePath, DeviceChange, VmFacts
@@ -19,22 +20,78 @@ from .state import DriveState
 
 # ---- the content, for this guest ------------------------------------------------------------------------------
 
+# A drive's file names and sizes do not depend on the VM's instance UUID or MACs, only on their length: what a VM's
+# content is sized with before the VM is read (a MAC per interface, distinct as the VM's are).
+STAND_IN_VM_ID = "00000000-0000-0000-0000-000000000000"
 
-def for_guest(data: VmData, facts: VmFacts, policy: Policy, network_data_auto: bool) -> VmData:
-    """The drive's content as this VM gets it: meta_data.json's admin_pass decided for its guest OS, and with
-    ``network_data_auto`` DHCP links carrying its NICs' real MACs."""
+
+def for_guest(
+    data: VmData, facts: VmFacts, policy: Policy, network_data_auto: bool = False, new_instance_id: bool = False
+) -> VmData:
+    """The drive's content as this VM gets it: its vm-id (the VM's instance UUID when none is given, or always with
+    ``new_instance_id``), meta_data.json's admin_pass decided for its guest OS, and network data whose links carry
+    its NICs' real MACs (cloud-init fails on a MAC no NIC has): a `network` section's interfaces take the NICs in
+    device order, ``network_data_auto`` puts every NIC on DHCP, and links given in nova's form must be its NICs'."""
     wanted = {"yes": True, "no": False}.get(policy.admin_pass)
     if wanted is None:  # cloudbase-init (Windows) reads it; cloud-init would copy it into a world-readable file
         wanted = facts.is_windows is not False
     if data.admin_pass != wanted:
         data = data.copy(admin_pass=wanted)
+    data = _with_vm_id(data, facts, new_instance_id)
+    data = _with_nics(data, facts, network_data_auto)
+    data.validate(max_userdata_bytes=None)  # the input limit was applied where the data entered
+    return data
+
+
+def sized_stand_in(data: VmData) -> VmData:
+    """``data`` as ``for_guest`` completes it, with stand-ins of the same length for what the VM supplies, so that
+    its ISO can be sized before the VM is touched."""
+    if not data.vm_id:
+        data = data.copy(metadata={**data.metadata, VM_ID_KEY: STAND_IN_VM_ID})
+    if data.network is not None:
+        interfaces = data.network.get("interfaces") or []
+        stand_ins = [{**iface, "mac": f"00:00:00:00:00:{n:02x}"} for n, iface in enumerate(interfaces)]
+        data = data.copy(network={**data.network, "interfaces": stand_ins})
+    return data
+
+
+def _with_vm_id(data: VmData, facts: VmFacts, new_instance_id: bool) -> VmData:
+    """The VM's own instance UUID: stable for the VM (so a re-run changes nothing), new for a clone, never the
+    BIOS UUID (cloud-init then trusts its cache and ignores the drive, docs/guest-setup.md)."""
+    if data.vm_id and not new_instance_id:
+        return data
+    if not facts.instance_uuid:
+        raise ValidationError(f"metadata.{VM_ID_KEY}", f"VM {facts.name} has no instance UUID to use: give one")
+    if data.vm_id == facts.instance_uuid:
+        return data
+    return data.copy(metadata={**data.metadata, VM_ID_KEY: facts.instance_uuid})
+
+
+def _with_nics(data: VmData, facts: VmFacts, network_data_auto: bool) -> VmData:
+    macs = nic_macs(facts.devices)
     if network_data_auto:
-        macs = nic_macs(facts.devices)
+        check_network_choice("auto", data.network, {})
         if not macs:
             raise ValidationError("network-data", f"VM {facts.name} has no network adapter to describe")
-        data = data.copy(network_data=network_data_for_macs(macs, data.network_data))
-        data.validate(max_userdata_bytes=None)  # the input limit was applied where the data entered
+        return data.copy(network_data=network_data_for_macs(macs, data.network_data))
+    if data.network is not None:
+        return data.copy(network=network_for_nics(data.network, macs, facts.name))
+    _check_links(data.network_data, macs, facts.name)
     return data
+
+
+def _check_links(network_data: dict, macs: list[str], vm: str) -> None:
+    """Links in nova's form, given by hand or kept from the drive: a physical link's MAC must be one of the VM's
+    NICs (bond and VLAN links name their members instead)."""
+    known = {m.lower() for m in macs}
+    for i, link in enumerate(network_data.get("links") or []):
+        mac = link.get("ethernet_mac_address") if isinstance(link, dict) else None
+        if mac and link.get("type") not in ("bond", "vlan") and mac.lower() not in known:
+            raise ValidationError(
+                f"network_data.links[{i}].ethernet_mac_address",
+                f"{mac} is not the MAC of any of VM {vm}'s NICs ({', '.join(sorted(known)) or 'none'}): cloud-init "
+                "would fail on it; give a network section (MACs follow the VM), --network-data auto or none",
+            )
 
 
 def warnings_for(data: VmData, facts: VmFacts) -> list[str]:

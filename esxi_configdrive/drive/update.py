@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigDriveError
-from ..vmdata import VmData
+from ..vmdata import VM_ID_KEY, VmData
 from .effects import Effects, VmAccess
 from .policy import Policy
 from .result import Outcome
@@ -26,6 +26,7 @@ class UpdateRequest:
     overrides: dict[str, Any] = field(default_factory=dict)  # userdata, password, public_keys, hostname
     options: dict[str, Any] = field(default_factory=dict)  # VmData fields set as given (label, network data …)
     network_data_auto: bool = False
+    new_instance_id: bool = False  # vm-id := the VM's instance UUID (a clone's fresh id)
 
 
 def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Policy) -> Outcome:
@@ -34,11 +35,20 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
     if state.cdrom is None or not state.current:
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
     now = download_drive(vm, state)
-    new = now if request.data is None else request.data.copy(**{k: getattr(now, k) for k in LAYOUT_FIELDS})
+    new = now if request.data is None else _replacing(now, request.data)
     for key, value in request.options.items():
         setattr(new, key, value)
     new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
-    new = for_guest(new, facts, policy, request.network_data_auto)
+    new = for_guest(new, facts, policy, request.network_data_auto, request.new_instance_id)
     outcome = swap_in(vm, effects, state, new, policy)
     outcome.warnings += warnings_for(new, facts)
     return outcome
+
+
+def _replacing(now: VmData, data: VmData) -> VmData:
+    """New content for the drive: the layout stays, and so does the vm-id when the new data has none (an update
+    is the same instance; a new id makes cloud-init provision the VM again: --new-instance-id says so)."""
+    new = data.copy(**{k: getattr(now, k) for k in LAYOUT_FIELDS})
+    if not new.vm_id and now.vm_id:
+        new.metadata[VM_ID_KEY] = now.vm_id
+    return new

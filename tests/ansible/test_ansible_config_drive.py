@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from pyVmomi import vim
 from sample_data import ED25519_KEY
 from tool_fixtures import fetch_file, folder_listing, iso_paths, record_of
 from vsphere_harness import cdroms, get_property
@@ -81,7 +82,8 @@ def test_check_mode_reports_the_change_and_changes_nothing(ansible, vcsim_faults
     # diff mode: no drive before, the planned content after
     assert plan["diff"]["before"] == {"attached": False}
     after = plan["diff"]["after"]
-    assert (after["attached"], after["hostname"], after["public_keys"]) == (True, "web-check", 1)
+    assert (after["attached"], after["hostname"], after["public_keys"]) == (True, "web-check", [ED25519_KEY])
+    assert after["userdata"] == "#cloud-config\n# web-check\n" and "password" not in after
     assert f"config drive of {vm.name} (after)" in run.stdout and '"hostname": "web-check"' in run.stdout
 
 
@@ -99,10 +101,11 @@ def test_update_of_user_data_lands_in_the_iso_and_shows_in_the_diff(ansible, too
     assert (drive.hostname, drive.password) == ("web-upd", "Kept-pw-5678")  # the other fields stay
     assert fetch_file(vcsim_faults, vsphere, old_iso) is None  # the old ISO was deleted
     before, after = result["diff"]["before"], result["diff"]["after"]
-    assert before["userdata_bytes"] == len("#cloud-config\n# web-upd\n")
-    assert after["userdata_bytes"] == len(new_userdata) and after["iso"] == result["iso"]
-    assert before["password_set"] is True and after["password_set"] is True
-    assert f'-    "userdata_bytes": {before["userdata_bytes"]}' in run.stdout  # the diff as Ansible prints it
+    assert before["userdata"] == "#cloud-config\n# web-upd\n" and after["userdata"] == new_userdata
+    assert after["userdata_bytes"] == len(new_userdata) and after["iso"] == result["iso"] != before["iso"]
+    assert before["password"] == after["password"] == "********"  # masked, and unchanged
+    assert before["hostname"] == after["hostname"] == "web-upd"
+    assert "updated-by-ansible" in run.stdout and "# web-upd" in run.stdout  # the diff as Ansible prints it
 
 
 def test_detached_and_absent(ansible, tool, vcsim_faults, vsphere, make_vm):
@@ -133,10 +136,16 @@ def test_detached_and_absent(ansible, tool, vcsim_faults, vsphere, make_vm):
 
 def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphere, make_vm):
     vm = make_vm()
-    no_vm_id = {"metadata": {"local-hostname": "web-bad"}}
+    blank_vm_id = {"metadata": {"vm-id": " ", "local-hostname": "web-bad"}}
+    outside = {"interfaces": [{"addresses": ["10.1.2.3/24"], "gateway4": "10.9.9.1"}]}
+    dhcp = {"interfaces": [{"dhcp4": True}]}
     run = ansible.run(
         [
-            {**task("no vm-id", name=vm.name, vmdata=no_vm_id), "ignore_errors": True},
+            {**task("blank vm-id", name=vm.name, vmdata=blank_vm_id), "ignore_errors": True},
+            {**task("gateway outside", name=vm.name, vmdata=vmdata("web-bad"), network=outside),
+             "ignore_errors": True},
+            {**task("auto and a network", name=vm.name, vmdata=vmdata("web-bad"), network=dhcp,
+                    network_data="auto"), "ignore_errors": True},
             {**task("bad key", name=vm.name, vmdata=vmdata("web-bad"), ssh_keys=["ssh-rsa nonsense"]),
              "ignore_errors": True},
             {**task("bad label", name=vm.name, vmdata=vmdata("web-bad"), label="x" * 17), "ignore_errors": True},
@@ -148,7 +157,9 @@ def test_bad_input_fails_naming_the_field_and_leaves_the_vm_alone(ansible, vsphe
     )  # fmt: skip
     assert run.rc == 0, run.output  # every failure ignored
     expected = {
-        "no vm-id": ("vmdata.metadata.vm-id", "required"),
+        "blank vm-id": ("vmdata.metadata.vm-id", "blank"),
+        "gateway outside": ("network.interfaces[0].gateway4", "outside"),
+        "auto and a network": ("network_data", "contradicts the network section"),
         "bad key": ("ssh_keys[0]", ""),
         "bad label": ("label", "16"),
         "fields for a stop": ("userdata", "does not apply with state=detached"),
@@ -188,7 +199,7 @@ def test_vms_fan_out_goes_on_past_a_bad_vm(ansible, vcsim_faults, vsphere, make_
         for i, vm in enumerate(vms)
     ]  # fmt: skip
     entries.insert(2, {"vm": "no-such-vm", "vmdata": vmdata("ghost", 9)})
-    entries.insert(4, {"vm": vms[0].name, "vmdata": {"metadata": {}}})  # bad input: no vm-id
+    entries.insert(4, {"vm": vms[0].name, "vmdata": {"metadata": {"vm-id": " "}}})  # bad input: a blank vm-id
     run = ansible.run(
         [{**task("fleet", vms=entries, concurrency=3), "ignore_errors": True}],
         env={f"PW{i}": f"Fleet-pw-{i}" for i in range(4)},
@@ -238,7 +249,7 @@ def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
         [
             task("one", INFO, name=with_drive.name),
             task("datacenter", INFO, datacenter="DC0"),
-            task("folder", INFO, folder="/DC0/vm", concurrency=2),
+            task("folder", INFO, folder="/DC0/vm"),
             {**task("no such folder", INFO, datacenter="DC0", folder="nowhere"), "ignore_errors": True},
         ]
     )
@@ -248,20 +259,20 @@ def test_info_on_one_vm_and_on_the_datacenter(ansible, tool, vsphere, make_vm):
     drive = one["drives"][0]
     assert (drive["vm"], drive["attached"], drive["iso"], drive["matches_record"]) == (with_drive.name, True, iso, True)
     assert drive["content"]["hostname"] == "web-info" and drive["content"]["password_set"] is True
+    # the fleet read (the package's audit): one entry per VM with a drive, none for a VM without
     fleet = run.task("datacenter")
     by_name = {d["vm"]: d for d in fleet["drives"]}
-    assert {with_drive.name, without.name, "DC0_H0_VM0", "DC0_C0_RP0_VM0"} <= set(by_name)
-    assert by_name[with_drive.name]["attached"] is True and by_name[with_drive.name]["iso"] == iso
-    assert by_name[without.name]["attached"] is False
-    assert fleet["summary"]["total"] == len(fleet["drives"]) and fleet["summary"]["failed"] == 0
-    assert fleet["summary"]["attached"] == sum(1 for d in fleet["drives"] if d["attached"])
-    assert by_name[with_drive.name]["moid"] == with_drive._moId
-    assert [d["vm"] for d in run.task("folder")["drives"]] == [d["vm"] for d in fleet["drives"]]  # the VMs are there
+    row = by_name[with_drive.name]
+    assert (row["state"], row["attention"], row["path"], row["id"]) == ("ok", False, iso, with_drive._moId)
+    assert without.name not in by_name
+    summary = fleet["summary"]
+    assert summary["vms"] >= 4 and summary["datastores"] >= 1
+    assert sum(summary["states"].values()) == len(fleet["drives"])
+    assert summary["attention"] == sum(1 for d in fleet["drives"] if d["attention"])
+    in_folder = {d["vm"]: d for d in run.task("folder")["drives"]}
+    assert in_folder[with_drive.name]["state"] == "ok" and "orphan" not in {d["state"] for d in in_folder.values()}
     nowhere = run.task("no such folder")
-    assert (
-        nowhere["_status"] == "failed"
-        and nowhere["msg"] == "no datacenter or VM folder at inventory path DC0/vm/nowhere"
-    )
+    assert nowhere["_status"] == "failed" and "no VM folder 'nowhere'" in nowhere["msg"]
 
 
 def test_no_password_at_vvv(ansible, vcsim_faults, vsphere, make_vm):
@@ -322,3 +333,21 @@ def test_missing_package_is_reported(ansible, tmp_path):
     assert run.rc != 0 and result["_status"] == "failed"
     assert "Failed to import the required Python library (esxi-configdrive)" in result["msg"], result["msg"]
     assert "esxi_configdrive" in result["import_error"]
+
+
+def test_a_static_network_and_a_new_instance_id(ansible, vcsim_faults, vsphere, make_vm, tmp_path):
+    vm = make_vm()
+    network = {"interfaces": [{"addresses": ["10.1.2.3/24"], "gateway4": "10.1.2.1"}], "dns": ["10.1.0.2"]}
+    args = {"name": vm.name, "vmdata": vmdata("db-1"), "network": network, "new_instance_id": True}
+    run = ansible.run([task("attach", **args), task("again", **args)])
+    assert run.rc == 0, run.output
+    assert run.task("attach")["changed"] is True and run.task("again")["changed"] is False
+    drive = drive_of(vcsim_faults, vsphere, vm)
+    assert drive.vm_id == vm.config.instanceUuid  # not the vmdata's vm-id
+    mac = next(d.macAddress for d in vm.config.hardware.device if isinstance(d, vim.vm.device.VirtualEthernetCard))
+    link, net = drive.network_data["links"][0], drive.network_data["networks"][0]
+    assert link["ethernet_mac_address"] == mac.lower() and (net["ip_address"], net["netmask"]) == (
+        "10.1.2.3",
+        "255.255.255.0",
+    )
+    assert net["routes"][0] == {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.2.1"}

@@ -10,7 +10,7 @@ from typing import Any
 with contextlib.suppress(ImportError):  # reported by common.require_package
     from esxi_configdrive import ValidationError, VmData
 
-OVERRIDE_OPTIONS = ("userdata", "vm_password", "ssh_keys", "local_hostname")
+OVERRIDE_OPTIONS = ("userdata", "vm_password", "ssh_keys", "local_hostname", "network")
 CONTENT_OPTIONS = ("vmdata", "vmdata_file", *OVERRIDE_OPTIONS, "label")
 # A VmData field (as ValidationError names it) -> the option that sets it.
 _OPTION_OF_FIELD = {"password": "vm_password", "metadata.local-hostname": "local_hostname"}
@@ -26,6 +26,7 @@ def vmdata_spec() -> dict[str, Any]:
         "password": {"type": "str", "no_log": True},
         "vendor_data": {"type": "dict"},
         "network_data": {"type": "dict"},
+        "network": {"type": "dict"},
         "openstack_metadata": {"type": "dict"},
     }
 
@@ -38,6 +39,7 @@ def content_spec() -> dict[str, Any]:
         "vm_password": {"type": "str", "no_log": True},
         "ssh_keys": {"type": "list", "elements": "str", "no_log": False},
         "local_hostname": {"type": "str"},
+        "network": {"type": "dict"},
         "label": {"type": "str"},
     }
 
@@ -62,6 +64,8 @@ def overrides(params: dict[str, Any]) -> dict[str, Any]:
         out["public_keys"] = list(params["ssh_keys"])
     if params.get("local_hostname") is not None:
         out["hostname"] = params["local_hostname"]
+    if params.get("network") is not None:
+        out["network"] = params["network"]
     return out
 
 

@@ -1,60 +1,39 @@
 """Diff mode: what the drive holds before and after the task, with no password in it.
 
-The package's ``status`` reads the drive and summarises its content (label, ids, host name, how many keys, user
-data size, whether a password is set: never the password). Both sides of the diff are that summary, so they
-compare field by field: ``before`` from ``status``, ``after`` from ``status`` once the change is made, or, in
-check mode, the content the task would write (``view_of_data``, ``planned_update``).
+Both sides are the drive's whole content as the package describes it (``esxi_configdrive.content.describe``: the
+metadata, SSH keys, user data as text, vendor and network data; the password masked, also where the content
+repeats it), plus whether a drive is attached and its ISO. ``before`` is read from the VM, ``after`` too once the
+change is made; in check mode ``after`` is the content the task would write (``view``, ``planned_update``), which
+the VM's real attach may still complete (a vm-id left out becomes its instance UUID, its NICs' MACs fill the
+links).
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
+
+with contextlib.suppress(ImportError):  # reported by common.require_package
+    from esxi_configdrive.content import describe
 
 NO_DRIVE: dict[str, Any] = {"attached": False}
 
 
-def view_of_status(status: dict[str, Any]) -> dict[str, Any]:
-    """The drive as ``ConfigDriveController.status(vm).to_dict()`` describes it."""
-    if not status.get("attached"):
+def view(data: Any, iso: str | None) -> dict[str, Any]:
+    """A drive's content (a ``VmData``, None for no drive) as one side of the diff."""
+    if data is None:
         return dict(NO_DRIVE)
-    view: dict[str, Any] = {"attached": True, "iso": status.get("iso")}
-    if status.get("problem"):
-        view["problem"] = status["problem"]
-    view.update(status.get("content") or {})
-    return view
+    return {"attached": True, "iso": iso, **describe(data)}
 
 
-def view_of_data(data: Any, iso: str | None) -> dict[str, Any]:
-    """The same summary for content about to be written (a ``VmData``)."""
-    return {
-        "attached": True,
-        "iso": iso,
-        "label": data.label,
-        "vm_id": data.vm_id,
-        "instance_id": data.metadata.get("instance-id"),
-        "hostname": data.hostname,
-        "public_keys": len(data.public_keys),
-        "userdata_bytes": len(data.userdata or b""),
-        "password_set": bool(data.password),
-    }
-
-
-def planned_update(
-    before: dict[str, Any], overrides: dict[str, Any], label: str | None, iso: str | None
-) -> dict[str, Any]:
-    """The summary after an update that replaces some fields of the current drive."""
-    after = {**before, "iso": iso}
-    if "userdata" in overrides:
-        after["userdata_bytes"] = len(overrides["userdata"])
-    if "public_keys" in overrides:
-        after["public_keys"] = len(overrides["public_keys"])
-    if "hostname" in overrides:
-        after["hostname"] = overrides["hostname"]
-    if "password" in overrides:
-        after["password_set"] = True
-    if label:
-        after["label"] = label
-    return after
+def planned_update(before: Any, overrides: dict[str, Any], options: dict[str, Any], iso: str | None) -> dict[str, Any]:
+    """The content after an update that replaces some fields of the current drive (``before``, a ``VmData``)."""
+    if before is None:
+        return dict(NO_DRIVE)
+    after = before.with_overrides(**overrides, max_userdata_bytes=None)
+    for key, value in options.items():
+        setattr(after, key, value)
+    return view(after, iso)
 
 
 def diff(vm: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

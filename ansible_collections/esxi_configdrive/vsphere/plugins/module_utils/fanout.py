@@ -32,9 +32,11 @@ def entry_spec() -> dict[str, Any]:
         "password": {"type": "str", "no_log": True},
         "public_keys": {"type": "list", "elements": "str", "no_log": False},
         "hostname": {"type": "str"},
+        "network": {"type": "dict"},
         "datastore": {"type": "str"},
         "controller": {"type": "str"},
         "network_data": {"type": "str"},
+        "new_instance_id": {"type": "bool"},
     }
 
 

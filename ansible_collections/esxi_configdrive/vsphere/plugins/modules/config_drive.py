@@ -94,6 +94,9 @@ options:
           network_data:
             description: Network data.
             type: dict
+          network:
+            description: Static addressing, as in O(vmdata.network).
+            type: dict
           openstack_metadata:
             description: Extra C(meta_data.json) keys.
             type: dict
@@ -116,6 +119,9 @@ options:
       hostname:
         description: A new guest host name.
         type: str
+      network:
+        description: Static addressing, as in O(network) (with C(vmdata), it replaces that content's network data).
+        type: dict
       datastore:
         description: The datastore for this VM's ISO (attach only); overrides O(datastore).
         type: str
@@ -123,8 +129,11 @@ options:
         description: C(auto), C(ide) or C(sata) for this VM (attach only); overrides O(controller).
         type: str
       network_data:
-        description: C(auto) to describe this VM's NICs in C(network_data.json).
+        description: C(auto), C(empty) or C(none) for this VM, as in O(network_data) (C(none) with fields only).
         type: str
+      new_instance_id:
+        description: Give this VM's drive the VM's own instance UUID as its id, as in O(new_instance_id).
+        type: bool
   concurrency:
     description:
       - With O(vms), how many VMs are worked on at a time (1 to 64).
@@ -138,8 +147,9 @@ options:
     suboptions:
       metadata:
         description:
-          - CloudStack's metadata keys, each a string (C(vm-id) is required; C(instance-id), C(local-hostname),
-            C(availability-zone) …); C(public-keys) is a list of SSH public keys.
+          - CloudStack's metadata keys, each a string (C(vm-id), which defaults to the VM's instance UUID;
+            C(instance-id), C(local-hostname), C(availability-zone) …); C(public-keys) is a list of SSH public
+            keys.
           - Any other key becomes C(cloudstack/metadata/<key>.txt).
         type: dict
       userdata:
@@ -157,6 +167,14 @@ options:
         type: dict
       network_data:
         description: The C(network_data.json) object, in nova's form (C(links), C(networks), C(services)).
+        type: dict
+      network:
+        description:
+          - Static addressing in plain words, turned into C(network_data.json) (the package's docs/format.md,
+            "The network section"); exclusive with O(vmdata.network_data).
+          - C(interfaces) (in the VM's NIC order, each taking the MAC of the VM's NIC at its place), each with
+            C(id), C(mac), C(mtu), C(addresses) (C(10.1.2.3/24), C(2001:db8::3/64)), C(dhcp4), C(dhcp6),
+            C(slaac), C(gateway4), C(gateway6), C(routes) (C(to), C(via)); C(dns) and C(dns_search) for the VM.
         type: dict
       openstack_metadata:
         description: Extra C(meta_data.json) keys (nova's C(meta), C(launch_index) …).
@@ -183,6 +201,26 @@ options:
     description:
       - The guest's host name (metadata C(local-hostname)).
     type: str
+  network:
+    description:
+      - Static addressing (the C(network) section of the package's docs/format.md); replaces the content's (or the
+        current drive's) network data.
+      - C(interfaces) is a list in the VM's NIC order; each interface gets the MAC of the VM's NIC at its place (a
+        C(mac) given must be that NIC's). Keys of an interface are C(id), C(mac), C(mtu), C(addresses),
+        C(dhcp4), C(dhcp6), C(slaac), C(gateway4), C(gateway6) and C(routes) (each with C(to) and C(via));
+        C(dns) and C(dns_search) are lists for the whole VM.
+      - Bad addresses, masks, gateways outside the interface's subnets, or more interfaces than the VM has NICs
+        make the task fail naming the field, and nothing is changed.
+    type: dict
+  new_instance_id:
+    description:
+      - Make the drive's id (C(metadata.vm-id), cloud-init's instance id) the VM's own instance UUID, whatever the
+        content says. A cloned VM then gets an id of its own, so cloud-init provisions it again; re-runs change
+        nothing (the instance UUID stays).
+      - Without it, a content without C(vm-id) also gets the VM's instance UUID when attached; an update keeps the
+        drive's id.
+    type: bool
+    default: false
   label:
     description:
       - The volume label. When not set, C(config-2) for O(vmdata) and O(vmdata_file), else the current drive's.
@@ -190,10 +228,13 @@ options:
   network_data:
     description:
       - V(auto) writes C(network_data.json) links for the VM's network adapters with their real MAC addresses
-        (what cloud-init matches NICs by); the rest of the network data comes from the content.
+        (what cloud-init matches NICs by) and DHCP on each; links given in O(vmdata.network_data) keep their
+        settings. Not with O(network) or O(vmdata.network).
+      - V(empty) writes CloudStack's C({}) (cloud-init then configures no network at all); V(none) writes no
+        C(network_data.json) (cloud-init falls back to DHCP on the first NIC). Neither with network data given.
       - When not set, the network data is the content's (O(vmdata)), or the current drive's.
     type: str
-    choices: [auto]
+    choices: [auto, empty, none]
   datastore:
     description:
       - The datastore for the ISO when attaching; when not set, the datastore of the VM's configuration file.
@@ -256,8 +297,10 @@ attributes:
     support: full
   diff_mode:
     description:
-      - The drive's content before and after, as a summary (label, ids, host name, number of keys, user data
-        size, whether a password is set); never a password.
+      - The drive's content before and after (metadata, SSH keys, user data, vendor and network data, label,
+        the ISO); the password masked, also where the content repeats it.
+      - In check mode the content the task would write; the attach itself may still complete it (a vm-id left
+        out becomes the VM's instance UUID, its NICs' MACs fill network links).
       - For one VM; not with O(vms).
     support: partial
 notes:
@@ -292,6 +335,31 @@ EXAMPLES = r"""
   esxi_configdrive.vsphere.config_drive:
     name: web-1
     userdata: "{{ lookup('ansible.builtin.file', 'user-data.yaml') }}"
+  delegate_to: localhost
+
+- name: A static address on the VM's first NIC (its MAC comes from the VM); the vm-id defaults to the VM's instance UUID
+  esxi_configdrive.vsphere.config_drive:
+    name: db-1
+    vmdata:
+      metadata:
+        local-hostname: db-1
+    network:
+      interfaces:
+        - addresses: [10.1.2.3/24]
+          gateway4: 10.1.2.1
+      dns: [10.1.0.2]
+      dns_search: [example.com]
+  delegate_to: localhost
+
+- name: A clone gets its own instance id (cloud-init provisions it again) and its own address
+  esxi_configdrive.vsphere.config_drive:
+    name: web-1-clone
+    vmdata: "{{ web1_vmdata }}"
+    new_instance_id: true
+    network:
+      interfaces:
+        - addresses: [10.1.2.4/24]
+          gateway4: 10.1.2.1
   delegate_to: localhost
 
 - name: A new random password, applied at the next boot, returned once
@@ -408,6 +476,7 @@ exit_status:
 
 import contextlib  # noqa: E402 - ansible-test wants the documentation first
 from collections.abc import Callable  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -433,16 +502,17 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.diff impo
     NO_DRIVE,
     diff,
     planned_update,
-    view_of_data,
-    view_of_status,
+    view,
 )
 
 with contextlib.suppress(ImportError):  # reported by require_package
     from esxi_configdrive import ValidationError
+    from esxi_configdrive.dispatch import Request, has_change
+    from esxi_configdrive.dispatch import run as run_request
 
-# (controller, vm, dry_run) -> the operation's Result; (before view, result) -> the view check mode plans
+# (controller, vm, dry_run) -> the operation's Result; (content before, result) -> the view check mode plans
 Operation = Callable[[Any, str, bool], Any]
-Planned = Callable[[dict, dict], dict]
+Planned = Callable[[Any, dict], dict]
 ATTACH_ONLY = ("datastore", "controller")
 
 
@@ -452,7 +522,8 @@ def argument_spec() -> dict[str, Any]:
         state={"type": "str", "choices": ["present", "detached", "absent"], "default": "present"},
         vms={"type": "list", "elements": "dict", "options": fanout.entry_spec()},
         concurrency={"type": "int", "default": 4},
-        network_data={"type": "str", "choices": ["auto"]},
+        network_data={"type": "str", "choices": ["auto", "empty", "none"]},
+        new_instance_id={"type": "bool", "default": False},
         datastore={"type": "str"},
         controller={"type": "str", "choices": ["auto", "ide", "sata"]},
         force_eject={"type": "bool", "default": False},
@@ -485,8 +556,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
     content = given(params, CONTENT_OPTIONS)
     if state != "present":
         extra = content + given(params, ("network_data", *ATTACH_ONLY))
-        if params["reset_password"]:
-            extra.append("reset_password")
+        extra += [key for key in ("reset_password", "new_instance_id") if params[key]]
         if extra:
             raise ValidationError(extra[0], f"does not apply with state={state}")
         if state == "detached":
@@ -495,40 +565,48 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
     if params["reset_password"]:
         return _reset_password(params, content)
     data = load(params)
-    network_auto = params["network_data"] == "auto"
+    # the package's own request: the same checks and network-data choices as the CLI and batch lines
+    request = Request(
+        vm=None,
+        data=data,
+        datastore=params["datastore"],
+        controller=params["controller"] or "auto",
+        network_data=params["network_data"],
+        new_instance_id=params["new_instance_id"],
+    )
     if data is not None:
         return (
-            lambda c, vm, dry: c.attach(
-                vm,
-                data,
-                datastore=params["datastore"],
-                controller=params["controller"] or "auto",
-                network_data_auto=network_auto,
-                dry_run=dry,
-            ),
-            lambda before, result: view_of_data(data, result.get("iso")),
+            _dispatched("attach", request),
+            lambda before, result: view(data, result.get("iso")),
         )
     overrides = check_overrides(params)
     options = {"label": params["label"]} if params["label"] else {}
-    if not overrides and not options and not network_auto:
+    request = replace(request, overrides=overrides, options=options)
+    if not has_change(request):
         raise ValidationError(
             "vmdata",
             "state=present needs vmdata or vmdata_file (the whole content), a field to change (userdata, "
-            "vm_password, ssh_keys, local_hostname, label, network_data=auto), or reset_password",
+            "vm_password, ssh_keys, local_hostname, network, label, network_data, new_instance_id), or "
+            "reset_password",
         )
     attach_only = given(params, ATTACH_ONLY)
     if attach_only:
         raise ValidationError(attach_only[0], "applies when attaching: give vmdata or vmdata_file")
     return (
-        lambda c, vm, dry: c.update(
-            vm, overrides=overrides, options=options, network_data_auto=network_auto, dry_run=dry
-        ),
-        lambda before, result: planned_update(before, overrides, params["label"], result.get("iso")),
+        _dispatched("update", request),
+        lambda before, result: planned_update(before, overrides, options, result.get("iso")),
     )
+
+
+def _dispatched(command: str, request: Any) -> Operation:
+    """The operation: the package's dispatch of ``request`` for the VM, dry in check mode."""
+    return lambda c, vm, dry: run_request(c, command, replace(request, vm=vm, dry_run=dry))
 
 
 def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operation, Planned]:
     extra = content + given(params, ("network_data", *ATTACH_ONLY))
+    if params["new_instance_id"]:
+        extra.append("new_instance_id")
     if extra:
         raise ValidationError(extra[0], "does not apply with reset_password")
     length = params["password_length"]
@@ -536,7 +614,7 @@ def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operati
         raise ValidationError("password_length", "must be between 12 and 128")
     return (
         lambda c, vm, dry: c.reset_password(vm, length=length, dry_run=dry),
-        lambda before, result: {**before, "iso": result.get("iso"), "password_set": True},
+        lambda before, result: planned_update(before, {"password": "new"}, {}, result.get("iso")),
     )
 
 
@@ -547,21 +625,23 @@ def run_one(module: AnsibleModule) -> dict[str, Any]:
     check = module.check_mode
     with controller(params, **controller_options(params)) as c:
         before = c.status(vm).to_dict() if module._diff or check else None
+        content_before = c.read(vm) if module._diff else None
         result = operation(c, vm, check).to_dict()
         now = before if check else c.status(vm).to_dict()
+        content_after = c.read(vm) if module._diff and result["changed"] and not check else content_before
     for warning in result.pop("warnings", []):
         module.warn(warning)
     out = {k: v for k, v in result.items() if k != "password" or params["return_password"]}
     if now.get("device"):
         out["device"] = now["device"]
     if module._diff:
-        before_view = view_of_status(before)
+        before_view = view(content_before, before.get("iso"))
         if not result["changed"]:
             after_view = before_view
         elif check:
-            after_view = planned(before_view, result)
+            after_view = planned(content_before, result)
         else:
-            after_view = view_of_status(now)
+            after_view = view(content_after, now.get("iso"))
         out["diff"] = diff(result["vm"], before_view, after_view)
     return out
 
@@ -582,8 +662,10 @@ def run_fleet(module: AnsibleModule) -> dict[str, Any]:
     for key in ATTACH_ONLY:
         if params[key]:
             defaults[key] = params[key]
-    if params["network_data"] == "auto":
-        defaults["network_data"] = "auto"
+    if params["network_data"]:
+        defaults["network_data"] = params["network_data"]
+    if params["new_instance_id"]:
+        defaults["new_instance_id"] = True
     with controller(params, **controller_options(params)) as c:
         results, counts = fanout.run(
             c, params["state"], params["vms"], concurrency=params["concurrency"], defaults=defaults

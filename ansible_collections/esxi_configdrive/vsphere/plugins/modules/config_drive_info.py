@@ -9,12 +9,16 @@ module: config_drive_info
 short_description: Read the config drive of one VM, or of every VM in a datacenter or folder
 version_added: 0.1.0
 description:
-  - Reads what the C(esxi-configdrive) package's C(status) command shows for a VM's config drive; the CD-ROM
-    (controller, bus, unit, connection), its ISO (path, size, SHA-256, whether it matches the drive's record)
-    and a summary of the content (label, ids, host name, number of SSH keys, user data size, whether a password
-    is set; never the password).
-  - With O(name), O(uuid) or O(moid), one VM. Without, every VM under O(folder), else under O(datacenter), else
-    in the whole inventory.
+  - With O(name), O(uuid) or O(moid), one VM, as the C(esxi-configdrive) package's C(status) command shows
+    its config drive - the CD-ROM (controller, bus, unit, connection), its ISO (path, size, SHA-256, whether it
+    matches the drive's record) and a summary of the content (label, ids, host name, number of SSH keys, user
+    data size, whether a password is set; never the password).
+  - Without a VM, every config drive under O(folder), else in O(datacenter), else in every datacenter, as the
+    package's C(audit) command reads them, one entry per VM that has a drive, a drive record or files under
+    C(ConfigDrive/), with its state (C(ok), C(detached), C(device-removed), C(missing-file), C(foreign-change),
+    C(disconnected), C(not-shared), C(inherited), C(unchecked)), and one per orphan ISO or folder (C(orphan),
+    not judged with O(folder)). A few collector calls and one datastore search per datastore, whatever the
+    number of VMs.
   - Changes nothing.
 author:
   - esxi-configdrive developers (!UNKNOWN)
@@ -40,11 +44,6 @@ options:
     description:
       - Without a VM or O(folder), read every VM of this datacenter; also what O(folder) is relative to.
     type: str
-  concurrency:
-    description:
-      - For many VMs, how many are read at a time (1 to 64).
-    type: int
-    default: 8
 extends_documentation_fragment:
   - esxi_configdrive.vsphere.connection
 attributes:
@@ -52,8 +51,8 @@ attributes:
     description: The module changes nothing; it runs in check mode too.
     support: full
 notes:
-  - Each VM costs one collector call, plus one ISO download when it has a drive; a read of many VMs in a few
-    collector calls is planned (the package's C(audit) command).
+  - One VM costs one collector call and one ISO download; the fleet read does not grow with the number of VMs
+    (the sizes the datastore search reports are compared with the records; no ISO is downloaded).
 seealso:
   - module: esxi_configdrive.vsphere.config_drive
 """
@@ -75,93 +74,74 @@ EXAMPLES = r"""
       - web1.drives[0].matches_record
   delegate_to: localhost
 
-- name: Every VM of datacenter DC0, 8 at a time
+- name: Every config drive of datacenter DC0
   esxi_configdrive.vsphere.config_drive_info:
     datacenter: DC0
   register: fleet
   delegate_to: localhost
 
-- name: The VMs whose drive has a problem
+- name: The VMs whose drive needs attention (removed by another tool, missing, changed, not on a shared datastore)
   ansible.builtin.debug:
-    msg: "{{ fleet.drives | selectattr('problem', 'defined') | map(attribute='vm') | list }}"
+    msg: "{{ fleet.drives | selectattr('attention') | map(attribute='vm') | list }}"
 """
 
 RETURN = r"""
 drives:
   description:
-    - One entry per VM (sorted by name), as C(esxi-configdrive status --json) prints it.
-    - A VM that could not be read has C(error) (one line) and C(exit_status) instead.
+    - With a VM named, one entry as C(esxi-configdrive status --json) prints it (RV(drives[].attached),
+      RV(drives[].iso), C(device), C(record), C(file_exists), C(file_bytes), C(sha256), C(matches_record),
+      C(problem), C(content)).
+    - Without, one entry per finding of the fleet read, as C(esxi-configdrive audit --json) prints it.
   returned: always
   type: list
   elements: dict
   contains:
     vm:
-      description: The VM's name.
-      type: str
-    moid:
-      description: The VM's managed object id.
-      type: str
-      returned: when no VM is named
-    power_state:
-      description: C(poweredOn), C(poweredOff) or C(suspended).
+      description: The VM's name (an orphan's entry names the VMs whose name its folder stands for, if any).
       type: str
     attached:
-      description: Whether the drive's CD-ROM has an ISO.
+      description: Whether the drive's CD-ROM has an ISO (one VM).
       type: bool
     iso:
-      description: The datastore path of the attached ISO.
+      description: The datastore path of the attached ISO (one VM).
       type: str
-    device:
-      description: The drive's CD-ROM (key, controller, bus, unit, label, connected, start_connected, iso), or null.
-      type: dict
-    record:
-      description: What the VM's extraConfig records about the drive (iso, digest, sha256, size, owner, device,
-        previous, folder).
-      type: dict
-    file_exists:
-      description: Whether the ISO the CD-ROM points at exists.
+    state:
+      description: The drive's state, or C(orphan) (fleet).
+      type: str
+    attention:
+      description: Whether the entry needs attention (fleet).
       type: bool
-    file_bytes:
-      description: The ISO's size.
-      type: int
-    sha256:
-      description: The ISO's SHA-256.
+    path:
+      description: The ISO or orphan the entry is about (fleet).
       type: str
-    matches_record:
-      description: Whether the ISO is the one the record names (its SHA-256).
-      type: bool
-    problem:
-      description: What is wrong with the drive (a missing or unreadable ISO), when something is.
-      type: str
-    content:
-      description: The drive's content, summarised (label, vm_id, instance_id, hostname, public_keys (a count),
-        userdata_bytes, password_set).
-      type: dict
+    notes:
+      description: What was found, in words (fleet).
+      type: list
+      elements: str
   sample:
     - vm: web-1
-      moid: vm-42
-      changed: false
-      power_state: poweredOn
-      attached: true
-      iso: "[LocalDS_0] ConfigDrive/web-1/configdrive.iso"
-      device: {key: 16000, controller: sata, bus: 0, unit: 0, label: CD/DVD drive 2, connected: true,
-               start_connected: true, iso: "[LocalDS_0] ConfigDrive/web-1/configdrive.iso"}
-      file_exists: true
-      matches_record: true
-      content: {label: config-2, vm_id: 7c1e4a52-9a3f-4c55-8d2e-0d6b9d1f3a10, hostname: web-1, public_keys: 1,
-                userdata_bytes: 42, password_set: true}
+      id: vm-42
+      datacenter: DC0
+      state: ok
+      attention: false
+      path: "[LocalDS_0] ConfigDrive/web-1/configdrive.iso"
+      size: 360448
+      notes: []
+      fix: null
 summary:
-  description: Counts over RV(drives) (VMs read, with a drive attached, with a problem, that could not be read).
+  description:
+    - One VM - C(total), C(attached), C(problem).
+    - Fleet - C(vms) read, C(datastores) searched, C(attention) (entries needing it), C(states) (entries by
+      state), C(notes) (what was not judged and why).
   returned: always
   type: dict
-  sample: {total: 200, attached: 198, problem: 1, failed: 0}
+  sample: {vms: 200, datastores: 1, attention: 1, states: {ok: 198, device-removed: 1, orphan: 1}, notes: []}
 """
 
 from typing import Any  # noqa: E402 - ansible-test wants the documentation first
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 
-from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils import fleet  # noqa: E402
 from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.common import (  # noqa: E402
     connection_spec,
     controller,
@@ -173,26 +153,27 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.common im
 
 
 def argument_spec() -> dict[str, Any]:
-    return {**connection_spec(), **vm_spec(), "concurrency": {"type": "int", "default": 8}}
+    return {**connection_spec(), **vm_spec()}
 
 
-def read(params: dict[str, Any]) -> list[dict[str, Any]]:
+def read(params: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     named = vm_identity(params)
-    concurrency = params["concurrency"] if named is None else 1
     with controller(params) as c:
         if named is not None:
-            return [c.status(named[1]).to_dict()]
-        vms = fleet.vms_under(c.session, fleet.container_path(params["datacenter"], params["folder"]))
-        return fleet.read_all(c, vms, concurrency)
-
-
-def summary(drives: list[dict[str, Any]]) -> dict[str, int]:
-    return {
-        "total": len(drives),
-        "attached": sum(1 for d in drives if d.get("attached")),
-        "problem": sum(1 for d in drives if d.get("problem")),
-        "failed": sum(1 for d in drives if "error" in d),
-    }
+            drive = c.status(named[1]).to_dict()
+            return [drive], {
+                "total": 1,
+                "attached": int(bool(drive.get("attached"))),
+                "problem": int("problem" in drive),
+            }
+        report = c.audit(datacenter=params["datacenter"], folder=(params["folder"] or "").strip("/") or None)
+    drives = [finding.to_dict() for finding in report.findings]
+    states: dict[str, int] = {}
+    for finding in report.findings:
+        states[finding.state] = states.get(finding.state, 0) + 1
+    summary = {"vms": report.vms, "datastores": report.datastores, "attention": len(report.needs_attention),
+               "states": states, "notes": list(report.notes)}  # fmt: skip
+    return drives, summary
 
 
 def main() -> None:
@@ -202,10 +183,10 @@ def main() -> None:
     require_package(module)
     vm_option = next((k for k in ("name", "uuid", "moid") if module.params[k]), "name")
     try:
-        drives = read(module.params)
+        drives, summary = read(module.params)
     except Exception as e:  # one line for the admin, never a traceback
         fail(module, e, vm_option=vm_option)
-    module.exit_json(changed=False, drives=drives, summary=summary(drives))
+    module.exit_json(changed=False, drives=drives, summary=summary)
 
 
 if __name__ == "__main__":
