@@ -14,7 +14,8 @@ from drive_fake import DS, OTHER_DS, FakeVsphereVm
 from esxi_configdrive import VmData
 from esxi_configdrive.drive.attach import AttachRequest, attach
 from esxi_configdrive.drive.attempts import run_attempts
-from esxi_configdrive.drive.audit import (
+from esxi_configdrive.drive.audit import audit
+from esxi_configdrive.drive.audit_judge import (
     DELETE,
     DELETE_FOLDER,
     DETACHED,
@@ -30,7 +31,6 @@ from esxi_configdrive.drive.audit import (
     RECONNECT,
     UNCHECKED,
     AuditRequest,
-    audit,
     judge,
 )
 from esxi_configdrive.drive.detach import detach

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ..defaults import ORPHAN_MIN_AGE
-from ..drive.audit import STATES
+from ..drive.audit_judge import STATES
 from ..errors import ValidationError
 from ..fields import check_inventory_path
 from .options import add_connection_options, connection_settings

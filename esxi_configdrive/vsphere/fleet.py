@@ -20,7 +20,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
-from ..drive.audit import references
+from ..drive.audit_judge import references
 from ..drive.model import DatastoreInfo, DatastorePath, DriveFolder, DriveListing, FileEntry, Fleet, VmFacts
 from ..drive.state import DRIVE_ROOT
 from ..errors import NotFound, ValidationError, fault_line

@@ -1,0 +1,88 @@
+"""The rules of the package's shape (docs/architecture.md), checked on its source: only vsphere/ imports pyVmomi
+or pyVim, no two modules import each other (directly or around a loop, deferred imports included), and the
+operations in drive/ never branch on a dry run (DryRunEffects makes the difference)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "esxi_configdrive"
+
+
+def modules() -> dict[str, tuple[ast.Module, str]]:
+    """Each module of the package: its syntax tree, and the package its relative imports start from."""
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+            home = ".".join(parts)
+        else:
+            home = ".".join(parts[:-1])
+        out[".".join(parts)] = (ast.parse(path.read_text(), str(path)), home)
+    return out
+
+
+def imported(tree: ast.Module, home: str, known: set[str]) -> set[str]:
+    """The package's modules a module imports, anywhere in it (top level or deferred in a function)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = home.split(".")[: len(home.split(".")) - node.level + 1] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else []))
+            candidates = [target] + [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        else:
+            continue
+        found |= {c for c in candidates if c in known}
+    return found
+
+
+def test_only_the_vsphere_layer_imports_pyvmomi() -> None:
+    offenders = []
+    for name, (tree, _) in modules().items():
+        if name.startswith("esxi_configdrive.vsphere"):
+            continue
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            if any(n.split(".")[0] in ("pyVmomi", "pyVim") for n in names):
+                offenders.append(name)
+    assert offenders == []
+
+
+def test_no_import_cycles() -> None:
+    mods = modules()
+    graph = {name: imported(tree, home, set(mods)) - {name} for name, (tree, home) in mods.items()}
+    # a package's __init__ importing its own modules is how a package presents them, not a loop of ideas
+    graph = {name: {d for d in deps if not d.startswith(name + ".")} for name, deps in graph.items()}
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycles.append([*path[path.index(node) :], node])
+            return
+        if node in done:
+            return
+        for dep in sorted(graph[node]):
+            visit(dep, [*path, node])
+        done.add(node)
+
+    for start in sorted(graph):
+        visit(start, [])
+    assert cycles == []
+
+
+def test_the_operations_never_branch_on_a_dry_run() -> None:
+    for name, (tree, _) in modules().items():
+        if not name.startswith("esxi_configdrive.drive.") or name.endswith((".effects", ".result", ".audit")):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If):
+                names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
+                attrs = {n.attr for n in ast.walk(node.test) if isinstance(n, ast.Attribute)}
+                assert "dry_run" not in names | attrs, f"{name}: line {node.lineno} branches on a dry run"
