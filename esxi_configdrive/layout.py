@@ -7,6 +7,8 @@ how metadata maps into openstack/latest/meta_data.json; nova's is the model for 
 
 from __future__ import annotations
 
+import base64
+import email
 import hashlib
 import json
 import re
@@ -176,14 +178,33 @@ def public_key_names(keys: list[str]) -> list[str]:
 
 def openstack_vendor_data(data: VmData) -> dict[str, Any]:
     """The caller's vendor data, plus the password for cloud-init (which ignores CloudStack's files): the
-    cloud-config CloudStack 4.20 writes, and a boothook that makes a changed password apply at the next boot."""
+    cloud-config CloudStack 4.20 writes, and a boothook that makes a changed password apply at the next boot, as
+    one MIME multipart message. (A JSON list of the two parts, which cloud-init 22.4 takes, makes cloud-init 24.4
+    and later fail in init-local: its ``_should_wait_via_user_data`` calls ``strip()`` on the value; seen booting
+    Debian 13's 25.1.4 in tests/guest.)"""
     vendor = dict(data.vendor_data)
     if data.password and data.password_vendor_data:
-        vendor["cloud-init"] = [
-            password_cloud_config(data.password),
-            password_reset_boothook(data.vm_id, data.password),
-        ]
+        vendor["cloud-init"] = multipart(
+            [
+                ("text/cloud-config", password_cloud_config(data.password)),
+                ("text/cloud-boothook", password_reset_boothook(data.vm_id, data.password)),
+            ]
+        )
     return vendor
+
+
+def multipart(parts: list[tuple[str, str]]) -> str:
+    """A MIME multipart/mixed message of text parts, as cloud-init reads user and vendor data (and as its own
+    ``make-mime`` writes them: UTF-8, base64, so a password outside ASCII reaches the handlers unchanged: an 8-bit
+    part would be re-encoded by Python's email parser). Reproducible: the boundary is a digest of the parts."""
+    boundary = "esxi-configdrive-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+    lines = [f'Content-Type: multipart/mixed; boundary="{boundary}"', "MIME-Version: 1.0", ""]
+    for content_type, text in parts:
+        body = base64.encodebytes(text.encode("utf-8")).decode("ascii").rstrip("\n")
+        lines += [f"--{boundary}", f'Content-Type: {content_type}; charset="utf-8"', "MIME-Version: 1.0",
+                  "Content-Transfer-Encoding: base64", "", body]  # fmt: skip
+    lines += [f"--{boundary}--", ""]
+    return "\n".join(lines)
 
 
 # cloud-init runs set_passwords once per instance, so a reset drive (same instance id, new password) would be
@@ -330,7 +351,7 @@ OPENSTACK_FILES = (
 def _is_generated_password_part(part: Any, password: str | None) -> bool:
     if not password:
         return False
-    if isinstance(part, list):
+    if isinstance(part, list):  # written by 0.1.0 (cloud-init 24.4 and later fail on it)
         return (
             len(part) == 2
             and all(isinstance(p, str) for p in part)
@@ -339,10 +360,28 @@ def _is_generated_password_part(part: Any, password: str | None) -> bool:
         )
     if not isinstance(part, str):
         return False
+    texts = [text for _, text in parts_of(part)]
+    if len(texts) == 2 and PASSWORD_PART_MARKER in texts[0] and PASSWORD_RESET_MARKER in texts[1]:
+        return True  # the multipart message this layout writes
     if PASSWORD_PART_MARKER in part:
-        return True  # the single-part form of earlier versions
+        return True  # the single cloud-config part of earlier versions
     # CloudStack 4.20 writes the same thing unquoted and without our marker.
     return part.rstrip("\n") == f"#cloud-config\npassword: {password}\nchpasswd:\n  expire: False"
+
+
+def parts_of(message: str) -> list[tuple[str, str]]:
+    """The (content type, text) parts of a MIME multipart message ([] for anything else)."""
+    if not message.lower().startswith("content-type: multipart/"):
+        return []
+    parsed = email.message_from_string(message)
+    parts = parsed.get_payload() if parsed.is_multipart() else []
+    out = []
+    for p in parts:
+        payload = p.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            return []
+        out.append((p.get_content_type(), payload.decode("utf-8", "replace")))
+    return out
 
 
 def _load_json_file(tree: FileTree, path: str, required: bool = False) -> dict[str, Any]:

@@ -273,3 +273,13 @@ def volume_label(iso: bytes, which: str = "primary") -> str:
     vd = volume_descriptors(iso)[which]
     raw = vd[40:72]
     return (raw.decode("utf-16-be") if which == "joliet" else raw.decode("ascii")).rstrip(" \x00")
+
+
+def vendor_parts(message: str) -> list[tuple[str, str]]:
+    """The parts of the password vendor data (a MIME multipart message, as cloud-init reads it), read with the
+    standard library's own MIME parser: (content type, text) each."""
+    import email
+
+    parsed = email.message_from_string(message)
+    assert parsed.is_multipart(), message[:200]
+    return [(p.get_content_type(), p.get_payload(decode=True).decode("utf-8")) for p in parsed.get_payload()]

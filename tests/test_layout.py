@@ -174,15 +174,16 @@ def test_vendor_data_forms():
 
     vendor = json_file(build_tree(sd.sample_vmdata()), f"{LATEST}/vendor_data.json")
     assert set(vendor) == {"cloud-init"}
-    cloud_config, boothook = vendor["cloud-init"]
+    (config_type, cloud_config), (hook_type, boothook) = sd.vendor_parts(vendor["cloud-init"])
+    assert (config_type, hook_type) == ("text/cloud-config", "text/cloud-boothook")
     assert cloud_config.startswith("#cloud-config\n")
     assert yaml.safe_load(cloud_config) == {"password": sd.PASSWORD, "chpasswd": {"expire": False}}
     # the boothook carries a digest that changes with the password, never the password itself
     assert boothook.startswith("#cloud-boothook\n") and sd.PASSWORD not in boothook
     other = json_file(build_tree(sd.sample_vmdata(password="another-pw")), f"{LATEST}/vendor_data.json")
-    assert other["cloud-init"][1] != boothook
+    assert sd.vendor_parts(other["cloud-init"])[1][1] != boothook
     again = json_file(build_tree(sd.sample_vmdata()), f"{LATEST}/vendor_data.json")
-    assert again["cloud-init"][1] == boothook  # deterministic: the same drive gives the same bytes
+    assert again["cloud-init"] == vendor["cloud-init"]  # deterministic: the same drive gives the same bytes
 
     off = sd.sample_vmdata(password_vendor_data=False)
     assert json_file(build_tree(off), f"{LATEST}/vendor_data.json") == {}
@@ -198,7 +199,7 @@ def test_vendor_data_forms():
 )
 def test_password_cloud_config_survives_yaml(password):
     vendor = json_file(build_tree(sd.minimal_vmdata(password=password)), f"{LATEST}/vendor_data.json")
-    assert yaml.safe_load(vendor["cloud-init"][0])["password"] == password
+    assert yaml.safe_load(sd.vendor_parts(vendor["cloud-init"])[0][1])["password"] == password
 
 
 def test_network_data_passthrough():

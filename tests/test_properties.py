@@ -171,8 +171,9 @@ def test_tree_round_trip_and_password_cloud_config(data):
     assert parse_tree(tree) == expected_after_read(data)
     vendor = json.loads(tree.read("openstack/latest/vendor_data.json") or b"")
     if data.password and data.password_vendor_data:
-        assert yaml.safe_load(vendor["cloud-init"][0]) == {"password": data.password, "chpasswd": {"expire": False}}
-        assert vendor["cloud-init"][1].startswith("#cloud-boothook\n")
+        (_, cloud_config), (_, boothook) = sd.vendor_parts(vendor["cloud-init"])
+        assert yaml.safe_load(cloud_config) == {"password": data.password, "chpasswd": {"expire": False}}
+        assert boothook.startswith("#cloud-boothook\n")
         meta = json.loads(tree.read("openstack/latest/meta_data.json") or b"")
         assert meta.get("admin_pass") == (data.password if data.admin_pass else None)
     else:
@@ -196,7 +197,7 @@ def test_file_format_round_trip(data):
 def test_password_cloud_config_parses_back(pw):
     tree = build_tree(sd.minimal_vmdata(password=pw))
     vendor = json.loads(tree.read("openstack/latest/vendor_data.json") or b"")
-    assert yaml.safe_load(vendor["cloud-init"][0])["password"] == pw
+    assert yaml.safe_load(sd.vendor_parts(vendor["cloud-init"])[0][1])["password"] == pw
     assert (tree.read("cloudstack/password/vm_password.txt") or b"").decode() == pw
 
 

@@ -190,7 +190,10 @@ out["ds_vendordata_raw"] = ds.vendordata_raw
 # how cloud-init's user-data processor splits the vendor data into parts (cloud-config, boothook, ...)
 from cloudinit import user_data as ud
 message = ud.UserDataProcessor(paths).process(ds.vendordata_raw) if ds.vendordata_raw else None
-out["vendor_part_types"] = [p.get_content_type() for p in message.walk() if not p.is_multipart()] if message else []
+parts = [p for p in message.walk() if not p.is_multipart()] if message else []
+out["vendor_part_types"] = [p.get_content_type() for p in parts]
+# what cloud-init's handlers get: each part's payload, decoded as cloud-init decodes it
+out["vendor_parts"] = [p.get_payload(decode=True).decode("utf-8") for p in parts]
 if known_mac:
     ds.known_macs = {known_mac: "ens192"}
     out["ds_network_config"] = ds.network_config
@@ -223,11 +226,12 @@ def test_cloud_init_reads_the_drive(extracted):
     # vendor data: the password as cloud-config, which is what cloud-init acts on, and the boothook that lets a
     # new password apply at the next boot
     assert set(got["vendordata"]) == {"cloud-init"}
-    cloud_config, boothook = got["converted_vendordata"]
+    assert got["converted_vendordata"].startswith("Content-Type: multipart/mixed")  # one string: cloud-init 24.4+
+    assert got["vendor_part_types"] == ["text/cloud-config", "text/cloud-boothook"]
+    cloud_config, boothook = got["vendor_parts"]
     assert cloud_config.startswith("#cloud-config")
     assert yaml.safe_load(cloud_config) == {"password": sd.PASSWORD, "chpasswd": {"expire": False}}
     assert boothook.startswith("#cloud-boothook\n#!/bin/sh\n") and sd.PASSWORD not in boothook
-    assert got["vendor_part_types"] == ["text/cloud-config", "text/cloud-boothook"]
 
     # the datasource level
     assert got["ds_found"] is True
@@ -235,11 +239,22 @@ def test_cloud_init_reads_the_drive(extracted):
     assert got["ds_hostname"] == sd.HOSTNAME
     assert sorted(got["ds_keys"]) == sorted(sd.KEYS)
     assert base64.b64decode(got["ds_userdata_raw"]) == sd.USERDATA
-    assert yaml.safe_load(got["ds_vendordata_raw"][0])["password"] == sd.PASSWORD
+    assert got["ds_vendordata_raw"] == got["converted_vendordata"]
     config = got["ds_network_config"]
     assert [(c["type"], c["mac_address"], c["name"]) for c in config["config"] if c["type"] == "physical"] == [
         ("physical", mac, "ens192")
     ]
+
+
+def test_cloud_init_gets_a_password_outside_ascii_unchanged(tmp_path):
+    """The vendor data's parts are base64 inside the MIME message: an 8-bit part would reach cloud-init's handlers
+    re-encoded by Python's email parser (latin-1 for "é", escapes for "😀")."""
+    password = 'Pässwörd "😀" \\ ok'
+    drive = tmp_path / "unicode.iso"
+    drive.write_bytes(build_iso(sd.minimal_vmdata(password=password)))
+    got = cloud_init_read(sd.extract_with_7z(drive, tmp_path / "unicode"))
+    cloud_config, _ = got["vendor_parts"]
+    assert yaml.safe_load(cloud_config)["password"] == password
 
 
 def test_cloud_init_binary_userdata_and_no_password_vendor_data(extracted):
