@@ -1,7 +1,7 @@
 """VM data for the guest tests: user data whose run shows on the console, SSH keys, static network settings.
 
-Every test module builds its drives from these, so what a VM data file says is written in one place; when the
-VM data format gains its own ``network`` section, ``static_network_vmdata`` is the one function to change.
+Every test module builds its drives from these, so what a VM data file says is written in one place; static
+addressing is asked for in the VM data file's ``network`` section (``static_network_vmdata``).
 """
 
 from __future__ import annotations
@@ -111,30 +111,12 @@ def expect_vendor_data_list_crash(request: pytest.FixtureRequest, boot: Boot, vm
 
 
 def static_network_vmdata(net: IPv4Settings, mac: str) -> dict[str, Any]:
-    """The VM data entries asking for ``net`` on the NIC with MAC ``mac``.
-
-    For now nova's ``network_data`` form (what the drive carries as openstack/latest/network_data.json): a link
-    with the NIC's MAC, an ``ipv4`` network with a default route, the DNS servers as ``services`` (what nova,
-    cloudbase-init and glean know). For cloud-init the network also carries ``dns_nameservers`` and
-    ``dns_search``, cloud-init's own extensions (``convert_net_json`` keeps them): nova's form has no field for
-    search domains, and cloud-init's netplan renderer gives the global ``services`` servers only to interfaces
-    that have no DNS settings of their own, so ``dns_search`` alone would lose them (seen in both releases).
-    """
+    """The VM data entries asking for ``net`` on the NIC with MAC ``mac``: the VM data file's ``network`` section
+    in plain words (docs/format.md), which the builder turns into nova's network_data.json."""
     return {
-        "network_data": {
-            "links": [{"id": "nic0", "type": "phy", "ethernet_mac_address": mac, "mtu": 1500}],
-            "networks": [
-                {
-                    "id": "net0",
-                    "link": "nic0",
-                    "type": "ipv4",
-                    "ip_address": net.address,
-                    "netmask": net.netmask,
-                    "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": net.gateway}],
-                    "dns_nameservers": list(net.dns),
-                    "dns_search": list(net.search),
-                }
-            ],
-            "services": [{"type": "dns", "address": server} for server in net.dns],
+        "network": {
+            "interfaces": [{"mac": mac, "mtu": 1500, "addresses": [net.interface], "gateway4": net.gateway}],
+            "dns": list(net.dns),
+            "dns_search": list(net.search),
         }
     }

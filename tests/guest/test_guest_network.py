@@ -7,13 +7,12 @@ systemd-resolved with netplan, as Debian's cloud images do, and has no network c
 whatever the NIC gets comes from cloud-init. Read from the probe's report after cloud-init finished
 (``ip -4 addr``, ``ip -4 route``, /etc/resolv.conf, ``resolvectl``; see scripts/build-guest-image).
 
-The drives are built with the project's builder, then network_data.json is set explicitly, so these tests do
-not depend on the builder's default.
+The {} drive is built with the project's builder, then network_data.json is set explicitly (the builder writes
+none without network data); the static drive is the builder's own, from the VM data file's ``network`` section.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import uuid
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from guest_harness import GUEST_MAC, Boot, GuestDisk
 pytestmark = pytest.mark.guest
 
 NetworkDriveMaker = Callable[[str, dict[str, Any], bytes | None], Path]
+DriveMaker = Callable[[str, dict[str, Any]], Path]
 DiskMaker = Callable[[str], GuestDisk]
 
 # Any address works on QEMU's user network: it answers whatever the guest takes in 10.0.2.0/24.
@@ -51,10 +51,10 @@ def empty_network_file_boot(new_disk: DiskMaker, make_drive_with_network_file: N
 
 
 @pytest.fixture(scope="module")
-def static_boot(new_disk: DiskMaker, make_drive_with_network_file: NetworkDriveMaker) -> Boot:
+def static_boot(new_disk: DiskMaker, make_drive: DriveMaker) -> Boot:
+    """The builder's own drive for a VM data file whose ``network`` section asks for a static address."""
     vmdata = {**plain_vmdata("net-static"), **static_network_vmdata(STATIC, GUEST_MAC)}
-    network_file = json.dumps(vmdata["network_data"]).encode()  # what the builder writes for it, set explicitly
-    return boot_once("netstatic", vmdata, network_file, new_disk, make_drive_with_network_file)
+    return new_disk("netstatic").boot(make_drive("netstatic", vmdata))
 
 
 def assert_booted_cleanly(boot: Boot) -> None:
