@@ -34,14 +34,17 @@ NIC_ARGS = ("-nic", f"user,restrict=on,model=virtio-net-pci,mac={GUEST_MAC}")
 IMAGE_BUILD_TIMEOUT = 900.0  # a fresh debootstrap took ~2 min here; the slack is for slow mirrors
 BOOT_TIMEOUT = 900.0  # a TCG boot to power-off: ~45 s on an idle 2-core machine, over 290 s on a busy one
 KVM_PROBE_TIMEOUT = 10.0  # a working KVM reaches the probe's kernel panic in ~2 s
-# A TCG guest has been seen to hang for good early in a boot (CI, 1 boot in 18: both vCPUs reported by the
-# kernel's soft-lockup watchdog for 900 s until the timeout). A boot whose kernel reports a CPU stuck this long is
-# an emulator hang, not a test result: it is stopped, the disk put back as it was before the boot, and the boot
-# run again, once. A whole healthy boot takes ~100 s; short lockup reports on a busy host come and go.
-LOCKUP_GIVE_UP = 120  # seconds a guest CPU may be reported stuck
+# Guests under TCG get one vCPU (_qemu_base). With two, QEMU 7.2's multi-threaded TCG broke the guest kernel
+# when it patched its own code while the other vCPU ran it (jump labels via int3): seen as "Oops: int3" and a
+# kernel panic 29 s into a Debian 13 boot, and in CI as both vCPUs in soft lockup for 900 s (1 boot in 18 each).
+# Any boot that still goes that way is stopped early, its disk put back as it was before the boot, and run again,
+# once (a fault that comes back is reported): a kernel panic, or a CPU reported stuck LOCKUP_GIVE_UP seconds
+# (a whole healthy boot takes ~100 s; short lockup reports on a busy host come and go).
+LOCKUP_GIVE_UP = 120
 BOOT_ATTEMPTS = 2
 WATCH_INTERVAL = 5.0
 _LOCKUP = re.compile(r"soft lockup - CPU#\d+ stuck for (\d+)s")
+_PANIC = re.compile(r"Kernel panic - not syncing: (.*?)\s*$", re.M)
 
 # What the session measured ("what": "how much"), printed by the conftest at the end of the session.
 REPORT: dict[str, str] = {}
@@ -136,7 +139,7 @@ def _qemu_base(accel: str, console: Path) -> list[str]:
         "-accel", accel,
         "-nodefaults",            # no floppy, VGA, NIC or default CD-ROM: only what a test adds
         "-m", "1024",
-        "-smp", "2",
+        "-smp", "1" if accel == "tcg" else "2",  # see BOOT_ATTEMPTS: two TCG vCPUs broke the guest kernel
         "-display", "none",
         "-no-reboot",             # a guest reboot ends QEMU instead of looping
         "-serial", f"file:{console}",
@@ -267,41 +270,60 @@ class GuestDisk:
         for attempt in range(1, BOOT_ATTEMPTS + 1):
             console = self.path.with_name(f"{self.path.stem}-boot{self.boots}-try{attempt}.log")
             started = time.monotonic()
-            proc, hung = _run_watched([*_qemu_base(self.accel, console), *cmd], console, timeout)
-            text = console.read_text(errors="replace") if console.exists() else ""
-            if hung is None:
+            run = _run_watched([*_qemu_base(self.accel, console), *cmd], console, timeout)
+            if run.stopped is None:
                 break
-            REPORT[f"{what}, try {attempt}"] = f"stopped after {time.monotonic() - started:.1f} s: {hung}"
-            if hung.startswith("no power-off") or attempt == BOOT_ATTEMPTS:
-                raise AssertionError(f"guest {hung}; console tail:\n" + "\n".join(text.splitlines()[-60:]))
+            REPORT[f"{what}, try {attempt}"] = f"stopped after {time.monotonic() - started:.1f} s: {run.stopped}"
+            if not run.emulator_fault or attempt == BOOT_ATTEMPTS:
+                raise AssertionError(f"guest {run.stopped}; console tail:\n{run.tail()}")
             shutil.copyfile(before, self.path)
         before.unlink()
-        result = Boot(text, time.monotonic() - started)
+        result = Boot(run.console, time.monotonic() - started)
         REPORT[what] = f"{result.seconds:.1f} s"
-        if proc.returncode != 0:
-            raise AssertionError(f"qemu exited with {proc.returncode}: {proc.stderr.read()}\n{result.tail()}")
+        if run.returncode != 0:
+            raise AssertionError(f"qemu exited with {run.returncode}: {run.stderr}\n{result.tail()}")
         assert "GUESTCHECK done" in result.console, f"the guest probe did not finish\n{result.tail()}"
         return result
 
 
-def _run_watched(cmd: list[str], console: Path, timeout: float) -> tuple[subprocess.Popen[str], str | None]:
-    """Run QEMU to its end; stop it early, with the reason, on a kernel lockup past LOCKUP_GIVE_UP or the timeout."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+@dataclass(frozen=True)
+class QemuRun:
+    """How one QEMU run ended: by itself (``stopped`` None), or stopped by the watcher, and why."""
+
+    returncode: int
+    console: str
+    stderr: str
+    stopped: str | None = None
+    emulator_fault: bool = False  # a kernel panic or lockup: worth one more try from the same disk
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.console.splitlines()[-lines:])
+
+
+def _run_watched(cmd: list[str], console: Path, timeout: float) -> QemuRun:
+    """Run QEMU to its end; stop it early on a kernel panic, a lockup past LOCKUP_GIVE_UP, or the timeout."""
+    errors = console.with_suffix(".stderr")
+    with errors.open("w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
     deadline = time.monotonic() + timeout
-    while True:
+    stopped, fault = None, False
+    while stopped is None:
         try:
             proc.wait(timeout=WATCH_INTERVAL)
-            return proc, None
+            break
         except subprocess.TimeoutExpired:
             pass
         text = console.read_text(errors="replace") if console.exists() else ""
         stuck = max((int(n) for n in _LOCKUP.findall(text)), default=0)
-        reason = None
-        if stuck >= LOCKUP_GIVE_UP:
-            reason = f"hung: the kernel reports a CPU stuck for {stuck} s (soft lockup)"
+        panic = _PANIC.search(text)
+        if panic:
+            stopped, fault = f"crashed: kernel panic ({panic.group(1)})", True
+        elif stuck >= LOCKUP_GIVE_UP:
+            stopped, fault = f"hung: the kernel reports a CPU stuck for {stuck} s (soft lockup)", True
         elif time.monotonic() > deadline:
-            reason = f"no power-off within {timeout:.0f} s"
-        if reason:
-            proc.kill()
-            proc.wait()
-            return proc, reason
+            stopped = f"did not power off within {timeout:.0f} s"
+    if stopped is not None:
+        proc.kill()
+    proc.wait()
+    text = console.read_text(errors="replace") if console.exists() else ""
+    return QemuRun(proc.returncode, text, errors.read_text(errors="replace"), stopped, fault)
