@@ -32,27 +32,6 @@ from esxi_configdrive.iso import tree_to_iso
 from esxi_configdrive.layout import FileTree, build_tree
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist group per Debian release: under ``-n 2 --dist loadgroup`` (scripts/test) each worker boots one
-    release's guests, one after the other, as the module-scoped VMs need."""
-    for item in items:
-        release = getattr(item, "callspec", None) and item.callspec.params.get("guest_image")
-        if release:
-            item.add_marker(pytest.mark.xdist_group(release))
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """An xdist worker hands its measurements to the controller, which prints them."""
-    workeroutput = getattr(session.config, "workeroutput", None)
-    if workeroutput is not None:
-        workeroutput["guest_report"] = dict(REPORT)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    REPORT.update(getattr(node, "workeroutput", {}).get("guest_report", {}))
-
-
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print the measured image and boot durations (the issue asks for them)."""
     if REPORT:
