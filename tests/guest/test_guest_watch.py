@@ -1,12 +1,16 @@
-"""The boot watcher stops a hung guest early and leaves a slow one alone (no QEMU: a shell stands in for it)."""
+"""The boot watcher stops a hung or crashed guest early, leaves a slow one alone, and a boot that crashed is run again
+from the disk as it was (no QEMU: a shell stands in for it)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 
 import guest_harness
-from guest_harness import LOCKUP_GIVE_UP, _run_watched
+import pytest
+from guest_harness import LOCKUP_GIVE_UP, GuestDisk, GuestImage, _run_watched, guest_required
 
 
 def fake_guest(console: Path, lines: list[str], then_sleep: float) -> list[str]:
@@ -55,3 +59,48 @@ def test_a_kernel_panic_stops_the_boot(tmp_path: Path, monkeypatch) -> None:
     assert run.stopped == "crashed: kernel panic (Fatal exception in interrupt)"
     assert run.emulator_fault
     assert run.returncode != 0
+
+
+FAKE_QEMU = """#!/bin/sh
+# Stands in for qemu-system-x86_64: the first boot scribbles on the VM's disk and panics, the next one succeeds.
+for arg; do
+  case "$arg" in
+    file:*) console=${arg#file:} ;;
+    file=*qcow2,*) disk=${arg#file=}; disk=${disk%%,*} ;;
+  esac
+done
+n=$(cat "$STATE" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" >"$STATE"
+cp "$disk" "$STATE.seen-$n"
+if [ "$n" = 1 ]; then
+  echo half-written >>"$disk"
+  echo "[   29.05] Kernel panic - not syncing: Fatal exception in interrupt" >"$console"
+  exec sleep 60
+fi
+echo "GUESTCHECK done" >"$console"
+"""
+
+
+def test_a_boot_that_panics_is_run_again_from_the_disk_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    if shutil.which("qemu-img") is None:  # the disk is a real qcow2 overlay
+        (pytest.fail if guest_required() else pytest.skip)("needs qemu-img (apt: qemu-utils)")
+    monkeypatch.setattr(guest_harness, "WATCH_INTERVAL", 0.2)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "qemu-system-x86_64"
+    fake.write_text(FAKE_QEMU)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("STATE", str(tmp_path / "calls"))
+    report: dict[str, str] = {}
+    monkeypatch.setattr(guest_harness, "REPORT", report)  # not the session's guest timings
+    base = tmp_path / "image"
+    base.mkdir()
+    (base / "image.raw").write_bytes(b"\0" * 1024 * 1024)
+    disk = GuestDisk(GuestImage(base, "bookworm"), tmp_path / "vm.qcow2", "tcg")
+    boot = disk.boot(None)
+    assert "GUESTCHECK done" in boot.console
+    assert (tmp_path / "calls").read_text().strip() == "2"
+    # the second try saw the disk as it was before the first one wrote to it
+    assert (tmp_path / "calls.seen-2").read_bytes() == (tmp_path / "calls.seen-1").read_bytes()
+    assert not (tmp_path / "vm-before-boot.qcow2").exists()
+    assert "kernel panic" in report["bookworm: vm VM, boot 1 (ide, tcg), try 1"]
