@@ -9,7 +9,6 @@ by skipping what it is meant to prove.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,11 @@ from guest_data import NETWORK_DATA
 from guest_harness import (
     REPORT,
     REQUIRE_ENV,
+    DiskMaker,
+    DriveMaker,
     GuestDisk,
     GuestImage,
+    NetworkDriveMaker,
     build_image,
     choose_accel,
     guest_releases,
@@ -68,9 +70,7 @@ def guest_accel(guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="module")
-def new_disk(
-    guest_image: GuestImage, guest_accel: str, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str], GuestDisk]:
+def new_disk(guest_image: GuestImage, guest_accel: str, tmp_path_factory: pytest.TempPathFactory) -> DiskMaker:
     """A fresh VM disk (overlay on the cached image) per call."""
 
     def make(name: str) -> GuestDisk:
@@ -81,9 +81,7 @@ def new_disk(
 
 
 @pytest.fixture(scope="module")
-def make_drive(
-    guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str, dict[str, Any]], Path]:
+def make_drive(guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory) -> DriveMaker:
     """Build a config drive with the project's builder, from a VM data mapping (DESIGN.md's file format)."""
     folder = tmp_path_factory.mktemp(f"{guest_image.suite}-drives")
 
@@ -102,7 +100,7 @@ def make_drive(
 @pytest.fixture(scope="module")
 def make_drive_with_network_file(
     guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory
-) -> Callable[[str, dict[str, Any], bytes | None], Path]:
+) -> NetworkDriveMaker:
     """Like ``make_drive``, but with ``openstack/latest/network_data.json`` set to the given bytes, or absent for
     None, whatever the builder's default is: the network tests must not depend on that default."""
     folder = tmp_path_factory.mktemp(f"{guest_image.suite}-network-drives")

@@ -12,8 +12,10 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-guest-image"
@@ -32,14 +34,14 @@ GUEST_MAC = "52:54:00:c0:f1:9d"
 NIC_ARGS = ("-nic", f"user,restrict=on,model=virtio-net-pci,mac={GUEST_MAC}")
 
 IMAGE_BUILD_TIMEOUT = 900.0  # a fresh debootstrap took ~2 min here; the slack is for slow mirrors
-BOOT_TIMEOUT = 900.0  # a TCG boot to power-off: ~45 s on an idle 2-core machine, over 290 s on a busy one
+BOOT_TIMEOUT = 900.0  # a TCG boot to power-off with one vCPU: 160-240 s on the 2-core machine, two at once
 KVM_PROBE_TIMEOUT = 10.0  # a working KVM reaches the probe's kernel panic in ~2 s
 # Guests under TCG get one vCPU (_qemu_base). With two, QEMU 7.2's multi-threaded TCG broke the guest kernel
 # when it patched its own code while the other vCPU ran it (jump labels via int3): seen as "Oops: int3" and a
 # kernel panic 29 s into a Debian 13 boot, and in CI as both vCPUs in soft lockup for 900 s (1 boot in 18 each).
 # Any boot that still goes that way is stopped early, its disk put back as it was before the boot, and run again,
 # once (a fault that comes back is reported): a kernel panic, or a CPU reported stuck LOCKUP_GIVE_UP seconds
-# (a whole healthy boot takes ~100 s; short lockup reports on a busy host come and go).
+# (a whole healthy boot takes 160-240 s; short lockup reports on a busy host come and go).
 LOCKUP_GIVE_UP = 120
 BOOT_ATTEMPTS = 2
 WATCH_INTERVAL = 5.0
@@ -129,8 +131,13 @@ def choose_accel(image: GuestImage, scratch: Path) -> str:
         subprocess.run(cmd, capture_output=True, timeout=KVM_PROBE_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
         return "tcg"
-    text = console.read_text(errors="replace") if console.exists() else ""
+    text = _read_console(console)
     return "kvm" if "Kernel panic" in text else "tcg"
+
+
+def _read_console(console: Path) -> str:
+    """The serial console so far (QEMU creates the file when the guest first writes to it)."""
+    return console.read_text(errors="replace") if console.exists() else ""
 
 
 def _qemu_base(accel: str, console: Path) -> list[str]:
@@ -230,6 +237,13 @@ class Boot:
         return [value for line in found for value in line]
 
 
+# What the fixtures in conftest.py hand the tests: a VM disk by name; a drive by name from VM data (DESIGN.md's
+# file format); the same with network_data.json set to the given bytes, or absent for None.
+DiskMaker = Callable[[str], "GuestDisk"]
+DriveMaker = Callable[[str, dict[str, Any]], Path]
+NetworkDriveMaker = Callable[[str, dict[str, Any], bytes | None], Path]
+
+
 class GuestDisk:
     """A VM's disk: a copy-on-write overlay on the cached image, so the base stays clean and boots can repeat."""
 
@@ -313,7 +327,7 @@ def _run_watched(cmd: list[str], console: Path, timeout: float) -> QemuRun:
             break
         except subprocess.TimeoutExpired:
             pass
-        text = console.read_text(errors="replace") if console.exists() else ""
+        text = _read_console(console)
         stuck = max((int(n) for n in _LOCKUP.findall(text)), default=0)
         panic = _PANIC.search(text)
         if panic:
@@ -325,5 +339,5 @@ def _run_watched(cmd: list[str], console: Path, timeout: float) -> QemuRun:
     if stopped is not None:
         proc.kill()
     proc.wait()
-    text = console.read_text(errors="replace") if console.exists() else ""
+    text = _read_console(console)
     return QemuRun(proc.returncode, text, errors.read_text(errors="replace"), stopped, fault)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,12 +25,9 @@ from guest_data import (
     ssh_key,
     vm_data,
 )
-from guest_harness import Boot, GuestDisk
+from guest_harness import Boot, DiskMaker, DriveMaker, GuestDisk
 
 pytestmark = pytest.mark.guest
-
-DriveMaker = Callable[[str, dict[str, Any]], Path]
-DiskMaker = Callable[[str], GuestDisk]
 
 
 @dataclass

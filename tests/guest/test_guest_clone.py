@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,12 +23,10 @@ from guest_data import (
     static_network_vmdata,
     vm_data,
 )
-from guest_harness import GUEST_MAC, Boot, GuestDisk
+from guest_harness import GUEST_MAC, Boot, DiskMaker, DriveMaker
 
 pytestmark = pytest.mark.guest
 
-DriveMaker = Callable[[str, dict[str, Any]], Path]
-DiskMaker = Callable[[str], GuestDisk]
 
 CLONE_NET = IPv4Settings("10.0.2.60/24", gateway="10.0.2.2", dns=("10.0.2.3",), search=("clone.test",))
 

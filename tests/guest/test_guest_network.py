@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from guest_data import IPv4Settings, static_network_vmdata, vm_data
-from guest_harness import GUEST_MAC, Boot, GuestDisk
+from guest_harness import GUEST_MAC, Boot, DiskMaker, DriveMaker, NetworkDriveMaker
 
 pytestmark = pytest.mark.guest
 
-NetworkDriveMaker = Callable[[str, dict[str, Any], bytes | None], Path]
-DriveMaker = Callable[[str, dict[str, Any]], Path]
-DiskMaker = Callable[[str], GuestDisk]
 
 # Any address works on QEMU's user network: it answers whatever the guest takes in 10.0.2.0/24.
 STATIC = IPv4Settings("10.0.2.50/24", gateway="10.0.2.2", dns=("10.0.2.3",), search=("example.test",))
