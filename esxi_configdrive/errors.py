@@ -84,9 +84,18 @@ def changed_after(status: int) -> bool | None:
     return False if status == EXIT_BAD_INPUT else None
 
 
+# The free ESXi licence (vSphere Hypervisor) makes the API read-only: writes fail with RestrictedVersion (REFERENCE §9).
+LICENCE_REFUSAL = (
+    "the host's licence does not allow changes through the vSphere API (the free ESXi licence, vSphere Hypervisor, "
+    "makes it read-only); assign a licence with API access"
+)
+
+
 def fault_line(fault: BaseException) -> str:
-    """``vSphere fault <Type>: <message>``, the one form a vSphere fault takes in every message."""
-    return f"vSphere fault {type(fault).__name__}: {fault_message(fault)}"
+    """``vSphere fault <Type>: <message>``, the one form a vSphere fault takes in every message; a refusal by the
+    host's licence says so first."""
+    line = f"vSphere fault {type(fault).__name__}: {fault_message(fault)}"
+    return f"{LICENCE_REFUSAL} ({line})" if type(fault).__name__.endswith("RestrictedVersion") else line
 
 
 def fault_message(fault: BaseException) -> str:

@@ -10,7 +10,9 @@ after a crash. Keys (all under ``esxi-configdrive.``):
   inherits extraConfig and devices, but not the right to delete its parent's file); ``device``: the CD-ROM's
   device key once known; ``previous``: an ISO replaced by the last swap, deleted after it (a crash in between
   leaves it for the next run to delete); ``folder``: the drive's folder, kept after detach so a re-run can
-  finish deleting it.
+  finish deleting it; ``cluster``: the datastore cluster the drive's datastore was chosen from (a later update
+keeps the drive on that member while it can take a file, else chooses another; records written before it have
+none).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class DriveRecord:
     device: str = ""
     previous: str = ""
     folder: str = ""
+    cluster: str = ""
 
     @classmethod
     def from_extra_config(cls, extra: dict[str, str]) -> DriveRecord:

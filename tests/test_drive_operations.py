@@ -162,8 +162,9 @@ def test_a_refused_reconfigure_deletes_its_upload_and_changes_nothing_else() -> 
     vm = FakeVsphereVm(fail_reconfigure=[refused()])
     with pytest.raises(VsphereFault):
         run(vm, attach_op())
-    assert [k for k, _ in vm.calls()] == ["make_folder", "upload", "reconfigure", "delete"]
+    assert [k for k, _ in vm.calls()] == ["make_folder", "upload", "reconfigure", "delete", "delete"]
     assert vm.files == {} and vm.our_cdrom() is None and vm.extra_config == {}
+    assert vm.calls("delete")[-1][1] == vm.calls("make_folder")[0][1]  # the folder it made goes too (issue 18)
 
 
 def test_an_attempt_that_lost_a_race_is_run_again_on_a_fresh_read() -> None:

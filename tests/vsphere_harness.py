@@ -246,6 +246,11 @@ class Vcsim:
         """Back to the start-up fault configuration; counters to zero; pending questions fail."""
         return self._control("POST", "reset")
 
+    def set_datastore(self, name: str, **state: Any) -> dict[str, Any]:
+        """Change what vSphere reports about a datastore (``access_mode``, ``accessible``, ``maintenance_mode``,
+        ``free_space``: docs/testing.md). An inventory change: ``reset_faults`` does not undo it."""
+        return self._control("POST", "datastore", {"name": name, **state})
+
     def expire_sessions(self) -> int:
         """Terminate every session now (as vCenter's idle timeout would); returns how many."""
         return int(self._control("POST", "expire-sessions")["expired"])

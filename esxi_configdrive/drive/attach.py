@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import ValidationError
+from ..errors import ConfigDriveError, OutcomeUnknown, Stale, ValidationError
 from ..iso import tree_to_iso
 from ..layout import build_tree
 from ..record import DriveRecord
@@ -50,29 +50,41 @@ def _attach_new(
     vm: VmAccess, effects: Effects, state: DriveState, data: VmData, request: AttachRequest, policy: Policy
 ) -> Outcome:
     facts = state.facts
-    ds = pick_datastore(vm, facts, request.datastore or policy.default_datastore)
+    placement = pick_datastore(vm, facts, request.datastore or policy.default_datastore)
+    ds = placement.datastore
+    if placement.cluster:
+        effects.note(placement.describe())
     folder = state.folder(ds.name)
     target = folder.child(FIRST_ISO_NAME)
     changes = _plan(facts, str(target), request.controller)  # a slot must be free before anything is written
     tree = build_tree(data, max_userdata_bytes=None)
     left: list = []
-    if not effects.make_folder(folder):
+    created = effects.make_folder(folder)
+    if not created:
         # The folder was there: left by a detach, an interrupted run, or a run going on right now. Never write a
         # name another run may be using or deleting: this one is unique to the VM's current version.
         left = strays(vm, folder, data.vm_id)
         target = folder.child(attach_name(tree.digest(), facts.change_version))
         changes = _plan(facts, str(target), request.controller)
-    iso = tree_to_iso(tree)
-    sha = effects.upload(target, iso)
-    new_record = DriveRecord(
-        iso=str(target),
-        digest=tree.digest(),
-        sha256=sha,
-        size=str(len(iso)),
-        owner=facts.instance_uuid,
-        folder=str(folder),
-    )
-    reconfigure(vm, effects, facts, changes, (new_record, state.record), policy, uploaded=target)
+    try:
+        iso = tree_to_iso(tree)
+        sha = effects.upload(target, iso)
+        new_record = DriveRecord(
+            iso=str(target),
+            digest=tree.digest(),
+            sha256=sha,
+            size=str(len(iso)),
+            owner=facts.instance_uuid,
+            folder=str(folder),
+            cluster=placement.cluster,
+        )
+        reconfigure(vm, effects, facts, changes, (new_record, state.record), policy, uploaded=target)
+    except (Stale, OutcomeUnknown):
+        raise  # the retry loop, or the next run, finishes what this one started
+    except ConfigDriveError:
+        if created:  # refused (licence, datastore, vSphere): the folder this run made goes too
+            effects.discard_folder(folder)
+        raise
     for stray in left:
         if stray != target:
             effects.delete(stray, known_to_exist=True)

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from .model import DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, VmFacts, describe_change
+from .model import (
+    DatastoreCluster,
+    DatastoreInfo,
+    DatastorePath,
+    DeviceChange,
+    HostInfo,
+    Hosts,
+    VmFacts,
+    describe_change,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +41,14 @@ class VmAccess(Protocol):
 
     Reads: ``download`` raises FileNotFoundError (and ValidationError for a file too large to be a drive);
     ``listing`` gives None for a missing folder (or one it cannot list); ``datastore`` finds one the VM does not
-    use yet. Changes: ``copy`` raises FileExistsError rather than overwrite; ``reconfigure`` raises Stale,
-    LockedDoor, OutcomeUnknown or VsphereFault (errors.py)."""
+    use yet, or a datastore cluster of that name. Changes: ``copy`` raises FileExistsError rather than overwrite;
+    ``reconfigure`` raises Stale, LockedDoor, OutcomeUnknown or VsphereFault (errors.py)."""
 
     def facts(self) -> VmFacts: ...
     def download(self, path: DatastorePath) -> bytes: ...
     def exists(self, path: DatastorePath) -> bool: ...
     def listing(self, folder: DatastorePath, pattern: str = "*.iso") -> list[str] | None: ...
-    def datastore(self, name: str) -> DatastoreInfo: ...
+    def datastore(self, name: str) -> DatastoreInfo | DatastoreCluster: ...
     def hosts(self, name: str) -> Hosts: ...
 
     def make_folder(self, folder: DatastorePath) -> bool: ...
@@ -155,6 +164,10 @@ class Effects:
         matters more than this clean-up)."""
         raise NotImplementedError
 
+    def discard_folder(self, folder: DatastorePath) -> None:
+        """After a failed attach: delete the folder it made when nothing is in it, quietly (as discard_unused)."""
+        raise NotImplementedError
+
     def _record_reconfigure(self, changes: Sequence[DeviceChange]) -> None:
         for change in changes:
             self._record(Kind.DEVICE, device=change)
@@ -223,6 +236,13 @@ class LiveEffects(Effects):
         except Exception:  # cleaning up must not hide the failure being reported
             log.warning("could not delete %s after the failed change", path, exc_info=True)
 
+    def discard_folder(self, folder: DatastorePath) -> None:
+        try:
+            if self.vm.listing(folder, "*") == []:
+                self.vm.delete(folder)
+        except Exception:  # cleaning up must not hide the failure being reported
+            log.warning("could not delete %s after the failed change", folder, exc_info=True)
+
 
 class DryRunEffects(Effects):
     """Makes nothing; records what a real run would make, with outcomes predicted from reads."""
@@ -260,4 +280,7 @@ class DryRunEffects(Effects):
         self._record(Kind.RELOCATE, host.name)
 
     def discard_unused(self, path: DatastorePath) -> None:
+        return None
+
+    def discard_folder(self, folder: DatastorePath) -> None:
         return None

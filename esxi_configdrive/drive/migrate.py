@@ -17,6 +17,7 @@ from ..record import DriveRecord
 from .devices import plan_swap
 from .effects import Effects, VmAccess
 from .model import DatastoreInfo, DatastorePath, Hosts, VmFacts
+from .placement import checked, problem
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState, content_name
@@ -60,7 +61,7 @@ def _make_reachable(
     effects.make_folder(target.folder)
     _copy_once(vm, effects, source, target, record)
     new_record = record.replace(
-        iso=str(target), device=cdrom.key, previous=str(deletable or ""), folder=str(target.folder)
+        iso=str(target), device=cdrom.key, previous=str(deletable or ""), folder=str(target.folder), cluster=""
     )
     changes = plan_swap(cdrom, str(target), facts.powered_on)
     reconfigure(vm, effects, facts, changes, (new_record, record), policy, uploaded=target)
@@ -88,11 +89,12 @@ def _target_datastore(facts: VmFacts, hosts: Hosts, wanted: str | None, host: st
     visible = {d.name: d for d in hosts.target.datastores}
 
     def usable(d: DatastoreInfo) -> bool:
-        return d.accessible and (not facts.powered_on or hosts.host_sees(facts.host_id, d.name))
+        return not problem(d) and (not facts.powered_on or hosts.host_sees(facts.host_id, d.name))
 
     if wanted:
         if wanted not in visible:
             raise ValidationError("datastore", f"host {host} does not mount datastore {wanted!r}")
+        checked(visible[wanted])
         if not usable(visible[wanted]):
             raise ValidationError("datastore", f"the VM's current host cannot reach {wanted!r}")
         return visible[wanted]

@@ -71,6 +71,20 @@ class DatastoreInfo:
     hosts: tuple[str, ...] = ()  # ids of the hosts the datastore's own mount list names (Datastore.host)
     ref: Any = field(default=None, compare=False, repr=False)
     browser: Any = field(default=None, compare=False, repr=False)
+    read_only_on: tuple[str, ...] = ()  # ids of the hosts that mount it read-only (host[].mountInfo.accessMode)
+    maintenance: str = ""  # summary.maintenanceMode when not "normal" (inMaintenance, enteringMaintenance)
+    free_space: int | None = None  # summary.freeSpace, bytes
+
+
+@dataclass(frozen=True)
+class DatastoreCluster:
+    """A datastore cluster (Storage DRS pod) named where a datastore was expected: its members, and which
+    datastores each host of the VM's compute resource mounts (its own list), to choose a member by."""
+
+    name: str
+    members: tuple[DatastoreInfo, ...]
+    sees: Mapping[str, frozenset[str]]  # host id -> names of the datastores it mounts
+    host_names: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

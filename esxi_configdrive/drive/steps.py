@@ -14,7 +14,8 @@ from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
 from ..vmdata import VM_ID_KEY, VmData, check_network_choice
 from .devices import nic_macs
 from .effects import Effects, VmAccess
-from .model import DatastoreInfo, DatastorePath, DeviceChange, VmFacts
+from .model import DatastoreCluster, DatastorePath, DeviceChange, VmFacts
+from .placement import Placement, checked, choose_member, problem, usable_in
 from .policy import Policy
 from .state import DriveState
 
@@ -106,29 +107,36 @@ def warnings_for(data: VmData, facts: VmFacts) -> list[str]:
 # ---- where the ISO goes ---------------------------------------------------------------------------------------
 
 
-def pick_datastore(vm: VmAccess, facts: VmFacts, wanted: str | None) -> DatastoreInfo:
-    """The datastore for a new ISO: the one asked for (one the VM uses, or any its host mounts), else the one
-    holding the VM's configuration file."""
+def pick_datastore(vm: VmAccess, facts: VmFacts, wanted: str | None) -> Placement:
+    """The datastore for a new ISO: the one asked for (one the VM uses, or any its host mounts; for a datastore
+    cluster, the member placement.py chooses), refused before anything is written when it cannot take a file;
+    else the one holding the VM's configuration file, or another of the VM's that can."""
     if wanted:
-        return facts.datastores[wanted] if wanted in facts.datastores else vm.datastore(wanted)
-    name = facts.vmx_datastore
-    if name and name in facts.datastores:
-        return facts.datastores[name]
-    if facts.datastores:
-        return sorted(facts.datastores.values(), key=lambda d: d.name)[0]
+        found = facts.datastores.get(wanted) or vm.datastore(wanted)
+        return choose_member(found) if isinstance(found, DatastoreCluster) else checked(found)
+    own = sorted(facts.datastores.values(), key=lambda d: (d.name != facts.vmx_datastore, d.name))
+    for ds in own:
+        if not problem(ds):
+            return Placement(ds)
+    if own:
+        reasons = "; ".join(f"{d.name}: {problem(d)}" for d in own)
+        raise ValidationError(
+            "datastore", f"no datastore of VM {facts.name} can take the drive ({reasons}); pass --datastore"
+        )
     raise ConfigDriveError(f"VM {facts.name} uses no datastore; pass --datastore")
 
 
 def swap_datastore(
-    vm: VmAccess, facts: VmFacts, current: str | None, wanted: str | None, default: str | None
-) -> DatastoreInfo:
-    """Where a replacement ISO goes: the asked datastore, else where the current one is, else the default."""
-    if wanted:
-        return pick_datastore(vm, facts, wanted)
-    if current:
-        name = DatastorePath.parse(current).datastore
-        if name in facts.datastores:
-            return facts.datastores[name]
+    vm: VmAccess, facts: VmFacts, current: str | None, wanted: str | None, default: str | None, cluster: str = ""
+) -> Placement:
+    """Where a replacement ISO goes: where the current one is, while that datastore can take a file and is what
+    was asked for (by its name, or by the datastore cluster it was chosen from: ``cluster``); else the asked
+    datastore; else, for a drive placed in a cluster, another member of it; else the default."""
+    here = facts.datastores.get(DatastorePath.parse(current).datastore) if current else None
+    if here is not None and usable_in(here) and (not wanted or wanted in (here.name, cluster)):
+        return Placement(here, cluster)
+    if wanted or cluster:
+        return pick_datastore(vm, facts, wanted or cluster)
     return pick_datastore(vm, facts, default)
 
 

@@ -10,6 +10,7 @@ from ..vmdata import VmData
 from .devices import plan_swap
 from .effects import Effects, VmAccess
 from .model import DatastorePath
+from .placement import Placement, usable_in
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState, content_name
@@ -32,7 +33,14 @@ def swap_in(
     tree = build_tree(data, max_userdata_bytes=None)
     digest = tree.digest()
     current = cdrom.iso
-    moving = bool(datastore and current and DatastorePath.parse(current).datastore != datastore)
+
+    def where() -> Placement:
+        return swap_datastore(vm, facts, current, datastore, policy.default_datastore, record.cluster)
+
+    # Asked for a datastore, or the drive's own cannot take a file any more: where it goes decides whether it moves.
+    stays = not datastore and current and usable_in(facts.datastores.get(DatastorePath.parse(current).datastore))
+    placement = None if stays else where()
+    moving = bool(placement and current and DatastorePath.parse(current).datastore != placement.datastore.name)
     same_content = (
         state.made_for_this_vm and not moving and current is not None and current == record.iso
     ) and record.digest == digest
@@ -43,9 +51,11 @@ def swap_in(
             return Outcome(facts.name, effects.steps, iso=current)
         target = DatastorePath.parse(current)  # only the connection state needs fixing
     else:
-        ds = swap_datastore(vm, facts, current, datastore, policy.default_datastore)
-        target = state.folder(ds.name).child(content_name(digest))
+        placement = placement or where()
+        target = state.folder(placement.datastore.name).child(content_name(digest))
         iso = tree_to_iso(tree)
+        if placement.cluster and (not current or DatastorePath.parse(current).datastore != placement.datastore.name):
+            effects.note(placement.describe())  # a choice made now, not the member the drive stays on
     old = DatastorePath.parse(current) if current and str(target) != current else None
     deletable_old = old if old is not None and state.is_ours(old) else None
     sha, size = record.sha256, record.size
@@ -63,6 +73,7 @@ def swap_in(
         device=cdrom.key,
         previous=str(deletable_old) if deletable_old else "",
         folder=str(target.folder),
+        cluster=placement.cluster if placement else record.cluster,
     )
     changes = plan_swap(cdrom, str(target), facts.powered_on)
     reconfigure(vm, effects, facts, changes, (new_record, record), policy, target if iso is not None else None)

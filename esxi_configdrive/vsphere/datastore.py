@@ -16,7 +16,7 @@ from pyVmomi import vim
 
 from ..defaults import DEFAULT_TASK_TIMEOUT
 from ..drive.model import DatastorePath, safe_path_component
-from ..errors import ConfigDriveError, ValidationError
+from ..errors import LICENCE_REFUSAL, ConfigDriveError, ValidationError, one_line
 from .connection import Session
 from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
@@ -46,6 +46,9 @@ class DatastoreFiles:
         self.datacenter_path = datacenter_path
         self.task_timeout = task_timeout
 
+    def _check(self, response: requests.Response, what: str, path: DatastorePath) -> None:
+        _check_response(response, what, path, self.datacenter_path)
+
     def url(self, path: DatastorePath) -> str:
         """``/folder/<path>?dcPath=<datacenter inventory path>&dsName=<datastore>`` (full path: nested DCs)."""
         return (
@@ -71,7 +74,7 @@ class DatastoreFiles:
                 content.seek(start)  # each attempt sends the whole file again
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
             response = http.put(url, data=content, headers=headers, **self._request_options())
-            _check_response(response, "upload to", path)
+            self._check(response, "upload to", path)
             return response
 
         try:
@@ -88,7 +91,7 @@ class DatastoreFiles:
 
         def get(http: requests.Session) -> requests.Response:
             response = http.get(url, stream=True, **self._request_options())
-            _check_response(response, "download of", path)
+            self._check(response, "download of", path)
             return response
 
         response = self._exchange(get, "download of", path)
@@ -108,7 +111,7 @@ class DatastoreFiles:
         def head(http: requests.Session) -> requests.Response:
             response = http.head(url, **self._request_options())
             if response.status_code != 404:
-                _check_response(response, "look-up of", path)
+                self._check(response, "look-up of", path)
             return response
 
         return self._exchange(head, "look-up of", path).status_code != 404
@@ -127,9 +130,16 @@ class DatastoreFiles:
             generation = session.login_generation
             try:
                 return fn(session.http())
-            except _Unauthorized:
-                session.relogin(generation)
+            except _Unauthorized as e:
+                refused = ConfigDriveError(f"{what} {path}: HTTP 401 Unauthorized: {e.args[0]}")
+                try:
+                    session.relogin(generation)
+                except ConfigDriveError:  # the session is valid (vcsim refuses a second login on it)
+                    raise refused from None
+            try:
                 return fn(session.http())
+            except _Unauthorized:  # a fresh session is refused too: the user may not use /folder here
+                raise refused from None
 
         try:
             for tried in retrying(session.retry_attempts, what=f"{what} {path}"):
@@ -244,12 +254,30 @@ class _Unauthorized(ConfigDriveError):
     """HTTP 401: the session expired (``_exchange`` logs in again once)."""
 
 
-def _check_response(response: requests.Response, what: str, path: DatastorePath) -> None:
+def folder_privileges(datacenter: str, datastore: str) -> str:
+    """What a user refused by ``/folder`` lacks, and where (vSphere Web Services SDK Programming Guide, "Privilege
+    Requirements for HTTP Access"; docs/privileges.md)."""
+    return (
+        "the user needs System.View on the root folder, and Datastore.Browse and Datastore.FileManagement on "
+        f"datacenter {datacenter or '(the host)'} and on datastore {datastore}; granted on the datastore alone they "
+        "are not enough (docs/privileges.md)"
+    )
+
+
+def _check_response(response: requests.Response, what: str, path: DatastorePath, datacenter: str = "") -> None:
     if response.status_code in (200, 201, 204):
         return
+    said = one_line(response.text)[:200] if response.status_code == 403 else ""
     response.close()
     if response.status_code == 401:
-        raise _Unauthorized(f"{what} {path}: HTTP 401 Unauthorized")
+        raise _Unauthorized(folder_privileges(datacenter, path.datastore))
+    if response.status_code == 403:
+        if "RestrictedVersion" in said:
+            raise ConfigDriveError(f"{what} {path}: {LICENCE_REFUSAL} (HTTP 403: {said})")
+        raise ConfigDriveError(
+            f"{what} {path}: HTTP 403 Forbidden ({said}): {folder_privileges(datacenter, path.datastore)}, or the "
+            "datastore refuses writes (an NFS export without no_root_squash, or read-only)"
+        )
     if response.status_code >= 500 or response.status_code == 429:
         raise TransientHttpError(f"{what} {path}: HTTP {response.status_code}")
     if response.status_code == 404:

@@ -13,7 +13,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..drive.model import DatastoreInfo, HostInfo, Hosts, VmFacts
+from ..drive.model import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from ..errors import ConfigDriveError, NotFound, ValidationError
 from ..fields import UNSENDABLE, check_datastore_name
 from .connection import Session
@@ -42,7 +42,7 @@ VM_PROPERTIES = (
     "runtime.powerState",
     "runtime.host",
 )
-DATASTORE_PROPERTIES = ("name", "summary.accessible", "host", "browser")
+DATASTORE_PROPERTIES = ("name", "summary.accessible", "host", "browser", "summary.maintenanceMode", "summary.freeSpace")
 
 
 # ---- the collector ----------------------------------------------------------------------------------------
@@ -231,13 +231,24 @@ def _facts_of(
 
 
 def datastore_info(obj: vim.Datastore, props: dict[str, Any]) -> DatastoreInfo:
-    hosts = []
+    hosts, read_only = [], []
     for mount in props.get("host") or []:
         info = getattr(mount, "mountInfo", None)
         if info is None or (info.accessible is not False and info.mounted is not False):
             hosts.append(mount.key._moId)
-    accessible = bool(props.get("summary.accessible", True))
-    return DatastoreInfo(props.get("name", obj._moId), accessible, tuple(hosts), ref=obj, browser=props.get("browser"))
+        if info is not None and info.accessMode == "readOnly":
+            read_only.append(mount.key._moId)
+    maintenance = props.get("summary.maintenanceMode") or "normal"
+    return DatastoreInfo(
+        props.get("name", obj._moId),
+        bool(props.get("summary.accessible", True)),
+        tuple(hosts),
+        ref=obj,
+        browser=props.get("browser"),
+        read_only_on=tuple(read_only),
+        maintenance="" if maintenance == "normal" else maintenance,
+        free_space=props.get("summary.freeSpace"),
+    )
 
 
 def extra_config_dict(options: Iterable[Any]) -> dict[str, str]:
@@ -279,6 +290,10 @@ def find_hosts(session: Session, name: str) -> Hosts:
     name = name.strip()
     if not name or UNSENDABLE.search(name):
         raise ValidationError("host", "empty, or holds a control character or bytes that are not text")
+    if session.content.about.apiType == "HostAgent":  # from the login's ServiceContent: no call
+        raise ValidationError(
+            "host", "connected to a standalone ESXi host, not a vCenter: a VM on it has no other host to migrate to"
+        )
     folder = TraversalSpec(
         name="hostFolderChildren", type=vim.Folder, path="childEntity", skip=False,
         selectSet=[SelectionSpec(name="hostFolderChildren"), SelectionSpec(name="dcHostFolder"),
@@ -320,29 +335,52 @@ def find_hosts(session: Session, name: str) -> Hosts:
     return Hosts(target, sees)
 
 
-def find_datastore(session: Session, facts: VmFacts, name: str) -> DatastoreInfo:
-    """A datastore of the VM's datacenter that the VM does not use yet: it must be one the VM's host mounts, by
-    that host's own ``datastore`` list (read in the same call)."""
+def find_datastore(session: Session, facts: VmFacts, name: str) -> DatastoreInfo | DatastoreCluster:
+    """A datastore of the VM's datacenter that the VM does not use yet, which the VM's host mounts (by that host's
+    own ``datastore`` list), or a datastore cluster (StoragePod) of that name with its members and which of them
+    each host of the VM's compute resource mounts: all read in one call."""
     check_datastore_name(name)
+    to_pods = TraversalSpec(
+        name="podFolders", type=vim.Folder, path="childEntity", skip=False,
+        selectSet=[SelectionSpec(name="podFolders")],
+    )  # fmt: skip
     object_specs = [
         ObjectSpec(
             obj=facts.datacenter,
             skip=True,
-            selectSet=[TraversalSpec(type=vim.Datacenter, path="datastore", skip=False)],
+            selectSet=[
+                TraversalSpec(type=vim.Datacenter, path="datastore", skip=False),
+                TraversalSpec(type=vim.Datacenter, path="datastoreFolder", skip=False, selectSet=[to_pods]),
+            ],
         )
     ]
-    prop_specs = [PropertySpec(type=vim.Datastore, pathSet=list(DATASTORE_PROPERTIES))]
+    prop_specs = [
+        PropertySpec(type=vim.Datastore, pathSet=list(DATASTORE_PROPERTIES)),
+        PropertySpec(type=vim.StoragePod, pathSet=["name", "childEntity"]),
+    ]
     if facts.host is not None:
-        object_specs.append(ObjectSpec(obj=facts.host))
-        prop_specs.append(PropertySpec(type=vim.HostSystem, pathSet=["datastore"]))
+        to_siblings = TraversalSpec(type=vim.ComputeResource, path="host", skip=False)
+        to_parent = TraversalSpec(type=vim.HostSystem, path="parent", skip=True, selectSet=[to_siblings])
+        object_specs.append(ObjectSpec(obj=facts.host, selectSet=[to_parent]))
+        prop_specs.append(PropertySpec(type=vim.HostSystem, pathSet=["name", "datastore"]))
     results = retrieve(session, FilterSpec(objectSet=object_specs, propSet=prop_specs))
-    host_sees = {d._moId for o, p in results if isinstance(o, vim.HostSystem) for d in p.get("datastore") or []}
+    stores = {o._moId: datastore_info(o, p) for o, p in results if isinstance(o, vim.Datastore)}
+    hosts = {o._moId: p for o, p in results if isinstance(o, vim.HostSystem)}
     for obj, props in results:
         if isinstance(obj, vim.Datastore) and props.get("name") == name:
+            host_sees = {d._moId for d in hosts.get(facts.host_id or "", {}).get("datastore") or []}
             if facts.host is not None and obj._moId not in host_sees:
                 raise ValidationError("datastore", f"{name!r} is not mounted on the VM's host")
-            return datastore_info(obj, props)
-    raise NotFound(f"no datastore named {name!r} in the VM's datacenter")
+            return stores[obj._moId]
+    for obj, props in results:
+        if isinstance(obj, vim.StoragePod) and props.get("name") == name:
+            members = tuple(stores[c._moId] for c in props.get("childEntity") or [] if c._moId in stores)
+            sees = {
+                h: frozenset(stores[d._moId].name for d in p.get("datastore") or [] if d._moId in stores)
+                for h, p in hosts.items()
+            }
+            return DatastoreCluster(name, members, sees, {h: p.get("name", h) for h, p in hosts.items()})
+    raise NotFound(f"no datastore or datastore cluster named {name!r} in the VM's datacenter")
 
 
 __all__ = [

@@ -8,12 +8,13 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
-from ..drive.model import DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, VmFacts
+from ..drive.model import DatastoreCluster, DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, VmFacts
 from ..errors import ConfigDriveError, ValidationError
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import fetch_vm_facts, find_datastore, find_hosts
 from .reconfigure import reconfigure, relocate
+from .refusals import creating
 
 
 class VsphereVm:
@@ -52,7 +53,7 @@ class VsphereVm:
         browser = self._browser(folder.datastore)
         return None if browser is None else self._files().list(folder, browser, pattern=pattern)
 
-    def datastore(self, name: str) -> DatastoreInfo:
+    def datastore(self, name: str) -> DatastoreInfo | DatastoreCluster:
         return find_datastore(self.session, self._known(), name)
 
     def hosts(self, name: str) -> Hosts:
@@ -61,13 +62,15 @@ class VsphereVm:
     # ---- changes
 
     def make_folder(self, folder: DatastorePath) -> bool:
-        return self._files().mkdir(folder)
+        with creating(folder):
+            return self._files().mkdir(folder)
 
     def upload(self, path: DatastorePath, content: bytes) -> str:
         return self._files().upload(path, content)
 
     def copy(self, source: DatastorePath, target: DatastorePath) -> None:
-        self._files().copy(source, target)
+        with creating(target):
+            self._files().copy(source, target)
 
     def delete(self, path: DatastorePath) -> bool:
         return self._files().delete(path)
@@ -95,6 +98,6 @@ class VsphereVm:
         if datastore in facts.datastores:
             return facts.datastores[datastore].browser
         try:
-            return self.datastore(datastore).browser
+            return getattr(self.datastore(datastore), "browser", None)  # a datastore cluster has none
         except (ValidationError, ConfigDriveError):
             return None

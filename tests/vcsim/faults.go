@@ -75,6 +75,10 @@ type faultConfig struct {
 	UploadFailures   uploadFailureConfig   `json:"upload_failures"`
 	ReconfigFailures reconfigFailureConfig `json:"reconfig_failures"`
 	SOAPThrottle     soapThrottleConfig    `json:"soap_throttle"`
+	// Where the drive goes and who may write (placement.go).
+	RestrictedVersion restrictedVersionConfig `json:"restricted_version"`
+	FolderForbidden   folderForbiddenConfig   `json:"folder_forbidden"`
+	RootSquash        []string                `json:"root_squash"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -89,6 +93,8 @@ func defaultFaultConfig() faultConfig {
 		UploadFailures:      uploadFailureConfig{Mode: "status", Status: 503},
 		ReconfigFailures:    reconfigFailureConfig{Fault: "GenericVmConfigFault", VMs: []string{}},
 		SOAPThrottle:        soapThrottleConfig{Status: 503, Methods: []string{}},
+		RestrictedVersion:   restrictedVersionConfig{Calls: []string{}},
+		RootSquash:          []string{},
 	}
 }
 
@@ -118,6 +124,9 @@ func (c *faultConfig) validate() error {
 	case "reset":
 	default:
 		return fmt.Errorf("upload_failures.mode must be \"status\" or \"reset\"")
+	}
+	if err := c.validatePlacement(); err != nil {
+		return err
 	}
 	for _, n := range reconfigFaultNames {
 		if n == c.ReconfigFailures.Fault {

@@ -168,6 +168,9 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if h.refuseWrite(w, method) {
+		return
+	}
 	switch method.Name {
 	case "ReconfigVM_Task":
 		h.reconfigure(w, r, body, method.Body.(*types.ReconfigVM_Task))
@@ -297,6 +300,9 @@ func (h *harness) serveFolder(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(ioutil.Discard, r.Body)
 		w.Header().Set("WWW-Authenticate", `Basic realm="VMware HTTP server"`)
 		http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
+		return
+	}
+	if h.guardFolder(w, r) {
 		return
 	}
 	rel := strings.TrimPrefix(r.URL.Path, "/folder")
@@ -442,7 +448,7 @@ func (h *harness) serveControl(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case route == "" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, map[string]interface{}{
-			"endpoints": []string{"GET faults", "POST faults", "GET counters", "POST reset", "POST expire-sessions"},
+			"endpoints": []string{"GET faults", "POST faults", "GET counters", "POST reset", "POST expire-sessions", "POST datastore"},
 		})
 	case route == "faults" && r.Method == http.MethodGet:
 		writeJSON(w, http.StatusOK, h.config())
@@ -452,6 +458,7 @@ func (h *harness) serveControl(w http.ResponseWriter, r *http.Request) {
 		// Copy slices so a failed decode leaves the current config untouched.
 		next.LockedDoor.VMs = append([]string{}, h.cfg.LockedDoor.VMs...)
 		next.ReconfigFailures.VMs = append([]string{}, h.cfg.ReconfigFailures.VMs...)
+		next.ownSlices()
 		h.mu.Unlock()
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
@@ -465,6 +472,7 @@ func (h *harness) serveControl(w http.ResponseWriter, r *http.Request) {
 		if next.ReconfigFailures.VMs == nil {
 			next.ReconfigFailures.VMs = []string{}
 		}
+		next.ownSlices()
 		if err := next.validate(); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
@@ -493,10 +501,13 @@ func (h *harness) serveControl(w http.ResponseWriter, r *http.Request) {
 		h.cfg = h.defaults
 		h.cfg.LockedDoor.VMs = []string{}
 		h.cfg.ReconfigFailures.VMs = []string{}
+		h.cfg.ownSlices()
 		h.ctr = newCounters()
 		h.calls = 0
 		h.mu.Unlock()
 		writeJSON(w, http.StatusOK, h.config())
+	case route == "datastore" && r.Method == http.MethodPost:
+		h.serveDatastoreState(w, r)
 	case route == "expire-sessions" && r.Method == http.MethodPost:
 		n := h.expireSessions()
 		writeJSON(w, http.StatusOK, map[string]int{"expired": n})

@@ -69,6 +69,7 @@ func main() {
 	questionTimeout := flag.Duration("question-timeout", 30*time.Second, "how long an unanswered locked-door question blocks its task")
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "exit when stdin reaches EOF (the parent died or closed it): no orphans")
 	verbose := flag.Bool("verbose", false, "log every SOAP method name and injected fault to stderr (never bodies)")
+	esx := flag.Bool("esx", false, "serve a standalone ESXi host (simulator.ESX(): ha-datacenter, apiType HostAgent) instead of a vCenter; -hosts, -clusters and -cluster-hosts do not apply")
 	stock := flag.Bool("stock", false, "serve govmomi's simulator as the stock vcsim command does: no handler in front, no repairs, no control API (stock.go)")
 	flag.Parse()
 
@@ -90,10 +91,14 @@ func main() {
 	}
 
 	model := simulator.VPX()
+	if *esx {
+		model = simulator.ESX()
+	} else {
+		model.Host = *standalone
+		model.Cluster = *clusters
+		model.ClusterHost = *clusterHosts
+	}
 	model.Machine = *vms
-	model.Host = *standalone
-	model.Cluster = *clusters
-	model.ClusterHost = *clusterHosts
 	model.Datastore = *datastores
 	model.Autostart = *powerOn
 	if err := model.Create(); err != nil {
