@@ -81,7 +81,7 @@ def _attach_new(
         reconfigure(vm, effects, facts, changes, (new_record, state.record), policy, uploaded=target)
     except (Stale, OutcomeUnknown):
         raise  # the retry loop, or the next run, finishes what this one started
-    except ConfigDriveError:
+    except (ConfigDriveError, FileNotFoundError):  # FileNotFoundError: a datastore /folder does not find
         if created:  # refused (licence, datastore, vSphere): the folder this run made goes too
             effects.discard_folder(folder)
         raise

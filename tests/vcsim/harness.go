@@ -171,6 +171,13 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 	if h.refuseWrite(w, method) {
 		return
 	}
+	switch {
+	case esxMode && method.Name == "Login":
+		h.loginAnswered(w, r, body)
+		return
+	case esxMode && method.Name == "Logout":
+		forgetESXSessions(key)
+	}
 	switch method.Name {
 	case "ReconfigVM_Task":
 		h.reconfigure(w, r, body, method.Body.(*types.ReconfigVM_Task))
@@ -212,6 +219,9 @@ func cookieValue(r *http.Request, name string) string {
 
 // sessionActive asks the simulator's SessionManager (in process, not through this handler).
 func (h *harness) sessionActive(key string) bool {
+	if esxMode {
+		return esxSessionActive(key)
+	}
 	res, err := methods.SessionIsActive(context.Background(), h.client, &types.SessionIsActive{
 		This:      *h.client.ServiceContent.SessionManager,
 		SessionID: key,
@@ -249,6 +259,7 @@ func (h *harness) expireSessions() int {
 	h.sessions = map[string]bool{}
 	h.tickets = map[string]bool{}
 	h.mu.Unlock()
+	forgetESXSessions()
 	n := 0
 	for _, k := range keys {
 		_, err := methods.TerminateSession(context.Background(), h.client, &types.TerminateSession{

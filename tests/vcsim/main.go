@@ -92,7 +92,7 @@ func main() {
 
 	model := simulator.VPX()
 	if *esx {
-		model = simulator.ESX()
+		model, esxMode = simulator.ESX(), true
 	} else {
 		model.Host = *standalone
 		model.Cluster = *clusters
