@@ -50,4 +50,3 @@ func forgetESXSessions(keys ...string) {
 		delete(esxSessions.keys, k)
 	}
 }
-
