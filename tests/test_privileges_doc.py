@@ -135,3 +135,18 @@ def test_every_call_the_tool_makes_is_in_the_table(vcsim_faults, make_vm, vspher
                  "HEAD /folder", "CurrentTime", "SearchDatastoreSubFolders_Task"}  # fmt: skip
     assert exercised <= seen, exercised - seen  # the scenario really ran every kind of call
     assert seen - set(table_rows(doc())) == set(), "calls docs/privileges.md does not list"
+
+
+def test_the_folder_refusal_section_says_what_the_tool_says():
+    """The 401/403 section quotes the tool's own words for the privileges and where they go, and every privilege
+    named there is in every role (the read-only one included: status and audit download over /folder)."""
+    from esxi_configdrive.vsphere.datastore import folder_privileges
+
+    section = doc().split("## When `/folder` answers 401 or 403", 1)[1].split("\n## ", 1)[0]
+    said = " ".join(folder_privileges("DC0", "LocalDS_0").split())
+    assert said in " ".join(section.split())
+    named = set(PRIVILEGE_ID.findall(said))
+    assert named == {"System.View", "Datastore.Browse", "Datastore.FileManagement"}
+    for role in govc_roles(doc()).values():
+        assert named - {"System.View"} <= role
+    assert "on datacenter DC0 and on datastore LocalDS_0" in said
