@@ -329,3 +329,24 @@ def test_folder_refused_for_lack_of_privileges_names_them_and_where(sim, si, cli
                    "on datacenter DC0 and on datastore LocalDS_0", "docs/privileges.md"):  # fmt: skip
         assert needed in error, error
     assert (vm_state(si, vm), datastore_tree(si, "LocalDS_0")) == before
+
+
+def test_prepare_migration_never_copies_to_a_datastore_that_cannot_take_it(sim, si, cli, vmdata_file):
+    local = unique("Local")
+    shared_datastore(si, local, ("DC0_C0_H0",))
+    read_only = unique("A0ReadOnly")  # first by name among the datastores the target host mounts
+    shared_datastore(si, read_only)
+    sim.set_datastore(read_only, access_mode="readOnly")
+    vm = create_vm(si, host="DC0_C0_H0", datastore=local)
+    assert cli("attach", vm.name, "--vmdata", vmdata_file)[0] == 0
+    before = vm_state(si, vm)
+
+    status, out = cli("prepare-migration", vm.name, "--host", "DC0_C0_H1", "--datastore", read_only)
+    assert status == 2, out
+    assert f"datastore {read_only} cannot take the config drive: mounted read-only" in out["error"]
+    assert vm_state(si, vm) == before
+
+    status, moved = cli("prepare-migration", vm.name, "--host", "DC0_C0_H1")
+    assert status == 0, moved
+    [iso] = config_drive_isos(vm)
+    assert not iso.startswith(f"[{read_only}]") and not iso.startswith(f"[{local}]")
