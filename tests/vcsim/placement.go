@@ -90,7 +90,7 @@ func (h *harness) restricted(call string) bool {
 
 // ---- SOAP write calls ----
 
-// fileWrite answers a FileManager or VM write call itself when the licence or the datastore refuses it;
+// refuseWrite answers a FileManager or VM write call itself when the licence or the datastore refuses it;
 // true when it did.
 func (h *harness) refuseWrite(w http.ResponseWriter, method *simulator.Method) bool {
 	if h.restricted(method.Name) {
