@@ -51,7 +51,7 @@ def _attach_new(
 ) -> Outcome:
     facts = state.facts
     ds = pick_datastore(vm, facts, request.datastore or policy.default_datastore)
-    folder = state.folder(ds.name)
+    folder = state.folder(ds)
     target = folder.child(FIRST_ISO_NAME)
     changes = _plan(facts, str(target), request.controller)  # a slot must be free before anything is written
     tree = build_tree(data, max_userdata_bytes=None)

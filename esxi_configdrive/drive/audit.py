@@ -206,9 +206,9 @@ def delete_orphan(
         return Outcome(finding.vm, effects.steps)
     if finding.fix == DELETE:
         effects.delete(DatastorePath.parse(finding.path), why="orphan", known_to_exist=True)
-        return Outcome(finding.vm, effects.steps)
+        return Outcome(finding.vm, effects.steps, warnings=effects.warnings)
     folder = DatastorePath.parse(finding.path.rstrip("/"))
     for entry in fleet.listings[folder.datastore].folders[folder.path].files:
         effects.delete(folder.child(entry.name), why="orphan", known_to_exist=True)
     effects.delete_folder_if_empty(folder, why="orphan")
-    return Outcome(finding.vm, effects.steps)
+    return Outcome(finding.vm, effects.steps, warnings=effects.warnings)  # a locked file stays, for the next --fix

@@ -34,6 +34,7 @@ from .effects import VmAccess
 from .model import DatastorePath, DriveFolder, Fleet, VmFacts, safe_path_component
 from .result import Result
 from .state import DRIVE_ROOT, DriveState, is_drive_name
+from .storage import stable_devices, stable_record
 
 OK, DETACHED, DEVICE_REMOVED, MISSING_FILE = "ok", "detached", "device-removed", "missing-file"
 FOREIGN_CHANGE, DISCONNECTED, NOT_SHARED, INHERITED = "foreign-change", "disconnected", "not-shared", "inherited"
@@ -218,7 +219,7 @@ def unsearched(fleet: Fleet, path: DatastorePath) -> str:
         return f"datastore {path.datastore} was not searched"
     if listing.problem:
         return listing.problem
-    if path.folder.folder.path != DRIVE_ROOT:
+    if path.folder.folder.path != listing.root:
         return f"{path} is not in a folder under {DRIVE_ROOT}/, the only place the audit searches"
     return ""
 
@@ -249,9 +250,10 @@ def references(vms: Iterable[VmFacts]) -> tuple[set[str], set[str]]:
     """Every file a VM's device or record points at, and every folder they are in or a record names."""
     files: set[str] = set()
     folders: set[str] = set()
-    for facts in vms:
-        record = DriveRecord.from_extra_config(dict(facts.extra_config))
-        named = [c.iso for c in facts.devices.cdroms if c.iso] + [record.iso, record.previous]
+    for facts in vms:  # each path stable, as the listings' are (drive/storage.py)
+        record = stable_record(DriveRecord.from_extra_config(dict(facts.extra_config)), facts.datastores)
+        cdroms = stable_devices(facts.devices, facts.datastores).cdroms
+        named = [c.iso for c in cdroms if c.iso] + [record.iso, record.previous]
         for path in filter(None, map(path_or_none, filter(None, named))):
             files.add(str(path))
             folders.add(str(path.folder))
@@ -272,7 +274,7 @@ def orphans(fleet: Fleet, min_age: float = ORPHAN_MIN_AGE) -> list[Finding]:
     for listing in fleet.listings.values():
         if listing.problem:
             continue
-        root = DatastorePath(listing.datastore, DRIVE_ROOT)
+        root = DatastorePath(listing.datastore, listing.root)
         for entry in listing.loose:
             if entry.name.lower().endswith(".iso") and str(root.child(entry.name)) not in files:
                 rows.append(_orphan(fleet, str(root.child(entry.name)), entry.size, f"right in {DRIVE_ROOT}/, "

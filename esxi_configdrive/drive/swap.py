@@ -44,7 +44,7 @@ def swap_in(
         target = DatastorePath.parse(current)  # only the connection state needs fixing
     else:
         ds = swap_datastore(vm, facts, current, datastore, policy.default_datastore)
-        target = state.folder(ds.name).child(content_name(digest))
+        target = state.folder(ds).child(content_name(digest))
         iso = tree_to_iso(tree)
     old = DatastorePath.parse(current) if current and str(target) != current else None
     deletable_old = old if old is not None and state.is_ours(old) else None

@@ -42,7 +42,14 @@ VM_PROPERTIES = (
     "runtime.powerState",
     "runtime.host",
 )
-DATASTORE_PROPERTIES = ("name", "summary.accessible", "host", "browser")
+DATASTORE_PROPERTIES = (
+    "name",
+    "summary.accessible",
+    "host",
+    "browser",
+    "summary.url",
+    "capability.topLevelDirectoryCreateSupported",  # false: top-level folders are namespaces (drive/storage.py)
+)
 
 
 # ---- the collector ----------------------------------------------------------------------------------------
@@ -237,7 +244,15 @@ def datastore_info(obj: vim.Datastore, props: dict[str, Any]) -> DatastoreInfo:
         if info is None or (info.accessible is not False and info.mounted is not False):
             hosts.append(mount.key._moId)
     accessible = bool(props.get("summary.accessible", True))
-    return DatastoreInfo(props.get("name", obj._moId), accessible, tuple(hosts), ref=obj, browser=props.get("browser"))
+    return DatastoreInfo(
+        props.get("name", obj._moId),
+        accessible,
+        tuple(hosts),
+        ref=obj,
+        browser=props.get("browser"),
+        url=props.get("summary.url") or "",
+        top_level_create=props.get("capability.topLevelDirectoryCreateSupported") is not False,
+    )
 
 
 def extra_config_dict(options: Iterable[Any]) -> dict[str, str]:

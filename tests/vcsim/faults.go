@@ -75,6 +75,9 @@ type faultConfig struct {
 	UploadFailures   uploadFailureConfig   `json:"upload_failures"`
 	ReconfigFailures reconfigFailureConfig `json:"reconfig_failures"`
 	SOAPThrottle     soapThrottleConfig    `json:"soap_throttle"`
+	// Namespace and FileLocks: vSAN/vVol datastores and locked files (namespace.go).
+	Namespace namespaceConfig `json:"namespace"`
+	FileLocks fileLockConfig  `json:"file_locks"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -100,6 +103,9 @@ func (c *faultConfig) validate() error {
 	}
 	if c.LockedDoor.TimeoutSeconds <= 0 {
 		return fmt.Errorf("locked_door.timeout_seconds must be > 0")
+	}
+	if err := c.Namespace.validate(); err != nil {
+		return err
 	}
 	if c.SessionExpiry.AfterCalls < 0 {
 		return fmt.Errorf("session_expiry.after_calls must be >= 0")
@@ -168,7 +174,8 @@ const (
 
 var allFaultCounters = []string{fNotAuthenticated, fSessionsExpired, fQuestionsAsked, fQuestionsYes, fQuestionsNo,
 	fQuestionsTimedOut, fQuestionsAutoAns, fIDERefused, fConcurrentAccess, fReconfigFailed, fReconfigInProgress,
-	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath, fSOAPThrottled}
+	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath, fSOAPThrottled,
+	fNamespaceRefused, fNamespaceRace, fFileLocked}
 
 func newCounters() counters {
 	c := counters{SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{}}

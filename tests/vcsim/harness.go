@@ -168,6 +168,9 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if h.serveStorage(w, r, body, method, cfg) {
+		return
+	}
 	switch method.Name {
 	case "ReconfigVM_Task":
 		h.reconfigure(w, r, body, method.Body.(*types.ReconfigVM_Task))
@@ -313,6 +316,9 @@ func (h *harness) serveFolder(w http.ResponseWriter, r *http.Request) {
 		h.failUpload(w, r, cfg.UploadFailures)
 		return
 	}
+	if write && h.refuseNamespaceUpload(w, r, cfg) {
+		return
+	}
 	if write && cfg.FolderRequireParent {
 		dir, ok := h.datastoreDir(r)
 		if !ok {
@@ -452,6 +458,8 @@ func (h *harness) serveControl(w http.ResponseWriter, r *http.Request) {
 		// Copy slices so a failed decode leaves the current config untouched.
 		next.LockedDoor.VMs = append([]string{}, h.cfg.LockedDoor.VMs...)
 		next.ReconfigFailures.VMs = append([]string{}, h.cfg.ReconfigFailures.VMs...)
+		next.Namespace.Datastores = append([]string{}, h.cfg.Namespace.Datastores...)
+		next.FileLocks.Files = append([]string{}, h.cfg.FileLocks.Files...)
 		h.mu.Unlock()
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()
