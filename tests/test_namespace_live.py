@@ -112,7 +112,10 @@ def test_folder_creation_tolerates_a_concurrent_creator(tool, vcsim_faults, vsph
     assert readable(vcsim_faults, vsphere, path).hostname == "web-1"
 
 
-def test_a_locked_old_iso_does_not_fail_the_update(tool, vcsim_faults, vsphere, make_vm, namespace_datastore):
+@pytest.mark.parametrize("finish_with", ["audit", "next-run"])
+def test_a_locked_old_iso_does_not_fail_the_update(
+    tool, vcsim_faults, vsphere, make_vm, namespace_datastore, finish_with
+):
     """A running VM may still hold the ISO it was switched away from: the update is done, the file kept with a
     warning, and the next run deletes it once unlocked."""
     ds = namespace_datastore("uuid")
@@ -125,10 +128,20 @@ def test_a_locked_old_iso_does_not_fail_the_update(tool, vcsim_faults, vsphere, 
     [new] = iso_paths(vsphere, vm)
     assert readable(vcsim_faults, vsphere, new).hostname == "web-2"
     assert fetch_file(vcsim_faults, vsphere, old) is not None  # kept
+    row = next(f for f in tool.audit().findings if f.vm == vm.name)  # audit shows it
+    assert row.state == "ok" and row.fix == "finish" and any("still there" in n for n in row.notes), row
+    locked = tool.audit(fix=True)
+    assert fetch_file(vcsim_faults, vsphere, old) is not None
+    assert any("locked" in w for r in locked.fixes.values() for w in r.extra.get("warnings", [])), locked.fixes
     vcsim_faults.set_faults(file_locks={"files": []})
-    again = tool.attach(vm.name, vmdata("web-2"), datastore=ds)  # the same content: only the clean-up is left
-    assert again.changed and iso_paths(vsphere, vm) == [new]
-    assert fetch_file(vcsim_faults, vsphere, old) is None  # the next run finished it
+    if finish_with == "audit":
+        tool.audit(fix=True)
+    else:
+        again = tool.attach(vm.name, vmdata("web-2"), datastore=ds)  # the same content: only the clean-up is left
+        assert again.changed and iso_paths(vsphere, vm) == [new]
+    assert fetch_file(vcsim_faults, vsphere, old) is None  # deleted once unlocked
+    assert readable(vcsim_faults, vsphere, new).hostname == "web-2"
+    assert next(f for f in tool.audit().findings if f.vm == vm.name).fix == ""
 
 
 def test_a_batch_of_first_drives_on_a_new_namespace_datastore(vcsim_faults, vsphere, make_vm, namespace_datastore,
@@ -161,6 +174,7 @@ def test_audit_matches_paths_by_their_stable_form(tool, vcsim_faults, vsphere, m
     from test_audit_live import age
 
     ds = namespace_datastore("uuid")
+    _make_namespace(vsphere, ds)  # ConfigDrive/ made by another client, as an earlier run or version may have
     by_uuid, by_name = make_vm(powered_on=True), make_vm()
     tool.attach(by_uuid.name, vmdata(), datastore=ds)  # its backing comes back by UUID
     vcsim_faults.set_faults(namespace={"datastores": [ds], "backings": "keep"})
@@ -207,6 +221,14 @@ def test_audit_matches_paths_by_their_stable_form(tool, vcsim_faults, vsphere, m
     assert fetch_file(vcsim_faults, vsphere, locked) is None
     for path in (uuid_path, name_path):
         assert read_iso(fetch_file(vcsim_faults, vsphere, path)).hostname == "web-1"
+
+
+def _make_namespace(si, datastore: str) -> None:
+    from vsphere_harness import find_datastore
+
+    si.content.datastoreNamespaceManager.CreateDirectory(
+        datastore=find_datastore(si, datastore), displayName="ConfigDrive"
+    )
 
 
 def _repoint(si, vm, old: str, new: str) -> None:

@@ -43,7 +43,9 @@ STATES = (OK, DETACHED, DEVICE_REMOVED, MISSING_FILE, FOREIGN_CHANGE, DISCONNECT
           UNCHECKED, ORPHAN)  # fmt: skip
 
 REATTACH, RECONNECT, DELETE, DELETE_FOLDER = "reattach", "reconnect", "delete", "delete-folder"
+FINISH = "finish"  # delete the replaced ISO vSphere kept (locked, in use) when it was to go
 FIX_TEXT = {
+    FINISH: "--fix deletes it once vSphere lets it go",
     REATTACH: "--fix adds a CD-ROM with the recorded ISO",
     RECONNECT: "--fix points the CD-ROM at the recorded ISO, connected",
     DELETE: "--fix deletes it",
@@ -67,7 +69,7 @@ class Finding:
     size: int | None = None
     attention: bool = True
     notes: tuple[str, ...] = ()
-    fix: str = ""  # what --fix does (REATTACH, RECONNECT, DELETE, DELETE_FOLDER), "" for nothing
+    fix: str = ""  # what --fix does (REATTACH, RECONNECT, FINISH, DELETE, DELETE_FOLDER), "" for nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -186,7 +188,19 @@ def judge_vm(fleet: Fleet, facts: VmFacts, digests: Mapping[str, str] | None = N
         return row(DISCONNECTED, off, *file_notes, shared, path=str(iso), size=size, fix=RECONNECT if mine else "")
     if shared:
         return row(NOT_SHARED, shared, *file_notes, path=str(iso), size=size)
+    kept = kept_file(fleet, state)
+    if kept:
+        note = f"the replaced ISO {kept} is still there: vSphere kept it (locked or in use) when it was to go"
+        return row(OK, *file_notes, note, path=str(iso), size=size, attention=False, fix=FINISH)
     return row(OK, *file_notes, path=str(iso), size=size, attention=False)
+
+
+def kept_file(fleet: Fleet, state: DriveState) -> str:
+    """The ISO a swap replaced, still there and ours to delete: a delete vSphere refused (a locked file)."""
+    previous = path_or_none(state.record.previous) if state.record.previous else None
+    if previous is None or str(previous) == state.record.iso or not state.is_ours(previous):
+        return ""
+    return str(previous) if fleet.file(previous) is not None else ""
 
 
 def check_file(

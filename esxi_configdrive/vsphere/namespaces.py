@@ -106,18 +106,33 @@ def complete(session: Session, facts: VmFacts, lookup: Callable[[str], Datastore
     """``facts`` with the datastores the drive's paths name (vm.datastore may omit an ISO's; ``lookup`` finds
     them, once per session) and their namespaces, and the devices' paths stable."""
     missing = sorted({p.datastore for p in _drive_paths(facts) if may_be_ours(p)} - set(facts.datastores))
-    known = _of(session)
     extra: dict[str, DatastoreInfo] = {}
     for name in missing:
-        key = (facts.datacenter_path, name)
-        info = known.datastores.get(key) or (lookup(name) if lookup is not None else None)
+        info = datastore_named(session, facts, name, lookup)
         if info is not None:
-            known.datastores[key] = extra[name] = info
+            extra[name] = info
     stores = {**facts.datastores, **extra}
     if not any(uses_namespaces(d) for d in stores.values()) and not extra:
         return facts
     stores = {n: with_namespaces(session, facts.datacenter, d) for n, d in stores.items()}
     return replace(facts, datastores=stores, devices=stable_devices(facts.devices, stores))
+
+
+def datastore_named(
+    session: Session, facts: VmFacts, name: str, lookup: Callable[[str], DatastoreInfo | None] | None
+) -> DatastoreInfo | None:
+    """A datastore of the VM's datacenter by name, looked up once per session (to name paths, not to judge
+    whether a host mounts it: that is find_datastore's, each time)."""
+    key = (facts.datacenter_path, name)
+    if key not in _of(session).datastores and lookup is not None:
+        info = lookup(name)
+        if info is not None:
+            remember(session, facts, info)
+    return _of(session).datastores.get(key)
+
+
+def remember(session: Session, facts: VmFacts, info: DatastoreInfo) -> None:
+    _of(session).datastores[(facts.datacenter_path, info.name)] = info
 
 
 def _drive_paths(facts: VmFacts) -> Iterable[DatastorePath]:

@@ -15,7 +15,7 @@ from ..errors import ConfigDriveError, ValidationError
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import fetch_vm_facts, find_datastore, find_hosts
-from .namespaces import complete, ensure, with_namespaces
+from .namespaces import complete, datastore_named, ensure, remember, with_namespaces
 from .reconfigure import reconfigure, relocate
 
 
@@ -58,7 +58,9 @@ class VsphereVm:
 
     def datastore(self, name: str) -> DatastoreInfo:
         facts = self._known()
-        return with_namespaces(self.session, facts.datacenter, find_datastore(self.session, facts, name))
+        found = find_datastore(self.session, facts, name)  # mounted by the VM's host: checked for each VM
+        remember(self.session, facts, found)
+        return with_namespaces(self.session, facts.datacenter, found)
 
     def hosts(self, name: str) -> Hosts:
         return find_hosts(self.session, name)
@@ -69,7 +71,9 @@ class VsphereVm:
         """Where the top-level folder must be a namespace (drive/storage.py), it is made or found first; the
         folder itself, inside it, is an ordinary one."""
         facts = self._known()
-        ds = facts.datastores.get(folder.datastore) or self._lookup(facts, folder.datastore)
+        ds = facts.datastores.get(folder.datastore) or datastore_named(
+            self.session, facts, folder.datastore, lambda n: self._lookup(facts, n)
+        )
         top = needs_namespace(folder, ds) if ds is not None else None
         if ds is not None and top is not None:
             ds = replace(ds, namespaces=(*ds.namespaces, (top, ensure(self.session, facts.datacenter, ds, top))))
