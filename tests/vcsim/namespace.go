@@ -66,8 +66,8 @@ const (
 	fFileLocked       = "file_locked"
 )
 
-var nsMu sync.Mutex // one namespace change at a time, and the capability last applied
-var nsApplied = "\x00"
+var nsMu sync.Mutex        // one namespace change at a time, and the capability last applied
+var nsApplied = []string{} // the namespace datastores whose capability says so
 
 // serveStorage answers the storage calls this file emulates; false: not one of them, the caller goes on.
 func (h *harness) serveStorage(w http.ResponseWriter, r *http.Request, body []byte, method *simulator.Method, cfg faultConfig) bool {
@@ -122,19 +122,19 @@ func datastoreURL(ds *simulator.Datastore) string {
 	return strings.TrimRight(url, "/")
 }
 
-// applyCapability sets capability.topLevelDirectoryCreateSupported false on the namespace datastores, true on
-// the others (as vcsim has it), whenever the list changes.
+// applyCapability sets capability.topLevelDirectoryCreateSupported false on the namespace datastores, and true
+// again on those no longer named; the others keep what vcsim gave them.
 func applyCapability(names []string) {
-	key := strings.Join(names, "\x00")
 	nsMu.Lock()
 	defer nsMu.Unlock()
-	if key == nsApplied {
+	if strings.Join(names, "\x00") == strings.Join(nsApplied, "\x00") {
 		return
 	}
-	nsApplied = key
-	for _, e := range simulator.Map.All("Datastore") {
-		ds, ok := e.(*simulator.Datastore)
-		if !ok {
+	changed := append(append([]string{}, names...), nsApplied...)
+	nsApplied = append([]string{}, names...)
+	for _, name := range changed {
+		ds := datastoreNamed(name)
+		if ds == nil {
 			continue
 		}
 		simulator.Map.WithLock(ds, func() {
