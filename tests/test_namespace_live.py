@@ -144,16 +144,20 @@ def test_a_locked_old_iso_does_not_fail_the_update(
     assert next(f for f in tool.audit().findings if f.vm == vm.name).fix == ""
 
 
-def test_a_batch_of_first_drives_on_a_new_namespace_datastore(vcsim_faults, vsphere, make_vm, namespace_datastore,
-                                                              tmp_path, monkeypatch, capsys):  # fmt: skip
-    ds = namespace_datastore("uuid")
+@pytest.mark.parametrize("backings", ["keep", "uuid"])
+def test_a_batch_of_first_drives_on_a_new_namespace_datastore(
+    tool, vcsim_faults, vsphere, make_vm, namespace_datastore, tmp_path, monkeypatch, capsys, backings
+):
+    """50 VMs at concurrency 8, every one the first drive on a datastore whose ConfigDrive/ does not exist yet: one
+    CreateDirectory, every drive readable, and each then seen as attached by status (either path form)."""
+    from test_batch_live import env_for
+
+    ds = namespace_datastore(backings)
     vms = [make_vm() for _ in range(50)]
     lines = [json.dumps({"vm": vm.name, "vmdata": {"metadata": {"vm-id": f"00000000-0000-4000-8000-{i:012d}",
              "local-hostname": f"node-{i}"}}}) for i, vm in enumerate(vms)]  # fmt: skip
     batch = tmp_path / "attach.jsonl"
     batch.write_text("\n".join(lines) + "\n")
-    from test_batch_live import env_for
-
     for k, v in env_for(vcsim_faults).items():
         if k.startswith("GOVC_"):
             monkeypatch.setenv(k, v)
@@ -161,10 +165,16 @@ def test_a_batch_of_first_drives_on_a_new_namespace_datastore(vcsim_faults, vsph
     results = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert status == 0, [r for r in results if r.get("exit_status")]
     assert len(results) == 50 and all(r["changed"] for r in results)
-    assert vcsim_faults.counters()["faults"]["namespace_refused"] == 0
+    counters = vcsim_faults.counters()
+    assert counters["faults"]["namespace_refused"] == 0 and counters["soap_by_method"]["CreateDirectory"] == 1
     for i, vm in enumerate(vms):
         [path] = iso_paths(vsphere, vm)
-        assert UUID_DIR.match(path) and readable(vcsim_faults, vsphere, path).hostname == f"node-{i}"
+        # by the stable path once ConfigDrive/ exists; the drives planned before, by the friendly name: kept as
+        # given, or rewritten by vSphere
+        assert UUID_DIR.match(path) or (backings == "keep" and f"[{ds}] ConfigDrive/{vm.name}/" in path), path
+        assert readable(vcsim_faults, vsphere, path).hostname == f"node-{i}"
+        seen = tool.status(vm.name).extra
+        assert seen["attached"] and seen["matches_record"], seen
     assert [f for _, f in top_level(vcsim_faults, vsphere, ds)] == ["ConfigDrive"]
 
 

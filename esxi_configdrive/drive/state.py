@@ -12,7 +12,6 @@ from .devices import find_config_drive
 from .model import DRIVE_ROOT, Cdrom, DatastoreInfo, DatastorePath, VmFacts, safe_path_component
 from .storage import stable, stable_devices, stable_record
 
-__all__ = ["DRIVE_ROOT", "DriveState", "attach_name", "content_name", "drive_folder", "is_drive_name"]
 FIRST_ISO_NAME = "configdrive.iso"
 
 
