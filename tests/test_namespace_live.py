@@ -112,13 +112,13 @@ def test_folder_creation_tolerates_a_concurrent_creator(tool, vcsim_faults, vsph
     assert readable(vcsim_faults, vsphere, path).hostname == "web-1"
 
 
-@pytest.mark.parametrize("finish_with", ["audit", "next-run"])
+@pytest.mark.parametrize(("kind", "finish_with"), [("vsan", "audit"), ("vsan", "next-run"), ("vmfs", "audit")])
 def test_a_locked_old_iso_does_not_fail_the_update(
-    tool, vcsim_faults, vsphere, make_vm, namespace_datastore, finish_with
+    tool, vcsim_faults, vsphere, make_vm, namespace_datastore, kind, finish_with
 ):
     """A running VM may still hold the ISO it was switched away from: the update is done, the file kept with a
     warning, and the next run deletes it once unlocked."""
-    ds = namespace_datastore("uuid")
+    ds = namespace_datastore("uuid") if kind == "vsan" else "LocalDS_0"
     vm = make_vm(powered_on=True)
     tool.attach(vm.name, vmdata(), datastore=ds)
     [old] = iso_paths(vsphere, vm)

@@ -353,15 +353,18 @@ func (h *harness) refuseDelete(w http.ResponseWriter, req *types.DeleteDatastore
 	}
 	target := path.Join(datastoreURL(ds), rel)
 	var fault types.BaseMethodFault
+	var msg string
 	if locked := lockedUnder(target, cfg); locked != "" {
 		h.countFault(fFileLocked)
 		fault = &types.FileLocked{FileFault: types.FileFault{File: locked}}
+		msg = "The file '" + locked + "' is locked or in use."
 	} else if isNamespace(cfg.Namespace, name) {
 		st, err := os.Stat(target)
 		entries, _ := os.ReadDir(target)
 		if rel != "" && !strings.Contains(rel, "/") || err == nil && st.IsDir() && len(entries) > 0 {
 			h.countFault(fNamespaceRefused)
 			fault = &types.CannotDeleteFile{FileFault: types.FileFault{File: req.Name}}
+			msg = "Cannot delete file " + req.Name
 		}
 	}
 	if fault == nil {
@@ -371,7 +374,11 @@ func (h *harness) refuseDelete(w http.ResponseWriter, req *types.DeleteDatastore
 	task := simulator.CreateTask(fm.(mo.Reference), "deleteDatastoreFile", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
 		return nil, fault
 	})
-	writeResult(w, &methods.DeleteDatastoreFile_TaskBody{Res: &types.DeleteDatastoreFile_TaskResponse{Returnval: task.Run()}})
+	ref := task.Run()
+	simulator.Map.WithLock(task, func() {
+		simulator.Map.Update(task, []types.PropertyChange{{Name: "info.error", Val: *localized(fault, msg, "")}})
+	})
+	writeResult(w, &methods.DeleteDatastoreFile_TaskBody{Res: &types.DeleteDatastoreFile_TaskResponse{Returnval: ref}})
 	return true
 }
 
