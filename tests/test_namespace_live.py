@@ -273,3 +273,33 @@ def test_stock_behaviour_is_unchanged_without_the_switch(vcsim_faults, vsphere):
         assert cap.topLevelDirectoryCreateSupported is True
     finally:
         disconnect(session)
+
+
+def test_a_batch_update_with_a_locked_old_iso_succeeds_with_a_warning(
+    tool, vcsim_faults, vsphere, make_vm, namespace_datastore, tmp_path, monkeypatch, capsys
+):
+    """In batch mode the old ISO's delete is confirmed after the operation: a locked one is a warning there too."""
+    from test_batch_live import env_for
+
+    ds = namespace_datastore("uuid")
+    vms = [make_vm(powered_on=True) for _ in range(3)]
+    for vm in vms:
+        tool.attach(vm.name, vmdata(), datastore=ds)
+    [locked] = iso_paths(vsphere, vms[1])
+    vcsim_faults.set_faults(file_locks={"files": [locked]})
+    batch = tmp_path / "update.jsonl"
+    batch.write_text("\n".join(json.dumps({"vm": vm.name, "hostname": f"node-{i}"}) for i, vm in enumerate(vms)))
+    for k, v in env_for(vcsim_faults).items():
+        if k.startswith("GOVC_"):
+            monkeypatch.setenv(k, v)
+    status = main(["update", "--batch", str(batch), "--concurrency", "3"])
+    results = {r["vm"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert status == 0 and all(r["changed"] for r in results.values()), results
+    assert (
+        [w for r in results.values() for w in r.get("warnings", [])]
+        == [w for w in results[vms[1].name]["warnings"] if "locked" in w]
+        != []
+    )
+    assert fetch_file(vcsim_faults, vsphere, locked) is not None  # kept, named by the record for the next run
+    for i, vm in enumerate(vms):
+        assert readable(vcsim_faults, vsphere, iso_paths(vsphere, vm)[0]).hostname == f"node-{i}"
