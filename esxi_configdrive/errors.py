@@ -63,6 +63,11 @@ class VsphereFault(ConfigDriveError):
         self.fault = fault
 
 
+class FileKept(ConfigDriveError):
+    """vSphere kept a file it was asked to delete: locked or in use (FileLocked: a running VM holds its ISO), or
+    not deletable now (CannotDeleteFile). The file stays; whoever asked decides whether that fails anything."""
+
+
 def describe_failure(error: BaseException) -> tuple[str, int]:
     """One line for the admin and the exit status. Never includes request bodies (they may hold secrets)."""
     if isinstance(error, (ValidationError, ConfigDriveError)):

@@ -109,7 +109,11 @@ def human(report: Any) -> list[str]:
         for index, fixed in sorted(report.fixes.items()):
             finding = report.findings[index]
             name = finding.path if finding.state == "orphan" else finding.vm
-            actions = [fixed] if isinstance(fixed, str) else (fixed.actions or ["nothing"])
+            if isinstance(fixed, str):
+                actions = [fixed]
+            else:
+                warned = [f"warning: {w}" for w in fixed.extra.get("warnings", [])]
+                actions = [*(fixed.actions or ([] if warned else ["nothing"])), *warned]
             done += [[name if i == 0 else "", action] for i, action in enumerate(actions)]
         lines += ["", f"Fixes{' (dry run: nothing changed)' if report.dry_run else ''}:"]
         lines += ["  " + line for line in table(["FOR", "ACTIONS"], done)]

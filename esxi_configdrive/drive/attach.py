@@ -54,7 +54,7 @@ def _attach_new(
     ds = placement.datastore
     if placement.cluster:
         effects.note(placement.describe())
-    folder = state.folder(ds.name)
+    folder = state.folder(ds)
     target = folder.child(FIRST_ISO_NAME)
     changes = _plan(facts, str(target), request.controller)  # a slot must be free before anything is written
     tree = build_tree(data, max_userdata_bytes=None)

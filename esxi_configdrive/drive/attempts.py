@@ -34,6 +34,7 @@ def run_attempts(
                 leftovers += effects.uploads
                 continue
             _discard(new_effects(), leftovers, keep=outcome.iso)
+            outcome.warnings += effects.warnings
             return outcome
     except OutcomeUnknown:
         raise  # a reconfigure may still be attaching one of the uploads: leave them to the re-run

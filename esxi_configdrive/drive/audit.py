@@ -35,6 +35,7 @@ from .attempts import run_attempts
 from .audit_judge import (
     DELETE,
     DELETE_FOLDER,
+    FINISH,
     NOT_THERE,
     ORPHAN,
     REATTACH,
@@ -55,7 +56,7 @@ from .model import DatastorePath, DeviceChange, Fleet
 from .policy import Policy
 from .result import Outcome, Result
 from .state import DriveState
-from .steps import intact, reconfigure
+from .steps import finish_pending, intact, reconfigure
 
 
 def audit(
@@ -115,7 +116,7 @@ def fix(
 ) -> None:
     """Repair the VMs' drives, then read everything again and delete the orphans that read confirms (rule 5)."""
     facts_by_id = {facts.id: facts for fleet in fleets for facts in fleet.vms}
-    repairs = [i for i, f in enumerate(report.findings) if f.fix in (REATTACH, RECONNECT)]
+    repairs = [i for i, f in enumerate(report.findings) if f.fix in (REATTACH, RECONNECT, FINISH)]
     deletions = [i for i, f in enumerate(report.findings) if f.fix in (DELETE, DELETE_FOLDER)]
     tally = [0, 0, 0]  # done, changed, failed
 
@@ -159,9 +160,12 @@ def repair(vm: VmAccess, effects: Effects, policy: Policy) -> Outcome:
     when the file is there and is the recorded one."""
     state = DriveState.of(vm.facts())
     facts, record = state.facts, state.record
+    if state.current:
+        finish_pending(vm, effects, state, state.current)  # a replaced ISO vSphere kept (locked) goes once it may
     plan = plan_repair(state)
     if isinstance(plan, str):
-        effects.note(plan)
+        if not effects.steps:
+            effects.note(plan)
         return Outcome(facts.name, effects.steps, iso=state.current)
     if not intact(vm, record.iso, record):
         effects.note(f"{record.iso} is missing or not the recorded file: left as it is (attach --vmdata rebuilds it)")
@@ -206,9 +210,9 @@ def delete_orphan(
         return Outcome(finding.vm, effects.steps)
     if finding.fix == DELETE:
         effects.delete(DatastorePath.parse(finding.path), why="orphan", known_to_exist=True)
-        return Outcome(finding.vm, effects.steps)
+        return Outcome(finding.vm, effects.steps, warnings=effects.warnings)
     folder = DatastorePath.parse(finding.path.rstrip("/"))
     for entry in fleet.listings[folder.datastore].folders[folder.path].files:
         effects.delete(folder.child(entry.name), why="orphan", known_to_exist=True)
     effects.delete_folder_if_empty(folder, why="orphan")
-    return Outcome(finding.vm, effects.steps)
+    return Outcome(finding.vm, effects.steps, warnings=effects.warnings)  # a locked file stays, for the next --fix

@@ -34,6 +34,7 @@ from .effects import VmAccess
 from .model import DatastorePath, DriveFolder, Fleet, VmFacts, safe_path_component
 from .result import Result
 from .state import DRIVE_ROOT, DriveState, is_drive_name
+from .storage import stable_devices, stable_record
 
 OK, DETACHED, DEVICE_REMOVED, MISSING_FILE = "ok", "detached", "device-removed", "missing-file"
 FOREIGN_CHANGE, DISCONNECTED, NOT_SHARED, INHERITED = "foreign-change", "disconnected", "not-shared", "inherited"
@@ -42,7 +43,9 @@ STATES = (OK, DETACHED, DEVICE_REMOVED, MISSING_FILE, FOREIGN_CHANGE, DISCONNECT
           UNCHECKED, ORPHAN)  # fmt: skip
 
 REATTACH, RECONNECT, DELETE, DELETE_FOLDER = "reattach", "reconnect", "delete", "delete-folder"
+FINISH = "finish"  # delete the replaced ISO vSphere kept (locked, in use) when it was to go
 FIX_TEXT = {
+    FINISH: "--fix deletes it once vSphere lets it go",
     REATTACH: "--fix adds a CD-ROM with the recorded ISO",
     RECONNECT: "--fix points the CD-ROM at the recorded ISO, connected",
     DELETE: "--fix deletes it",
@@ -66,7 +69,7 @@ class Finding:
     size: int | None = None
     attention: bool = True
     notes: tuple[str, ...] = ()
-    fix: str = ""  # what --fix does (REATTACH, RECONNECT, DELETE, DELETE_FOLDER), "" for nothing
+    fix: str = ""  # what --fix does (REATTACH, RECONNECT, FINISH, DELETE, DELETE_FOLDER), "" for nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,7 +188,19 @@ def judge_vm(fleet: Fleet, facts: VmFacts, digests: Mapping[str, str] | None = N
         return row(DISCONNECTED, off, *file_notes, shared, path=str(iso), size=size, fix=RECONNECT if mine else "")
     if shared:
         return row(NOT_SHARED, shared, *file_notes, path=str(iso), size=size)
+    kept = kept_file(fleet, state)
+    if kept:
+        note = f"the replaced ISO {kept} is still there: vSphere kept it (locked or in use) when it was to go"
+        return row(OK, *file_notes, note, path=str(iso), size=size, attention=False, fix=FINISH)
     return row(OK, *file_notes, path=str(iso), size=size, attention=False)
+
+
+def kept_file(fleet: Fleet, state: DriveState) -> str:
+    """The ISO a swap replaced, still there and ours to delete: a delete vSphere refused (a locked file)."""
+    previous = path_or_none(state.record.previous) if state.record.previous else None
+    if previous is None or str(previous) == state.record.iso or not state.is_ours(previous):
+        return ""
+    return str(previous) if fleet.file(previous) is not None else ""
 
 
 def check_file(
@@ -218,7 +233,7 @@ def unsearched(fleet: Fleet, path: DatastorePath) -> str:
         return f"datastore {path.datastore} was not searched"
     if listing.problem:
         return listing.problem
-    if path.folder.folder.path != DRIVE_ROOT:
+    if path.folder.folder.path != listing.root:
         return f"{path} is not in a folder under {DRIVE_ROOT}/, the only place the audit searches"
     return ""
 
@@ -249,9 +264,10 @@ def references(vms: Iterable[VmFacts]) -> tuple[set[str], set[str]]:
     """Every file a VM's device or record points at, and every folder they are in or a record names."""
     files: set[str] = set()
     folders: set[str] = set()
-    for facts in vms:
-        record = DriveRecord.from_extra_config(dict(facts.extra_config))
-        named = [c.iso for c in facts.devices.cdroms if c.iso] + [record.iso, record.previous]
+    for facts in vms:  # each path stable, as the listings' are (drive/storage.py)
+        record = stable_record(DriveRecord.from_extra_config(dict(facts.extra_config)), facts.datastores)
+        cdroms = stable_devices(facts.devices, facts.datastores).cdroms
+        named = [c.iso for c in cdroms if c.iso] + [record.iso, record.previous]
         for path in filter(None, map(path_or_none, filter(None, named))):
             files.add(str(path))
             folders.add(str(path.folder))
@@ -272,7 +288,7 @@ def orphans(fleet: Fleet, min_age: float = ORPHAN_MIN_AGE) -> list[Finding]:
     for listing in fleet.listings.values():
         if listing.problem:
             continue
-        root = DatastorePath(listing.datastore, DRIVE_ROOT)
+        root = DatastorePath(listing.datastore, listing.root)
         for entry in listing.loose:
             if entry.name.lower().endswith(".iso") and str(root.child(entry.name)) not in files:
                 rows.append(_orphan(fleet, str(root.child(entry.name)), entry.size, f"right in {DRIVE_ROOT}/, "

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from ..errors import FileKept
 from .model import (
     DatastoreCluster,
     DatastoreInfo,
@@ -27,6 +28,7 @@ from .model import (
     VmFacts,
     describe_change,
 )
+from .storage import same_file
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ class Effects:
         self.vm = vm
         self.steps: list[Step] = []
         self.uploads: list[DatastorePath] = []
+        self.warnings: list[str] = []  # files vSphere kept (locked, in use): the next run or audit --fix deletes them
 
     def _record(self, kind: Kind, target: object = "", **details: object) -> None:
         self.steps.append(Step(kind, str(target), planned=self.dry_run, **details))  # type: ignore[arg-type]
@@ -206,7 +209,11 @@ class LiveEffects(Effects):
         if pending is not None:
             self._record(Kind.DELETE, path, why=why, pending=pending)
             return True
-        deleted = self.vm.delete(path)
+        try:
+            deleted = self.vm.delete(path)
+        except FileKept as kept:  # the drive is complete without it; the record or the audit names it for later
+            self.warnings.append(str(kept))
+            return False
         if deleted:
             self._record(Kind.DELETE, path, why=why)
         return deleted
@@ -217,7 +224,13 @@ class LiveEffects(Effects):
             return
         if left:
             self._record(Kind.KEEP_FOLDER, folder, changed=False, why=", ".join(left))
-        elif self.vm.delete(folder):
+            return
+        try:
+            deleted = self.vm.delete(folder)
+        except FileKept as kept:
+            self.warnings.append(str(kept))
+            return
+        if deleted:
             self._record(Kind.DELETE_FOLDER, folder, why=why)
 
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
@@ -230,7 +243,8 @@ class LiveEffects(Effects):
 
     def discard_unused(self, path: DatastorePath) -> None:
         try:
-            if any(c.iso == str(path) for c in self.vm.facts().devices.cdroms):
+            facts = self.vm.facts()
+            if any(c.iso and same_file(c.iso, str(path), facts.datastores) for c in facts.devices.cdroms):
                 return
             self.vm.delete(path)
         except Exception:  # cleaning up must not hide the failure being reported

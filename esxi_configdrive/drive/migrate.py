@@ -56,7 +56,7 @@ def _make_reachable(
     target_ds = _target_datastore(facts, hosts, request.datastore, request.host)
     # Named by content: a same-named VM's drive in the target folder has another name, or the same bytes.
     name = content_name(record.digest) if record.digest else source.name
-    target = state.folder(target_ds.name).child(name)
+    target = state.folder(target_ds).child(name)
     deletable = source if state.is_ours(source) else None
     effects.make_folder(target.folder)
     _copy_once(vm, effects, source, target, record)

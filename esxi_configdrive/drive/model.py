@@ -19,6 +19,8 @@ _PATH_RE = re.compile(r"^\[([^\[\]]+)\] ?(.*)$")
 
 IDE, SATA = "ide", "sata"
 
+DRIVE_ROOT = "ConfigDrive"  # the top-level folder of every datastore this tool writes into
+
 
 # ---- datastore paths ------------------------------------------------------------------------------------------
 
@@ -71,6 +73,9 @@ class DatastoreInfo:
     hosts: tuple[str, ...] = ()  # ids of the hosts the datastore's own mount list names (Datastore.host)
     ref: Any = field(default=None, compare=False, repr=False)
     browser: Any = field(default=None, compare=False, repr=False)
+    url: str = ""  # summary.url: what DatastoreNamespaceManager names paths by
+    top_level_create: bool = True  # capability.topLevelDirectoryCreateSupported: false on vSAN and vVol
+    namespaces: tuple[tuple[str, str], ...] = ()  # top-level folders known by both names: (friendly, stable)
     read_only_on: tuple[str, ...] = ()  # ids of the hosts that mount it read-only (host[].mountInfo.accessMode)
     maintenance: str = ""  # summary.maintenanceMode when not "normal" (inMaintenance, enteringMaintenance)
     free_space: int | None = None  # summary.freeSpace, bytes
@@ -267,6 +272,7 @@ class DriveListing:
     folders: Mapping[str, DriveFolder] = field(default_factory=dict)  # by path: "ConfigDrive/web-1"
     loose: tuple[FileEntry, ...] = ()  # files right in ConfigDrive/ (not where this tool writes)
     problem: str = ""
+    root: str = DRIVE_ROOT  # the path searched: ConfigDrive, or its stable (UUID) name on a namespace datastore
 
 
 @dataclass(frozen=True)

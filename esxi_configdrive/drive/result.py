@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import ConfigDriveError, describe_failure
+from ..errors import ConfigDriveError, FileKept, describe_failure
 from .effects import Step
 
 
@@ -57,9 +57,13 @@ class Result:
         which the next run deletes)."""
         if not self.pending:
             return self
-        steps = [replace(step, pending=None) for step in self.steps if _confirmed(step, timeout)]
+        kept: list[str] = []
+        steps = [replace(step, pending=None) for step in self.steps if _confirmed(step, timeout, kept)]
+        extra = dict(self.extra)
+        if kept:
+            extra["warnings"] = [*extra.get("warnings", []), *kept]
         return Result(self.vm, any(s.changed for s in steps), [s.describe() for s in steps], self.dry_run,
-                      self.iso, dict(self.extra), steps)  # fmt: skip
+                      self.iso, extra, steps)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"vm": self.vm, "changed": self.changed}
@@ -72,11 +76,15 @@ class Result:
         return out
 
 
-def _confirmed(step: Step, timeout: float | None) -> bool:
+def _confirmed(step: Step, timeout: float | None, kept: list[str]) -> bool:
+    """The delete happened; a file vSphere kept (locked) is a warning, since the record still names it."""
     if step.pending is None:
         return True
     try:
         return step.pending.result(timeout) is True
+    except FileKept as e:
+        kept.append(str(e))
+        return False
     except Exception as e:
         raise ConfigDriveError(
             f"{describe_failure(e)[0]} while deleting {step.target}; the drive is attached and complete, and the "

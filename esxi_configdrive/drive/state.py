@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 from ..record import DriveRecord
 from .devices import find_config_drive
-from .model import Cdrom, DatastorePath, VmFacts, safe_path_component
+from .model import DRIVE_ROOT, Cdrom, DatastoreInfo, DatastorePath, VmFacts, safe_path_component
+from .storage import stable, stable_devices, stable_record
 
-DRIVE_ROOT = "ConfigDrive"
 FIRST_ISO_NAME = "configdrive.iso"
 
 
@@ -24,9 +24,11 @@ def is_drive_name(name: str) -> bool:
     return bool(_DRIVE_NAME.match(name))
 
 
-def drive_folder(datastore: str, facts: VmFacts) -> DatastorePath:
-    """``[ds] ConfigDrive/<vm name made safe>``."""
-    return DatastorePath(datastore, f"{DRIVE_ROOT}/{safe_path_component(facts.name, facts.id)}")
+def drive_folder(datastore: DatastoreInfo | str, facts: VmFacts) -> DatastorePath:
+    """``[ds] ConfigDrive/<vm name made safe>``, by its stable path where ConfigDrive/ is a namespace."""
+    name = datastore if isinstance(datastore, str) else datastore.name
+    known = dict(facts.datastores) if isinstance(datastore, str) else {**facts.datastores, name: datastore}
+    return stable(DatastorePath(name, f"{DRIVE_ROOT}/{safe_path_component(facts.name, facts.id)}"), known)
 
 
 def attach_name(digest: str, change_version: str | None) -> str:
@@ -50,8 +52,10 @@ class DriveState:
 
     @classmethod
     def of(cls, facts: VmFacts) -> DriveState:
-        record = DriveRecord.from_extra_config(dict(facts.extra_config))
-        return cls(facts, record, find_config_drive(facts.devices, record.iso, record.device_key))
+        """Every path (the devices', the record's) in its stable form, so that comparing them is comparing files."""
+        record = stable_record(DriveRecord.from_extra_config(dict(facts.extra_config)), facts.datastores)
+        devices = stable_devices(facts.devices, facts.datastores)
+        return cls(facts, record, find_config_drive(devices, record.iso, record.device_key))
 
     @property
     def current(self) -> str | None:
@@ -63,7 +67,7 @@ class DriveState:
         """A clone inherits its parent's extraConfig and devices, but not the right to delete its files."""
         return self.record.owner == self.facts.instance_uuid
 
-    def folder(self, datastore: str) -> DatastorePath:
+    def folder(self, datastore: DatastoreInfo | str) -> DatastorePath:
         return drive_folder(datastore, self.facts)
 
     def is_ours(self, path: DatastorePath) -> bool:
@@ -74,7 +78,7 @@ class DriveState:
         folders = {self.folder(path.datastore).path}
         if self.record.folder:
             folders.add(DatastorePath.parse(self.record.folder).path)
-        return path.folder.path in folders
+        return stable(path, self.facts.datastores).folder.path in folders
 
     def own_folder(self) -> DatastorePath | None:
         if not self.record.folder or not self.made_for_this_vm:

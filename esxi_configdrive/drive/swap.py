@@ -52,7 +52,7 @@ def swap_in(
         target = DatastorePath.parse(current)  # only the connection state needs fixing
     else:
         placement = placement or where()
-        target = state.folder(placement.datastore.name).child(content_name(digest))
+        target = state.folder(placement.datastore).child(content_name(digest))
         iso = tree_to_iso(tree)
         if placement.cluster and (not current or DatastorePath.parse(current).datastore != placement.datastore.name):
             effects.note(placement.describe())  # a choice made now, not the member the drive stays on

@@ -16,7 +16,7 @@ from pyVmomi import vim
 
 from ..defaults import DEFAULT_TASK_TIMEOUT
 from ..drive.model import DatastorePath, safe_path_component
-from ..errors import LICENCE_REFUSAL, ConfigDriveError, ValidationError, one_line
+from ..errors import LICENCE_REFUSAL, ConfigDriveError, FileKept, ValidationError, one_line
 from .connection import Session
 from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
@@ -190,13 +190,16 @@ class DatastoreFiles:
         return with_parent()
 
     def delete(self, path: DatastorePath) -> bool:
-        """Delete a file, or a folder with its content. True when deleted, False when already gone."""
+        """Delete a file, or a folder with its content. True when deleted, False when already gone; FileKept when
+        vSphere keeps it (locked, in use)."""
         fm = self.session.content.fileManager
         try:
             task = self.session.call(lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter), "DeleteFile")
             wait_for_task(self.session, task, what=f"delete {path}", timeout=self.task_timeout)
         except vim.fault.FileNotFound:
             return False
+        except _KEPT as fault:
+            raise _kept(path, fault) from fault
         return True
 
     def start_delete(self, path: DatastorePath) -> Future[bool] | None:
@@ -212,6 +215,8 @@ class DatastoreFiles:
             error = done.exception()
             if isinstance(error, vim.fault.FileNotFound):
                 deleted.set_result(False)
+            elif isinstance(error, _KEPT):
+                deleted.set_exception(_kept(path, error))
             elif error is not None:
                 deleted.set_exception(error)
             else:
@@ -248,6 +253,15 @@ class DatastoreFiles:
         except vim.fault.FileNotFound:
             return None
         return sorted(f.path for f in (getattr(result, "file", None) or []))
+
+
+# Faults of a delete that leave the file where it is (nova treats them as non-fatal in clean-up, REFERENCE §9).
+_KEPT = (vim.fault.FileLocked, vim.fault.CannotDeleteFile)
+
+
+def _kept(path: DatastorePath, fault: BaseException) -> FileKept:
+    why = "locked or in use" if isinstance(fault, vim.fault.FileLocked) else "vSphere cannot delete it now"
+    return FileKept(f"{path} was kept: {why} ({type(fault).__name__.rsplit('.', 1)[-1]})")
 
 
 class _Unauthorized(ConfigDriveError):

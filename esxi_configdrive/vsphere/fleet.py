@@ -22,12 +22,13 @@ from pyVmomi import vim, vmodl
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
 from ..drive.audit_judge import references
 from ..drive.model import DatastoreInfo, DatastorePath, DriveFolder, DriveListing, FileEntry, Fleet, VmFacts
-from ..drive.state import DRIVE_ROOT
+from ..drive.storage import drive_root, stable
 from ..errors import NotFound, ValidationError, fault_line
 from ..fields import check_inventory_path
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import DATASTORE_PROPERTIES, datastore_info, fetch_many_vm_facts, retrieve
+from .namespaces import complete, with_namespaces
 from .tasks import wait_for_task
 from .vm import VsphereVm
 
@@ -86,8 +87,9 @@ class VsphereFleet:
         dc_path = inventory.path(dc._moId)
         everyone = inventory.vms_of(dc._moId)
         scoped = [vm for vm in everyone if folder is None or _under(inventory.folder_of(vm._moId), folder)]
-        facts = self._facts(scoped)
-        stores = inventory.datastores_of(dc._moId)
+        stores = [with_namespaces(self.session, dc, s) for s in inventory.datastores_of(dc._moId)]
+        by_name = {s.name: s for s in stores}
+        facts = [complete(self.session, f, by_name.get) for f in self._facts(scoped)]
         self._datastores.update({(dc_path, info.name): info for info in stores})
         searched = stores if folder is None else [s for s in stores if s.name in _datastores_named(facts)]
         hosts = inventory.hosts_of(dc._moId)
@@ -118,7 +120,7 @@ class VsphereFleet:
         """One search of ``[ds] ConfigDrive`` and every folder below it."""
         if not ds.accessible or ds.browser is None:
             return DriveListing(ds.name, problem=f"datastore {ds.name} is not accessible: its drives are not checked")
-        root = DatastorePath(ds.name, DRIVE_ROOT)
+        root = drive_root(ds)
         spec = vim.host.DatastoreBrowser.SearchSpec(
             matchPattern=["*"],
             details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, modification=True, fileType=True),
@@ -134,7 +136,7 @@ class VsphereFleet:
             return DriveListing(ds.name)  # no drive on this datastore yet
         except vmodl.MethodFault as fault:
             return DriveListing(ds.name, problem=f"searching {root} failed ({fault_line(fault)}): not checked")
-        return read_listing(ds.name, results or [])
+        return read_listing(ds, results or [])
 
 
 class DatacenterFiles:
@@ -289,25 +291,27 @@ class Inventory:
 # ---- the search's answer ------------------------------------------------------------------------------------------
 
 
-def read_listing(datastore: str, results: Iterable[Any]) -> DriveListing:
-    """SearchDatastoreSubFolders results -> what ``ConfigDrive/`` and each folder in it hold."""
+def read_listing(ds: DatastoreInfo, results: Iterable[Any]) -> DriveListing:
+    """SearchDatastoreSubFolders results -> what ``ConfigDrive/`` and each folder in it hold, by stable paths
+    (a namespace datastore may answer with either name)."""
+    datastore, top = ds.name, drive_root(ds).path
     entries: dict[str, list[Any]] = {}
     for result in results:
-        folder = DatastorePath.parse((result.folderPath or "").rstrip("/"))
+        folder = stable(DatastorePath.parse((result.folderPath or "").rstrip("/")), {datastore: ds})
         entries[folder.path.rstrip("/")] = list(result.file or [])
-    below = [p for p in entries if p.startswith(f"{DRIVE_ROOT}/")]
-    root = entries.get(DRIVE_ROOT, [])
+    below = [p for p in entries if p.startswith(f"{top}/")]
+    root = entries.get(top, [])
     names = {f.path for f in root if _is_folder(f)} | {p.split("/")[1] for p in below}
     modified = {f.path: _epoch(getattr(f, "modification", None)) for f in root}
     folders: dict[str, DriveFolder] = {}
     for name in sorted(names):
-        path = f"{DRIVE_ROOT}/{name}"
+        path = f"{top}/{name}"
         inside = entries.get(path, [])
         sub = {f.path for f in inside if _is_folder(f)} | {p.split("/")[2] for p in below if p.startswith(f"{path}/")}
         files = tuple(_entry(f) for f in inside if f.path not in sub and not _is_folder(f))
         folders[path] = DriveFolder(DatastorePath(datastore, path), files, tuple(sorted(sub)), modified.get(name))
     loose = tuple(_entry(f) for f in root if f.path not in names and not _is_folder(f))
-    return DriveListing(datastore, folders, loose)
+    return DriveListing(datastore, folders, loose, root=top)
 
 
 def _is_folder(info: Any) -> bool:

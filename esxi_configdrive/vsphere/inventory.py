@@ -42,7 +42,16 @@ VM_PROPERTIES = (
     "runtime.powerState",
     "runtime.host",
 )
-DATASTORE_PROPERTIES = ("name", "summary.accessible", "host", "browser", "summary.maintenanceMode", "summary.freeSpace")
+DATASTORE_PROPERTIES = (
+    "name",
+    "summary.accessible",
+    "host",
+    "browser",
+    "summary.maintenanceMode",
+    "summary.freeSpace",
+    "summary.url",
+    "capability.topLevelDirectoryCreateSupported",  # false: top-level folders are namespaces (drive/storage.py)
+)
 
 
 # ---- the collector ----------------------------------------------------------------------------------------
@@ -248,6 +257,8 @@ def datastore_info(obj: vim.Datastore, props: dict[str, Any]) -> DatastoreInfo:
         read_only_on=tuple(read_only),
         maintenance="" if maintenance == "normal" else maintenance,
         free_space=props.get("summary.freeSpace"),
+        url=props.get("summary.url") or "",
+        top_level_create=props.get("capability.topLevelDirectoryCreateSupported") is not False,
     )
 
 

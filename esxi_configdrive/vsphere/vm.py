@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
 from ..drive.model import DatastoreCluster, DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, VmFacts
+from ..drive.storage import needs_namespace, stable
 from ..errors import ConfigDriveError, ValidationError
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import fetch_vm_facts, find_datastore, find_hosts
+from .namespaces import complete, datastore_named, ensure, remember, with_namespaces
 from .reconfigure import reconfigure, relocate
 from .refusals import creating
 
@@ -38,9 +41,10 @@ class VsphereVm:
 
     def facts(self) -> VmFacts:
         if self._prefetched is not None:
-            self._facts, self._prefetched = self._prefetched, None
-            return self._facts
-        self._facts = fetch_vm_facts(self.session, self.ref)
+            read, self._prefetched = self._prefetched, None
+        else:
+            read = fetch_vm_facts(self.session, self.ref)
+        self._facts = complete(self.session, read, lambda name: self._lookup(read, name))
         return self._facts
 
     def download(self, path: DatastorePath) -> bytes:
@@ -54,7 +58,12 @@ class VsphereVm:
         return None if browser is None else self._files().list(folder, browser, pattern=pattern)
 
     def datastore(self, name: str) -> DatastoreInfo | DatastoreCluster:
-        return find_datastore(self.session, self._known(), name)
+        facts = self._known()
+        found = find_datastore(self.session, facts, name)  # mounted by the VM's host: checked for each VM
+        if isinstance(found, DatastoreCluster):
+            return found  # drive/placement.py chooses a member
+        remember(self.session, facts, found)
+        return with_namespaces(self.session, facts.datacenter, found)
 
     def hosts(self, name: str) -> Hosts:
         return find_hosts(self.session, name)
@@ -62,8 +71,17 @@ class VsphereVm:
     # ---- changes
 
     def make_folder(self, folder: DatastorePath) -> bool:
+        """Where the top-level folder must be a namespace (drive/storage.py), it is made or found first; the
+        folder itself, inside it, is an ordinary one."""
+        facts = self._known()
+        ds = facts.datastores.get(folder.datastore) or datastore_named(
+            self.session, facts, folder.datastore, lambda n: self._lookup(facts, n)
+        )
+        top = needs_namespace(folder, ds) if ds is not None else None
+        if ds is not None and top is not None:
+            ds = replace(ds, namespaces=(*ds.namespaces, (top, ensure(self.session, facts.datacenter, ds, top))))
         with creating(folder):
-            return self._files().mkdir(folder)
+            return self._files().mkdir(stable(folder, {ds.name: ds}) if ds is not None else folder)
 
     def upload(self, path: DatastorePath, content: bytes) -> str:
         return self._files().upload(path, content)
@@ -85,6 +103,13 @@ class VsphereVm:
         relocate(self.session, facts, host, timeout=self.task_timeout)
 
     # ----
+
+    def _lookup(self, facts: VmFacts, name: str) -> DatastoreInfo | None:
+        """A datastore the VM's own list does not name (an ISO's, on vcsim); None when there is none to use."""
+        try:
+            return find_datastore(self.session, facts, name)
+        except (ValidationError, ConfigDriveError):
+            return None
 
     def _known(self) -> VmFacts:
         return self._facts if self._facts is not None else self.facts()

@@ -79,6 +79,9 @@ type faultConfig struct {
 	RestrictedVersion restrictedVersionConfig `json:"restricted_version"`
 	FolderForbidden   folderForbiddenConfig   `json:"folder_forbidden"`
 	RootSquash        []string                `json:"root_squash"`
+	// Namespace and FileLocks: vSAN/vVol datastores and locked files (namespace.go).
+	Namespace namespaceConfig `json:"namespace"`
+	FileLocks fileLockConfig  `json:"file_locks"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -106,6 +109,9 @@ func (c *faultConfig) validate() error {
 	}
 	if c.LockedDoor.TimeoutSeconds <= 0 {
 		return fmt.Errorf("locked_door.timeout_seconds must be > 0")
+	}
+	if err := c.Namespace.validate(); err != nil {
+		return err
 	}
 	if c.SessionExpiry.AfterCalls < 0 {
 		return fmt.Errorf("session_expiry.after_calls must be >= 0")
@@ -177,7 +183,8 @@ const (
 
 var allFaultCounters = []string{fNotAuthenticated, fSessionsExpired, fQuestionsAsked, fQuestionsYes, fQuestionsNo,
 	fQuestionsTimedOut, fQuestionsAutoAns, fIDERefused, fConcurrentAccess, fReconfigFailed, fReconfigInProgress,
-	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath, fSOAPThrottled}
+	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath, fSOAPThrottled,
+	fNamespaceRefused, fNamespaceRace, fFileLocked}
 
 func newCounters() counters {
 	c := counters{SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{}}

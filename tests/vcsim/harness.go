@@ -171,6 +171,9 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 	if h.refuseWrite(w, method) {
 		return
 	}
+	if h.serveStorage(w, r, body, method, cfg) {
+		return
+	}
 	switch {
 	case esxMode && method.Name == "Login":
 		h.loginAnswered(w, r, body)
@@ -328,6 +331,9 @@ func (h *harness) serveFolder(w http.ResponseWriter, r *http.Request) {
 	write := r.Method == http.MethodPut || r.Method == http.MethodPost
 	if write && h.takeUploadFailure() {
 		h.failUpload(w, r, cfg.UploadFailures)
+		return
+	}
+	if write && h.refuseNamespaceUpload(w, r, cfg) {
 		return
 	}
 	if write && cfg.FolderRequireParent {

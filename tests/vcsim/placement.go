@@ -64,6 +64,8 @@ func init() {
 func (c *faultConfig) ownSlices() {
 	c.RestrictedVersion.Calls = append([]string{}, c.RestrictedVersion.Calls...)
 	c.RootSquash = append([]string{}, c.RootSquash...)
+	c.Namespace.Datastores = append([]string{}, c.Namespace.Datastores...)
+	c.FileLocks.Files = append([]string{}, c.FileLocks.Files...)
 }
 
 func (c *faultConfig) validatePlacement() error {
@@ -153,15 +155,6 @@ func (h *harness) datastoreRefusal(name string, creates bool) string {
 		return "Permission denied"
 	}
 	return ""
-}
-
-func datastoreNamed(name string) *simulator.Datastore {
-	for _, e := range simulator.Map.All("Datastore") {
-		if ds, ok := e.(*simulator.Datastore); ok && ds.Name == name {
-			return ds
-		}
-	}
-	return nil
 }
 
 // ---- /folder ----
