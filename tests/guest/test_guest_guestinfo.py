@@ -67,7 +67,7 @@ def rpctool_calls(boot: Boot) -> list[str]:
 
 
 def test_the_keys_use_both_encodings(guestinfo_vm: GuestinfoVm) -> None:
-    """What the boot was given: user data base64 (or plain), vendor data gzip+base64; no password anywhere."""
+    """What the boot was given: user data base64 (or plain), vendor data gzip+base64."""
     keys = guestinfo_vm.keys
     assert keys[encoding_key("vendordata")] == GZIP_BASE64
     assert keys[encoding_key("userdata")] in (BASE64, PLAIN)
@@ -79,6 +79,7 @@ def test_cloud_init_uses_the_vmware_datasource(guestinfo_vm: GuestinfoVm) -> Non
     assert boot.value("detect-virt") == "vmware", boot.tail()
     assert boot.value("dmi-product") == "VMware Virtual Platform"
     assert boot.value("ds-identify").replace(" ", "") == "datasource_list:[VMware,None]", boot.tail()
+    assert "[ds-identify] info-get guestinfo.metadata" in rpctool_calls(boot)  # it asked VMware Tools (stood in)
     assert boot.datasource.startswith("DataSourceVMware"), boot.tail()
     assert "status: done" in boot.values("cloud-init"), boot.tail()
     assert "PASSWORD-CHECK: no-drive" in boot.console  # no config drive: the data came through guestinfo
