@@ -86,7 +86,8 @@ def run_batch(bed: Bed, tmp: Path, command: str, lines: list[dict], rate: float,
                 rerun = cli_in_process(args, through(proxy, bed.sim))
     lost_reconfigs = tally.of("ReconfigVM_Task", ANSWER_LOST)
     failed = [r for r in map(json.loads, run.out.splitlines()) if r.get("exit_status")]
-    report[command] = {"seconds": round(seconds, 1), "failed": len(failed), "lost": tally.lost()}
+    report[command] = {"seconds": round(seconds, 1), "failed": len(failed), "reconfig answers lost": lost_reconfigs}
+    report[command]["unanswered"] = tally.lost()
     report[command + " errors"] = sorted({r["error"][:150] for r in failed})
     assert lost_reconfigs >= 1, f"{command}: no ReconfigVM_Task answer was lost; the run does not count"
     assert rerun is None or rerun.status == 0, (rerun.out + rerun.err)[-2000:]
