@@ -59,9 +59,8 @@ DATASTORE_PROPERTIES = (
 
 def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -> list[tuple[Any, dict[str, Any]]]:
     """RetrievePropertiesEx, following continuation tokens: (object, {property: value}) for each result."""
-    pc = session.property_collector()
     options = vmodl.query.PropertyCollector.RetrieveOptions()
-    result = session.call(lambda: pc.RetrievePropertiesEx([spec], options), "RetrievePropertiesEx")
+    result = session.collect(lambda pc: pc.RetrievePropertiesEx([spec], options))
     out: list[tuple[Any, dict[str, Any]]] = []
     while result is not None:
         for obj in result.objects:
@@ -69,7 +68,7 @@ def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -
         token = result.token
         if not token:
             break
-        result = session.call(lambda t=token: pc.ContinueRetrievePropertiesEx(t), "ContinueRetrievePropertiesEx")
+        result = session.collect(lambda pc, t=token: pc.ContinueRetrievePropertiesEx(t), "ContinueRetrievePropertiesEx")
     return out
 
 

@@ -25,6 +25,7 @@ from ..drive.storage import (
 )
 from ..errors import ValidationError
 from ..record import DriveRecord
+from .changes import send_change
 from .connection import Session
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,9 @@ def ensure(session: Session, datacenter: Any, ds: DatastoreInfo, name: str) -> s
             return found
         manager = session.content.datastoreNamespaceManager
         try:
-            answer = session.call(
-                lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name), "CreateDirectory"
-            )
+            # a copy sent again after a lost answer is refused (FileAlreadyExists): resolved below, as a race lost
+            create = lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name)  # noqa: E731
+            answer = send_change(session, create, "CreateDirectory", duplicate_refused=True)
         except _LOST_RACE:
             found = resolve(session, datacenter, ds, name)
             if found is None:
