@@ -85,4 +85,5 @@ def _not_everywhere(member: DatastoreInfo, cluster: DatastoreCluster) -> str:
 
 
 def gib(size: int | None) -> str:
+    """Free space as a person reads it in a placement line."""
     return "unknown" if size is None else f"{size / 2**30:.1f} GiB"

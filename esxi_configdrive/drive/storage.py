@@ -35,6 +35,7 @@ def uses_namespaces(ds: DatastoreInfo) -> bool:
 
 
 def top_level(path: DatastorePath) -> str:
+    """The first folder of ``path`` below the datastore: the one that may be a namespace."""
     return path.path.split("/", 1)[0]
 
 
@@ -68,10 +69,12 @@ def stable_text(text: str, datastores: Mapping[str, DatastoreInfo]) -> str:
 
 
 def same_file(a: str, b: str, datastores: Mapping[str, DatastoreInfo]) -> bool:
+    """Whether two datastore paths (as recorded or as a device holds them) name one file, each in its stable form."""
     return stable_text(a, datastores) == stable_text(b, datastores)
 
 
 def stable_devices(devices: DeviceList, datastores: Mapping[str, DatastoreInfo]) -> DeviceList:
+    """The CD-ROMs' ISO paths in their stable form: compared with a record or a listing, like with like."""
     if not any(ds.namespaces for ds in datastores.values()):
         return devices
     cdroms = tuple(replace(c, iso=stable_text(c.iso, datastores) if c.iso else c.iso) for c in devices.cdroms)
@@ -79,6 +82,7 @@ def stable_devices(devices: DeviceList, datastores: Mapping[str, DatastoreInfo])
 
 
 def stable_record(record: DriveRecord, datastores: Mapping[str, DatastoreInfo]) -> DriveRecord:
+    """The record's paths (iso, previous, folder) in their stable form."""
     if not any(ds.namespaces for ds in datastores.values()):
         return record
     return record.replace(

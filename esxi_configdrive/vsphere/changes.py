@@ -6,8 +6,10 @@ cannot tell. Sending it again is safe only where vSphere refuses a duplicate:
 - ReconfigVM_Task carrying the changeVersion the VM reported: a second copy is refused (ConcurrentAccess -> Stale)
   once the first applied. Without one (stock vcsim 0.24 neither sets nor checks ``config.changeVersion``,
   REFERENCE §9) a second copy applies again: a second CD-ROM, a second SATA controller.
-- MakeDirectory, DeleteDatastoreFile_Task, CopyDatastoreFile_Task (without force): a second copy is refused with
-  FileAlreadyExists / FileNotFound, which their callers already read as "it was there" / "it was gone".
+- MakeDirectory, DatastoreNamespaceManager.CreateDirectory, DeleteDatastoreFile_Task, CopyDatastoreFile_Task
+  (without force): a second copy is refused with FileAlreadyExists / FileNotFound. A caller for whom that answer
+  means "another client did it" (MakeDirectory: True only for the one caller that made the folder) names it in
+  ``refused_as_done``: after a lost answer the refusal is the first copy's doing, so the change is this run's.
 - A /folder PUT writes the same bytes to the same name again (datastore.py retries it as any HTTP exchange).
 
 Everything else (ReconfigVM without a changeVersion, RelocateVM_Task, AnswerVM) is never sent again blindly: the
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ..errors import AnswerLost
 from .retries import TRANSIENT_NETWORK_ERRORS, is_transient
@@ -49,11 +51,51 @@ def not_applied(error: BaseException) -> bool:
     return is_transient(error) and not answer_lost(error)
 
 
-def send_change(session: Any, call: Callable[[], T], what: str, *, duplicate_refused: bool) -> T:
+@overload
+def send_change(session: Any, call: Callable[[], T], what: str, *, duplicate_refused: bool) -> T: ...
+
+
+@overload
+def send_change(
+    session: Any,
+    call: Callable[[], T],
+    what: str,
+    *,
+    duplicate_refused: bool,
+    refused_as_done: tuple[type[BaseException], ...],
+) -> T | None: ...
+
+
+def send_change(
+    session: Any,
+    call: Callable[[], T],
+    what: str,
+    *,
+    duplicate_refused: bool,
+    refused_as_done: tuple[type[BaseException], ...] = (),
+) -> T | None:
     """Send one change through ``session``. ``duplicate_refused``: vSphere refuses a second copy once the first
-    applied (see above), so a lost answer is sent again; otherwise a lost answer raises AnswerLost."""
+    applied (see above), so a lost answer is sent again; otherwise a lost answer raises AnswerLost.
+    ``refused_as_done``: the faults that refusal comes as (FileAlreadyExists for a MakeDirectory): from a copy sent
+    after a lost answer they mean the first copy applied, so the change is done (None is returned); from a first
+    copy they are raised, as vSphere's own answer."""
     if duplicate_refused:
-        return session.call(call, what)
+        lost: list[BaseException] = []
+
+        def noting_lost() -> T:
+            try:
+                return call()
+            except Exception as e:
+                if answer_lost(e):
+                    lost.append(e)
+                raise
+
+        try:
+            return session.call(noting_lost, what)
+        except refused_as_done:
+            if not lost:
+                raise
+            return None
     try:
         return session.call(call, what, worth_it=not_applied)
     except Exception as e:

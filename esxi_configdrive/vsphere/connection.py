@@ -179,6 +179,14 @@ class Session:
             self._login_generation += 1
             self._local.__dict__.pop("http", None)
 
+    def still_logged_in(self) -> bool:
+        """Whether vSphere still knows this session: a /folder 401 on a live session is a refusal (privileges), not
+        an expiry, and must not make every worker of a batch log in again."""
+        try:
+            return self.content.sessionManager.currentSession is not None
+        except vmodl.MethodFault:  # NotAuthenticated, or an answer with the property missing
+            return False
+
     # -- calling
 
     def call(

@@ -133,6 +133,9 @@ class DatastoreFiles:
                 return fn(session.http())
             except _Unauthorized as e:
                 refused = ConfigDriveError(f"{what} {path}: HTTP 401 Unauthorized: {e.args[0]}")
+                # Read the generation after the look: a login by another thread meanwhile is a reason to try again
+                if session.still_logged_in() and session.login_generation == generation:
+                    raise refused from None
                 try:
                     session.relogin(generation)
                 except ConfigDriveError:  # the session is valid (vcsim refuses a second login on it)
@@ -168,7 +171,13 @@ class DatastoreFiles:
         def make(path: DatastorePath, parents: bool) -> bool:
             try:
                 make_dir = lambda: fm.MakeDirectory(str(path), self.datacenter, parents)  # noqa: E731
-                send_change(self.session, make_dir, "MakeDirectory", duplicate_refused=True)
+                send_change(
+                    self.session,
+                    make_dir,
+                    "MakeDirectory",
+                    duplicate_refused=True,
+                    refused_as_done=(vim.fault.FileAlreadyExists,),  # a lost answer's copy: the folder is ours
+                )
             except vim.fault.FileAlreadyExists:
                 return False
             return True

@@ -133,6 +133,7 @@ def datastore_named(
 
 
 def remember(session: Session, facts: VmFacts, info: DatastoreInfo) -> None:
+    """Keep a datastore found by name for the session, so that later look-ups of its namespaces need no read."""
     _of(session).datastores[(facts.datacenter_path, info.name)] = info
 
 

@@ -78,9 +78,10 @@ class VsphereVm:
             self.session, facts, folder.datastore, lambda n: self._lookup(facts, n)
         )
         top = needs_namespace(folder, ds) if ds is not None else None
-        if ds is not None and top is not None:
-            ds = replace(ds, namespaces=(*ds.namespaces, (top, ensure(self.session, facts.datacenter, ds, top))))
         with creating(folder):
+            if ds is not None and top is not None:
+                made = ensure(self.session, facts.datacenter, ds, top)
+                ds = replace(ds, namespaces=(*ds.namespaces, (top, made)))
             return self._files().mkdir(stable(folder, {ds.name: ds}) if ds is not None else folder)
 
     def upload(self, path: DatastorePath, content: bytes) -> str:

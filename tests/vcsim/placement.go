@@ -46,7 +46,7 @@ type folderForbiddenConfig struct {
 
 // The calls the tool writes with; "FolderPut" is a PUT (or POST) to /folder.
 var writeCalls = []string{"MakeDirectory", "FolderPut", "ReconfigVM_Task", "DeleteDatastoreFile_Task",
-	"CopyDatastoreFile_Task", "RelocateVM_Task"}
+	"CopyDatastoreFile_Task", "RelocateVM_Task", "CreateDirectory", "DeleteDirectory"}
 
 const restrictedMessage = "Current license or ESXi version prohibits execution of the requested operation."
 
@@ -108,6 +108,10 @@ func (h *harness) refuseWrite(w http.ResponseWriter, method *simulator.Method) b
 		target = req.DestinationName
 	case *types.DeleteDatastoreFile_Task:
 		target, creates = req.Name, false
+	case *types.CreateDirectory: // a namespace (namespace.go): refused like any folder a datastore cannot take
+		if ds, ok := simulator.Map.Get(req.Datastore).(*simulator.Datastore); ok {
+			target = "[" + ds.Name + "] " + req.DisplayName
+		}
 	default:
 		return false
 	}
