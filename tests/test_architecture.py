@@ -5,6 +5,7 @@ operations in drive/ never branch on a dry run (DryRunEffects makes the differen
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "esxi_configdrive"
@@ -86,3 +87,17 @@ def test_the_operations_never_branch_on_a_dry_run() -> None:
                 names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
                 attrs = {n.attr for n in ast.walk(node.test) if isinstance(n, ast.Attribute)}
                 assert "dry_run" not in names | attrs, f"{name}: line {node.lineno} branches on a dry run"
+
+
+def test_every_module_has_a_row_in_the_test_table() -> None:
+    """docs/testing.md's module -> tests table names every module of the package, and every test file it names
+    exists, so the table stays the way to find a module's tests."""
+    doc = (PACKAGE.parent / "docs" / "testing.md").read_text()
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py" and path.parent != PACKAGE:
+            continue
+        assert f"| `{path.relative_to(PACKAGE.parent).as_posix()}`" in doc, path
+    tests = PACKAGE.parent / "tests"
+    section = doc.split("## Which tests test a module", 1)[1].split("\n## ", 1)[0]
+    for name in set(re.findall(r"\b(?:tests/ansible/)?test_\w+\.py\b", section)):
+        assert (tests / name.removeprefix("tests/")).exists() or (tests / "ansible" / name).exists(), name
