@@ -19,9 +19,9 @@ from typing import Any, TextIO
 
 from . import dispatch
 from . import network as network_section
-from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES, MAX_CONCURRENCY
+from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ValidationError, changed_after, describe_failure, one_line
-from .fields import check_password, userdata_from
+from .fields import check_concurrency, check_password, userdata_from
 from .vmdata import VmData
 
 COMMANDS = ("attach", "update", "detach", "remove")
@@ -159,6 +159,24 @@ def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
 # ---- running ------------------------------------------------------------------------------------------------------
 
 
+def batch_defaults(
+    *,
+    dry_run: bool,
+    new_instance_id: bool = False,
+    datastore: str | None = None,
+    controller: str | None = None,
+    network_data: str | None = None,
+) -> dict[str, Any]:
+    """What every line of a batch inherits from its command (the CLI's flags, the Ansible module's options): only
+    what was chosen, so that a line's own value wins and an unchosen one keeps the operation's default."""
+    defaults: dict[str, Any] = {"dry_run": dry_run}
+    if new_instance_id:
+        defaults["new_instance_id"] = True
+    chosen = {"datastore": datastore, "controller": controller, "network_data": network_data}
+    defaults.update({key: value for key, value in chosen.items() if value})
+    return defaults
+
+
 def run_batch(
     controller: Any,
     command: str,
@@ -176,8 +194,7 @@ def run_batch(
     lines at a time (a VM's first line runs on those; later lines for the same VM read it afresh, as it has
     changed), and every task in flight is polled in one call per round (the controller's ``fleet``). Per VM
     only what must be done for it remains: the uploads, downloads, deletes and reconfigures."""
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise ValidationError("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
+    check_concurrency(concurrency)
     summary = BatchSummary()
     started = time.monotonic()
     defaults = defaults or {}

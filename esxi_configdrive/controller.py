@@ -91,13 +91,6 @@ class ConfigDriveController:
         self.task_timeout = task_timeout
         self.datacenter = datacenter or session.settings.datacenter
 
-    # What the controller was made with, under the names it has always had.
-    force_eject = property(lambda self: self.policy.force_eject)
-    avoid_lock_question = property(lambda self: self.policy.avoid_lock_question)
-    admin_pass = property(lambda self: self.policy.admin_pass)
-    max_userdata_bytes = property(lambda self: self.policy.max_userdata_bytes)
-    max_attempts = property(lambda self: self.policy.max_attempts)
-
     # ---- the operations ------------------------------------------------------------------------------------
 
     def attach(

@@ -7,7 +7,6 @@ specs that also collect the VM's ancestors (for the datacenter's inventory path)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,7 +14,7 @@ from pyVmomi import vim, vmodl
 
 from ..drive.model import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from ..errors import ConfigDriveError, NotFound, ValidationError
-from ..fields import UNSENDABLE, check_datastore_name
+from ..fields import UNSENDABLE, VM_MOID_RE, VM_UUID_RE, check_datastore_name
 from .connection import Session
 from .devices import raw_by_key, read_devices
 
@@ -25,8 +24,6 @@ FilterSpec = vmodl.query.PropertyCollector.FilterSpec
 TraversalSpec = vmodl.query.PropertyCollector.TraversalSpec
 SelectionSpec = vmodl.query.PropertyCollector.SelectionSpec
 
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-_MOREF_RE = re.compile(r"^vm-\d+$")
 
 VM_PROPERTIES = (
     "name",
@@ -108,10 +105,10 @@ def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.
     ident = ident.strip()
     if not ident or UNSENDABLE.search(ident):
         raise ValidationError("vm", "empty, or holds a control character or bytes that are not text")
-    if _MOREF_RE.match(ident):
+    if VM_MOID_RE.match(ident):
         return vim.VirtualMachine(ident, session.stub)
     search = session.content.searchIndex
-    if _UUID_RE.match(ident):
+    if VM_UUID_RE.match(ident):
         return _find_vm_by_uuid(session, ident)
     if "/" in ident:
         path = ident if not datacenter or ident.startswith(f"{datacenter}/") else f"{datacenter}/vm/{ident}"
