@@ -131,7 +131,7 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
     changes_something = item.options.get("network_data") is not None or item.options.get("new_instance_id")
     if command == "update" and item.data is None and not item.overrides and not changes_something:
         raise ValidationError("update", "nothing to change on this line")
-    dispatch.check_network_data(command, item.options.get("network_data"), "network_data")
+    dispatch.check_network_data_option(command, item.options.get("network_data"), "network_data")
 
 
 def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
@@ -280,7 +280,7 @@ def _run_one(
     item: BatchItem,
     defaults: dict[str, Any],
     running: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-) -> dict[str, Any]:
+) -> dict[str, Any] | _Unconfirmed:
     base = {"line": item.line, "vm": item.vm}
     if item.error is not None:
         return {**base, "changed": False, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}

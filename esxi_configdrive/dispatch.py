@@ -31,7 +31,8 @@ class Request:
     length: int = PASSWORD_LENGTH  # reset-password
 
 
-def check_network_data(command: str, choice: str | None, where: str = "network-data") -> None:
+def check_network_data_option(command: str, choice: str | None, where: str = "network-data") -> None:
+    """--network-data (or a line's network_data) is one of the command's choices (defaults.NETWORK_DATA_CHOICES)."""
     if choice is not None and choice not in NETWORK_DATA_CHOICES.get(command, ()):
         choices = NETWORK_DATA_CHOICES.get(command, ())
         raise ValidationError(where, f"must be one of {', '.join(choices)}" if choices else f"not for {command}")

@@ -1,6 +1,7 @@
 """The rules of the package's shape (docs/architecture.md), checked on its source: only vsphere/ imports pyVmomi
-or pyVim, no two modules import each other (directly or around a loop, deferred imports included), and the
-operations in drive/ never branch on a dry run (DryRunEffects makes the difference)."""
+or pyVim, vsphere/ takes only values and path rules from drive/ (never an operation), no two modules import each
+other (directly or around a loop, deferred imports included), and the operations in drive/ never branch on a dry
+run (DryRunEffects makes the difference)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,24 @@ def test_only_the_vsphere_layer_imports_pyvmomi() -> None:
             if any(n.split(".")[0] in ("pyVmomi", "pyVim") for n in names):
                 offenders.append(name)
     assert offenders == []
+
+
+# What the adapter may take from the core: the value types it reads into (drive/model.py) and the path rules that
+# make a datastore path stable (drive/storage.py). The operations, the audit's judgement and its choice of what
+# to search stay in drive/ and reach vsphere/ only as values and callables passed in.
+VSPHERE_MAY_IMPORT_FROM_DRIVE = {"esxi_configdrive.drive.model", "esxi_configdrive.drive.storage"}
+
+
+def test_the_vsphere_layer_takes_only_values_and_path_rules_from_drive() -> None:
+    mods = modules()
+    offenders = {
+        (name, dep)
+        for name, (tree, home) in mods.items()
+        if name.startswith("esxi_configdrive.vsphere")
+        for dep in imported(tree, home, set(mods))
+        if dep.startswith("esxi_configdrive.drive") and dep not in VSPHERE_MAY_IMPORT_FROM_DRIVE
+    }
+    assert offenders == set()
 
 
 def test_no_import_cycles() -> None:

@@ -23,7 +23,7 @@ from ..drive.storage import (
     stable_devices,
     uses_namespaces,
 )
-from ..errors import ValidationError
+from ..errors import ConfigDriveError, ValidationError
 from ..record import DriveRecord
 from .connection import Session
 
@@ -58,7 +58,7 @@ def resolve(session: Session, datacenter: Any, ds: DatastoreInfo, name: str = DR
     key = (ds.url, name)
     if key in known.stable:
         return known.stable[key]
-    manager = session.content.datastoreNamespaceManager
+    manager = _namespace_manager(session)
     url = f"{ds.url.rstrip('/')}/{name}"
     try:
         answer = session.call(
@@ -71,6 +71,13 @@ def resolve(session: Session, datacenter: Any, ds: DatastoreInfo, name: str = DR
     return known.stable[key]
 
 
+def _namespace_manager(session: Session) -> vim.DatastoreNamespaceManager:
+    manager = session.content.datastoreNamespaceManager
+    if manager is None:  # vCenter and ESXi since 5.5 have one
+        raise ConfigDriveError("this vSphere has no DatastoreNamespaceManager: namespace datastores are not usable")
+    return manager
+
+
 def ensure(session: Session, datacenter: Any, ds: DatastoreInfo, name: str) -> str:
     """The stable name of the top-level namespace ``name``, made when missing. A concurrent creator may win:
     then its folder is the one (verified by resolving it)."""
@@ -79,10 +86,12 @@ def ensure(session: Session, datacenter: Any, ds: DatastoreInfo, name: str) -> s
         found = resolve(session, datacenter, ds, name)
         if found is not None:
             return found
-        manager = session.content.datastoreNamespaceManager
+        manager = _namespace_manager(session)
         try:
             answer = session.call(
-                lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name), "CreateDirectory"
+                # policy and size are optional in the API (vSphere's reference), required in pyVmomi 9's stubs
+                lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name),  # type: ignore[call-arg]
+                "CreateDirectory",
             )
         except _LOST_RACE:
             found = resolve(session, datacenter, ds, name)

@@ -121,6 +121,7 @@ def fail(module: AnsibleModule, error: BaseException, vm_option: str = "name", *
         module.fail_json(msg=one_line(f"{field}: {error.message}"), field=field, **result)
     message, status = describe_failure(error)
     module.fail_json(msg=one_line(message), exit_status=status, **result)
+    raise SystemExit(1)  # not reached: fail_json exits (ansible-core has no types to say so)
 
 
 def one_line(text: str) -> str:
