@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..errors import FileKept
 from .model import (
@@ -130,8 +130,8 @@ class FileEffects:
         self.uploads: list[DatastorePath] = []
         self.warnings: list[str] = []  # files vSphere kept (locked, in use): the next run or audit --fix deletes them
 
-    def _record(self, kind: Kind, target: object = "", **details: object) -> None:
-        self.steps.append(Step(kind, str(target), planned=self.dry_run, **details))  # type: ignore[arg-type]
+    def _record(self, kind: Kind, target: object = "", **details: Any) -> None:  # Step's own fields
+        self.steps.append(Step(kind, str(target), planned=self.dry_run, **details))
 
     def note(self, text: str) -> None:
         self._record(Kind.NOTE, changed=False, why=text)

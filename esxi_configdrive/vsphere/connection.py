@@ -40,6 +40,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def present(manager: T | None, name: str) -> T:
+    """A manager of the service content that every vCenter and ESXi has (pyVmomi's stubs type them optional)."""
+    if manager is None:
+        raise ConfigDriveError(f"this vSphere endpoint has no {name}")
+    return manager
+
+
 SESSION_COOKIE = "vmware_soap_session"
 
 
@@ -72,8 +81,8 @@ class Session:
 
     def connect(self) -> Session:
         # A vCenter too busy to answer is waited for; one that cannot be reached or refuses is said at once.
-        self.si = self._throttled(self._login, "login")
-        self._content = self._throttled(lambda: self.si.content, "RetrieveServiceContent")
+        si = self.si = self._throttled(self._login, "login")
+        self._content = self._throttled(lambda: si.content, "RetrieveServiceContent")
         self._login_generation += 1
         log.info("connected to %s as %s", self.settings.url, self.settings.username)
         return self
@@ -106,7 +115,10 @@ class Session:
                 "--ca-file/GOVC_TLS_CA_CERTS or --thumbprint, or pass --insecure"
             ) from None
         except vim.fault.HostConnectFault as e:
-            raise ConfigDriveError(f"cannot connect to {self.settings.url}: {_clean(e.msg)}") from None
+            # pyVmomi faults carry ``msg`` (MethodFault's message); its stubs do not list it
+            raise ConfigDriveError(
+                f"cannot connect to {self.settings.url}: {_clean(getattr(e, 'msg', '') or str(e))}"
+            ) from None
         except (OSError, ssl.SSLError) as e:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {e}") from None
 
@@ -133,7 +145,7 @@ class Session:
                 log.debug("destroying a property collector failed", exc_info=True)
         if self.si is not None:
             try:
-                self._content.sessionManager.Logout()
+                present(self.content.sessionManager, "SessionManager").Logout()
             except Exception:  # logging out is a courtesy; the session expires anyway
                 log.debug("logout failed", exc_info=True)
             self.si = None
@@ -152,7 +164,13 @@ class Session:
 
     @property
     def stub(self) -> Any:
-        return self.si._stub
+        return self.service_instance._stub
+
+    @property
+    def service_instance(self) -> vim.ServiceInstance:
+        if self.si is None:
+            raise ConfigDriveError("not connected")
+        return self.si
 
     def relogin(self, seen_generation: int) -> None:
         """Log in again, once, however many threads saw the session expire."""
@@ -161,7 +179,8 @@ class Session:
                 return
             log.info("session expired; logging in again")
             try:
-                self.content.sessionManager.Login(self.settings.username, self.settings.password, None)
+                manager = present(self.content.sessionManager, "SessionManager")
+                manager.Login(self.settings.username, self.settings.password, None)
             except vim.fault.InvalidLogin:
                 raise ConfigDriveError("logging in again after the session expired was refused") from None
             self._login_generation += 1

@@ -75,8 +75,7 @@ class VsphereFleet:
     # ---- FleetAccess
 
     def read(self, plan: SearchPlan) -> list[Fleet]:
-        si = self.session.si
-        now = self.session.call(si.CurrentTime, "CurrentTime").timestamp()
+        now = self.session.call(self.session.service_instance.CurrentTime, "CurrentTime").timestamp()
         inventory = Inventory(retrieve(self.session, _inventory_spec(self.session.content.rootFolder)))
         datacenters = inventory.datacenters(self.datacenter)
         folder = inventory.folder(self.folder, datacenters) if self.folder else None

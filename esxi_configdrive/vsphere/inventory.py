@@ -8,6 +8,7 @@ specs that also collect the VM's ancestors (for the datacenter's inventory path)
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from pyVmomi import vim, vmodl
@@ -15,7 +16,7 @@ from pyVmomi import vim, vmodl
 from ..drive.model import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from ..errors import ConfigDriveError, NotFound, ValidationError
 from ..fields import UNSENDABLE, VM_MOID_RE, VM_UUID_RE, check_datastore_name
-from .connection import Session
+from .connection import Session, present
 from .devices import raw_by_key, read_devices
 
 PropertySpec = vmodl.query.PropertyCollector.PropertySpec
@@ -66,7 +67,7 @@ def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -
         token = result.token
         if not token:
             break
-        result = session.call(lambda t=token: pc.ContinueRetrievePropertiesEx(t), "ContinueRetrievePropertiesEx")
+        result = session.call(partial(pc.ContinueRetrievePropertiesEx, token), "ContinueRetrievePropertiesEx")
     return out
 
 
@@ -107,7 +108,7 @@ def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.
         raise ValidationError("vm", "empty, or holds a control character or bytes that are not text")
     if VM_MOID_RE.match(ident):
         return vim.VirtualMachine(ident, session.stub)
-    search = session.content.searchIndex
+    search = present(session.content.searchIndex, "SearchIndex")
     if VM_UUID_RE.match(ident):
         return _find_vm_by_uuid(session, ident)
     if "/" in ident:

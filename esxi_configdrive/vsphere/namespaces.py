@@ -23,9 +23,9 @@ from ..drive.storage import (
     stable_devices,
     uses_namespaces,
 )
-from ..errors import ConfigDriveError, ValidationError
+from ..errors import ValidationError
 from ..record import DriveRecord
-from .connection import Session
+from .connection import Session, present
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def resolve(session: Session, datacenter: Any, ds: DatastoreInfo, name: str = DR
     key = (ds.url, name)
     if key in known.stable:
         return known.stable[key]
-    manager = _namespace_manager(session)
+    manager = present(session.content.datastoreNamespaceManager, "DatastoreNamespaceManager")
     url = f"{ds.url.rstrip('/')}/{name}"
     try:
         answer = session.call(
@@ -71,13 +71,6 @@ def resolve(session: Session, datacenter: Any, ds: DatastoreInfo, name: str = DR
     return known.stable[key]
 
 
-def _namespace_manager(session: Session) -> vim.DatastoreNamespaceManager:
-    manager = session.content.datastoreNamespaceManager
-    if manager is None:  # vCenter and ESXi since 5.5 have one
-        raise ConfigDriveError("this vSphere has no DatastoreNamespaceManager: namespace datastores are not usable")
-    return manager
-
-
 def ensure(session: Session, datacenter: Any, ds: DatastoreInfo, name: str) -> str:
     """The stable name of the top-level namespace ``name``, made when missing. A concurrent creator may win:
     then its folder is the one (verified by resolving it)."""
@@ -86,7 +79,7 @@ def ensure(session: Session, datacenter: Any, ds: DatastoreInfo, name: str) -> s
         found = resolve(session, datacenter, ds, name)
         if found is not None:
             return found
-        manager = _namespace_manager(session)
+        manager = present(session.content.datastoreNamespaceManager, "DatastoreNamespaceManager")
         try:
             answer = session.call(
                 # policy and size are optional in the API (vSphere's reference), required in pyVmomi 9's stubs

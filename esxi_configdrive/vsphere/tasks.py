@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from pyVmomi import vim, vmodl
@@ -122,7 +123,8 @@ class TaskWait:
                 self.answered.add(question.id)
                 log.info("answering VM question %s (%s) with %s", question.id, _message_ids(question), choice)
                 vm = self.vm
-                _waiting(session, lambda q=question, c=choice: vm.AnswerVM(q.id, str(c)), self.task, self.what)
+                assert vm is not None  # the question was read from it
+                _waiting(session, partial(vm.AnswerVM, question.id, str(choice)), self.task, self.what)
                 self.answered_now = True
                 return False, None
         if time.monotonic() >= self.deadline:
