@@ -27,13 +27,9 @@ def entry_spec() -> dict[str, Any]:
     return {
         "vm": {"type": "str", "required": True},
         **{key: shared[key] for key in ("vmdata", "vmdata_file", "userdata", "network")},
-        "userdata_base64": {"type": "str"},
+        **{key: {"type": "str"} for key in ("userdata_base64", "hostname", "datastore", "controller", "network_data")},
         "password": {"type": "str", "no_log": True},
         "public_keys": {"type": "list", "elements": "str", "no_log": False},
-        "hostname": {"type": "str"},
-        "datastore": {"type": "str"},
-        "controller": {"type": "str"},
-        "network_data": {"type": "str"},
         "new_instance_id": {"type": "bool"},
     }
 

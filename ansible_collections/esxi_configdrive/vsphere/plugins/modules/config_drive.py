@@ -39,15 +39,6 @@ options:
       - Exactly one of O(name), O(uuid), O(moid) or O(vms) is required.
       - A name that two VMs share is refused; give O(folder), O(uuid) or O(moid) then.
     type: str
-  uuid:
-    description:
-      - The VM's instance UUID (else its BIOS UUID, when no VM has that instance UUID and only one has that BIOS
-        UUID).
-    type: str
-  moid:
-    description:
-      - The VM's managed object id, such as C(vm-42).
-    type: str
   folder:
     description:
       - The VM folder that holds the VM named O(name), as an inventory path (C(/DC0/vm/web)), or relative to
@@ -291,6 +282,7 @@ options:
     default: 600
 extends_documentation_fragment:
   - esxi_configdrive.vsphere.connection
+  - esxi_configdrive.vsphere.vm
 attributes:
   check_mode:
     description: What would change is reported (RV(actions)), nothing is changed.
