@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import dispatch
 from . import network as network_section
@@ -23,6 +23,9 @@ from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ValidationError, changed_after, describe_failure, one_line
 from .fields import check_concurrency, check_password, userdata_from
 from .vmdata import VmData
+
+if TYPE_CHECKING:  # the controller loads the vSphere layer: a batch is handed one
+    from .controller import ConfigDriveController
 
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
@@ -178,7 +181,7 @@ def batch_defaults(
 
 
 def run_batch(
-    controller: Any,
+    controller: ConfigDriveController,
     command: str,
     items: Iterable[BatchItem],
     *,
@@ -218,14 +221,13 @@ def run_batch(
             if progress:
                 progress.update(summary)
 
-    names = _name_index(controller)
+    names = controller.name_index()  # every VM name in one call, not a look-up per line
     seen: set[str] = set()
-    fleet = getattr(controller, "fleet", None)
     with (
-        fleet() if fleet is not None else contextlib.nullcontext() as poller,
+        controller.fleet() as poller,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
     ):
-        running = poller.operation if poller is not None else contextlib.nullcontext
+        running = poller.operation
         for window in _windows(items, PAGE):
             _resolve(controller, window, names, seen)
             for item in window:
@@ -253,13 +255,9 @@ def _windows(items: Iterable[BatchItem], size: int) -> Iterator[list[BatchItem]]
         yield window
 
 
-def _name_index(controller: Any) -> dict[str, list[Any]]:
-    """All VM names in one call, instead of one look-up per line (names not in it are looked up as usual)."""
-    index = getattr(controller, "name_index", None)
-    return index() if index is not None else {}
-
-
-def _resolve(controller: Any, window: list[BatchItem], names: dict[str, list[Any]], seen: set[str]) -> None:
+def _resolve(
+    controller: ConfigDriveController, window: list[BatchItem], names: dict[str, list[Any]], seen: set[str]
+) -> None:
     """Each line's VM from the name index, and, for a VM's first line in the batch, its facts of one read."""
     first = []
     for item in window:
@@ -268,14 +266,13 @@ def _resolve(controller: Any, window: list[BatchItem], names: dict[str, list[Any
         if item.ref is not None and item.ref._moId not in seen:
             seen.add(item.ref._moId)
             first.append(item)
-    prefetch = getattr(controller, "prefetch", None)
-    facts = prefetch([item.ref for item in first]) if prefetch is not None and first else {}
+    facts = controller.prefetch([item.ref for item in first]) if first else {}
     for item in first:
         item.ref = facts.get(item.ref._moId, item.ref)
 
 
 def _run_one(
-    controller: Any,
+    controller: ConfigDriveController,
     command: str,
     item: BatchItem,
     defaults: dict[str, Any],
@@ -296,8 +293,9 @@ def _run_one(
         dry_run=options.get("dry_run", False),
     )
     try:
+        call = dispatch.parse(command, request, controller.policy.max_userdata_bytes)
         with running():
-            result = dispatch.run(controller, command, request)
+            result = controller.run(call)
     except Exception as e:  # one VM's failure is its own result; the batch goes on
         return _failed(base, e)
     if getattr(result, "pending", None):

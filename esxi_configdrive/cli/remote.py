@@ -189,9 +189,9 @@ def run_request(args: argparse.Namespace, command: str, request: dispatch.Reques
     """Check what needs no vSphere, connect, run, disconnect."""
     from ..vsphere.connection import Session
 
-    dispatch.check_request(command, request)
+    call = dispatch.parse(command, request, getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES))
     with Session(connection_settings(args)) as session:
-        return dispatch.run(controller_for(session, args), command, request).to_dict()
+        return controller_for(session, args).run(call).to_dict()
 
 
 def controller_for(session: Any, args: argparse.Namespace) -> Any:

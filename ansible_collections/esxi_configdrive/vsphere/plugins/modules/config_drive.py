@@ -500,8 +500,7 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.diff impo
 with contextlib.suppress(ImportError):  # reported by require_package
     from esxi_configdrive import ValidationError
     from esxi_configdrive.batch import batch_defaults
-    from esxi_configdrive.dispatch import Request, has_change
-    from esxi_configdrive.dispatch import run as run_request
+    from esxi_configdrive.dispatch import Request, has_change, parse
     from esxi_configdrive.fields import check_concurrency, check_password_length
 
 # (controller, vm, dry_run) -> the operation's Result; (content before, result) -> the view check mode plans
@@ -593,8 +592,9 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
 
 
 def _dispatched(command: str, request: Any) -> Operation:
-    """The operation: the package's dispatch of ``request`` for the VM, dry in check mode."""
-    return lambda c, vm, dry: run_request(c, command, replace(request, vm=vm, dry_run=dry))
+    """The operation: ``request`` parsed (checked) now, before the session; run for the VM, dry in check mode."""
+    call = parse(command, request)
+    return lambda c, vm, dry: c.run(replace(call, vm=vm, dry_run=dry))
 
 
 def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operation, Planned]:
