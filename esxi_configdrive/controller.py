@@ -11,6 +11,7 @@ import contextlib
 import secrets
 import string
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from .defaults import (
@@ -203,7 +204,7 @@ class ConfigDriveController:
             data = download_drive(access, state) if state.current else None
             return Outcome(state.facts.name, extra={"data": data})
 
-        return self._run(vm, content, dry_run=False).extra["data"]
+        return self._run_on_vm(vm, content, dry_run=False).extra["data"]
 
     # ---- many VMs at once (batch mode) -------------------------------------------------------------------
 
@@ -230,8 +231,7 @@ class ConfigDriveController:
         if isinstance(call.request, PasswordReset):
             return self._reset_password(call, call.request)
         operate = OPERATIONS[type(call.request)]
-        request, policy = call.request, self.policy
-        return self._run(call.vm, lambda access, effects: operate(access, effects, request, policy), call.dry_run)
+        return self._run_on_vm(call.vm, operate, call.dry_run, request=call.request, policy=self.policy)
 
     def _reset_password(self, call: Call, reset: PasswordReset) -> Result:
         """A generated password is valid by construction: the update needs no check."""
@@ -241,7 +241,9 @@ class ConfigDriveController:
             result.extra["password"] = password
         return result
 
-    def _run(self, vm: VmRef, operation: Callable[[VsphereVm, Effects], Outcome], dry_run: bool) -> Result:
+    def _run_on_vm(self, vm: VmRef, operation: Callable[..., Outcome], dry_run: bool, **arguments: Any) -> Result:
+        """``operation(access, effects, **arguments)`` on the VM, each attempt with fresh effects (bound with
+        ``partial``, not lambdas: one frame less each, on every call the operation makes)."""
         prefetched = vm if isinstance(vm, VmFacts) else None
         access = VsphereVm(
             self.session,
@@ -252,7 +254,7 @@ class ConfigDriveController:
         )
         effects_type = DryRunEffects if dry_run else LiveEffects
         outcome = run_attempts(
-            lambda effects: operation(access, effects), lambda: effects_type(access), self.policy.max_attempts
+            partial(operation, access, **arguments), partial(effects_type, access), self.policy.max_attempts
         )
         return Result.of(outcome, dry_run)
 
