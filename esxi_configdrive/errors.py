@@ -44,6 +44,12 @@ class Stale(ConfigDriveError):
     replaced meanwhile): the operation starts again from a fresh read."""
 
 
+class AnswerLost(Stale):
+    """A change went out and its answer was lost on the way back, where vSphere would not refuse a second copy
+    (vsphere/changes.py): whether it applied is known only by reading again, so the operation starts again from a
+    fresh read, as after Stale, and sees it done or plans it anew."""
+
+
 class OutcomeUnknown(ConfigDriveError):
     """A change was sent and its outcome is not known (a task still running at the deadline, the connection lost
     while waiting): nothing may be cleaned up on the assumption that it failed; running the command again finishes

@@ -445,3 +445,44 @@ def _networks_of(iface: Interface) -> list[dict[str, Any]]:
 
 def _nova_route(to: IPNetwork, via: IPAddress) -> dict[str, str]:
     return {"network": str(to.network_address), "netmask": str(to.netmask), "gateway": str(via)}
+
+
+# ---- network config version 2 (netplan's form) ------------------------------------------------------------------
+
+
+def netplan(section: dict[str, Any]) -> dict[str, Any]:
+    """cloud-init's network config version 2 for the section, as the VMware datasource takes it from the guestinfo
+    metadata's ``network`` (cloud-init's netplan renderer writes it through as it is; the others read it too).
+    Every interface needs its MAC by now: the guest's NIC is matched by it, its name left as the guest gives it.
+    netplan has no global name servers: they go on each interface, as cloud-init's netplan renderer does with a
+    version 1 ``nameserver`` entry (what the ConfigDrive path hands it)."""
+    net = require_macs(section)
+    nameservers: dict[str, Any] = {}
+    if net.dns:
+        nameservers["addresses"] = [str(ip) for ip in net.dns]
+    if net.dns_search:
+        nameservers["search"] = list(net.dns_search)
+    return {"version": 2, "ethernets": {i.id: _netplan_ethernet(i, nameservers) for i in net.interfaces}}
+
+
+def _netplan_ethernet(iface: Interface, nameservers: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"match": {"macaddress": iface.mac}}
+    if iface.mtu is not None:
+        out["mtu"] = iface.mtu
+    out["dhcp4"] = iface.dhcp4
+    out["dhcp6"] = iface.dhcp6
+    if iface.slaac:
+        out["accept-ra"] = True
+    if iface.addresses:
+        out["addresses"] = [str(a) for a in iface.addresses]
+    defaults = [(ipaddress.ip_network("0.0.0.0/0" if g.version == 4 else "::/0"), g) for g in _gateways(iface)]
+    routes = [{"to": str(to), "via": str(via)} for to, via in [*defaults, *((r.to, r.via) for r in iface.routes)]]
+    if routes:
+        out["routes"] = routes
+    if nameservers:
+        out["nameservers"] = nameservers
+    return out
+
+
+def _gateways(iface: Interface) -> list[IPAddress]:
+    return [g for g in (iface.gateway4, iface.gateway6) if g is not None]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import requests
 import urllib3
 from pyVim import connect as pyvim_connect
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from ..errors import ConfigDriveError
 from .retries import TransientHttpError, describe_network_error, is_throttled, is_transient, retrying, root_cause
@@ -50,6 +50,7 @@ def present(manager: T | None, name: str) -> T:
 
 
 SESSION_COOKIE = "vmware_soap_session"
+RELOGINS_PER_CALL = 5  # a session terminated again right after each login is given up on after this many
 
 
 class Session:
@@ -123,17 +124,24 @@ class Session:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {e}") from None
 
     def property_collector(self) -> Any:
-        """The property collector for the calling thread."""
+        """The property collector for the calling thread: one of the current session (a collector goes with the
+        session that created it)."""
         if not self.per_thread_collectors:
             return self.content.propertyCollector
-        pc = getattr(self._local, "collector", None)
-        if pc is None:
-            default = self.content.propertyCollector
-            pc = self.call(default.CreatePropertyCollector, "CreatePropertyCollector")
-            self._local.collector = pc
-            with self._collectors_lock:
-                self._collectors.append(pc)
+        held = getattr(self._local, "collector", None)
+        if held is not None and held[0] == self._login_generation:
+            return held[1]
+        default = self.content.propertyCollector
+        pc = self.call(default.CreatePropertyCollector, "CreatePropertyCollector")
+        self._local.collector = (self._login_generation, pc)
+        with self._collectors_lock:
+            self._collectors.append(pc)
         return pc
+
+    def collect(self, fn: Callable[[Any], T], what: str = "RetrievePropertiesEx") -> T:
+        """A call to the calling thread's property collector, ``fn(collector)``, as ``call`` runs it: after a
+        re-login the next try goes to a collector of the new session."""
+        return self.call(lambda: fn(self.property_collector()), what)
 
     def close(self) -> None:
         with self._collectors_lock:
@@ -173,32 +181,49 @@ class Session:
         return self.si
 
     def relogin(self, seen_generation: int) -> None:
-        """Log in again, once, however many threads saw the session expire."""
+        """Log in again, once, however many threads saw the session lost. What belonged to the old session goes
+        with it: the property collectors (each thread makes a new one when it next needs one) and the cookie of
+        the datastore requests; tasks are vCenter's, so they are still followed through the new session."""
         with self._login_lock:
             if self._login_generation != seen_generation:
                 return
-            log.info("session expired; logging in again")
+            log.info("session lost; logging in again")
             try:
                 manager = present(self.content.sessionManager, "SessionManager")
                 manager.Login(self.settings.username, self.settings.password, None)
             except vim.fault.InvalidLogin:
-                raise ConfigDriveError("logging in again after the session expired was refused") from None
+                raise ConfigDriveError("logging in again after the session was lost was refused") from None
+            with self._collectors_lock:
+                self._collectors = []
             self._login_generation += 1
             self._local.__dict__.pop("http", None)
 
     # -- calling
 
-    def call(self, fn: Callable[[], T], what: str = "vSphere call") -> T:
-        """Run one SOAP call: re-login on NotAuthenticated, retry transient failures with backoff."""
-        for attempt in retrying(self.retry_attempts, what=what):
+    def call(
+        self, fn: Callable[[], T], what: str = "vSphere call", worth_it: Callable[[BaseException], bool] = is_transient
+    ) -> T:
+        """Run one SOAP call: log in again when the session was lost, retry the failures ``worth_it`` (transient
+        ones; a change passes vsphere/changes.py's narrower rule) with backoff."""
+        for attempt in retrying(self.retry_attempts, what=what, worth_it=worth_it):
             with attempt:
-                generation = self._login_generation
-                try:
-                    return fn()
-                except vim.fault.NotAuthenticated:
-                    self.relogin(generation)
-                    return fn()
+                return self._in_session(fn)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _in_session(self, fn: Callable[[], T]) -> T:
+        """``fn()``, logged in again (once for all threads) as often as the session is found lost. A lost session's
+        answer was a refusal: nothing was done, so ``fn`` runs again whatever it changes."""
+        for _ in range(RELOGINS_PER_CALL):
+            generation = self._login_generation
+            try:
+                return _session_checked(fn())
+            except vim.fault.NotAuthenticated:
+                self.relogin(generation)
+            except vmodl.fault.ManagedObjectNotFound as e:
+                if not isinstance(e.obj, vmodl.query.PropertyCollector):
+                    raise
+                self.relogin(generation)  # a collector of ours is gone: so is the session that made it
+        return _session_checked(fn())
 
     # -- HTTP to the datastore
 
@@ -235,6 +260,17 @@ class Session:
     def base_url(self) -> str:
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
         return f"{self.settings.scheme}://{host}:{self.settings.port}"
+
+
+def _session_checked(answer: T) -> T:
+    """A property collector's answer about a lost session: stock vcsim answers the default collector without a
+    fault, every property missing with NotAuthenticated (a waiter reading no task state would wait to its
+    timeout). Raised as the NotAuthenticated it is."""
+    for obj in getattr(answer, "objects", None) or ():
+        for missing in getattr(obj, "missingSet", None) or ():
+            if isinstance(missing.fault, vim.fault.NotAuthenticated):
+                raise missing.fault
+    return answer
 
 
 def _clean(text: str | None) -> str:

@@ -17,6 +17,7 @@ from pyVmomi import vim
 from ..defaults import DEFAULT_TASK_TIMEOUT
 from ..drive.model import DatastorePath, safe_path_component
 from ..errors import LICENCE_REFUSAL, ConfigDriveError, FileKept, ValidationError, one_line
+from .changes import send_change
 from .connection import Session, present
 from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
@@ -167,7 +168,8 @@ class DatastoreFiles:
 
         def make(path: DatastorePath, parents: bool) -> bool:
             try:
-                self.session.call(lambda: fm.MakeDirectory(str(path), self.datacenter, parents), "MakeDirectory")
+                make_dir = lambda: fm.MakeDirectory(str(path), self.datacenter, parents)  # noqa: E731
+                send_change(self.session, make_dir, "MakeDirectory", duplicate_refused=True)
             except vim.fault.FileAlreadyExists:
                 return False
             return True
@@ -193,9 +195,8 @@ class DatastoreFiles:
     def delete(self, path: DatastorePath) -> bool:
         """Delete a file, or a folder with its content. True when deleted, False when already gone; FileKept when
         vSphere keeps it (locked, in use)."""
-        fm = present(self.session.content.fileManager, "FileManager")
         try:
-            task = self.session.call(lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter), "DeleteFile")
+            task = self._send_delete(path)
             wait_for_task(self.session, task, what=f"delete {path}", timeout=self.task_timeout)
         except vim.fault.FileNotFound:
             return False
@@ -208,8 +209,7 @@ class DatastoreFiles:
         session's shared poller (True deleted, False already gone). None when no shared poller waits here."""
         if getattr(self.session, "task_waiter", None) is None:
             return None
-        fm = present(self.session.content.fileManager, "FileManager")
-        task = self.session.call(lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter), "DeleteFile")
+        task = self._send_delete(path)
         deleted: Future[bool] = Future()
 
         def settle(done: Future[Any]) -> None:
@@ -228,15 +228,19 @@ class DatastoreFiles:
         ).add_done_callback(settle)
         return deleted
 
+    def _send_delete(self, path: DatastorePath) -> vim.Task:
+        fm = present(self.session.content.fileManager, "FileManager")
+        delete = lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter)  # noqa: E731
+        return send_change(self.session, delete, "DeleteFile", duplicate_refused=True)
+
     def copy(self, source: DatastorePath, target: DatastorePath, force: bool = False) -> None:
         """Copy a file between datastores of this datacenter; an existing target raises FileExistsError unless
         ``force`` (a file of that name may be another VM's)."""
         fm = present(self.session.content.fileManager, "FileManager")
         dc = self.datacenter
         try:
-            task = self.session.call(
-                lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, force), "CopyDatastoreFile"
-            )
+            copy = lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, force)  # noqa: E731
+            task = send_change(self.session, copy, "CopyDatastoreFile", duplicate_refused=not force)
             wait_for_task(self.session, task, what=f"copy {source} to {target}", timeout=self.task_timeout)
         except vim.fault.FileAlreadyExists:
             raise FileExistsError(f"{target} already exists") from None

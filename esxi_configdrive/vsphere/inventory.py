@@ -8,7 +8,7 @@ specs that also collect the VM's ancestors (for the datacenter's inventory path)
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
+from operator import methodcaller
 from typing import Any
 
 from pyVmomi import vim, vmodl
@@ -57,9 +57,8 @@ DATASTORE_PROPERTIES = (
 
 def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -> list[tuple[Any, dict[str, Any]]]:
     """RetrievePropertiesEx, following continuation tokens: (object, {property: value}) for each result."""
-    pc = session.property_collector()
     options = vmodl.query.PropertyCollector.RetrieveOptions()
-    result = session.call(lambda: pc.RetrievePropertiesEx([spec], options), "RetrievePropertiesEx")
+    result = session.collect(lambda pc: pc.RetrievePropertiesEx([spec], options))
     out: list[tuple[Any, dict[str, Any]]] = []
     while result is not None:
         for obj in result.objects:
@@ -67,7 +66,7 @@ def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -
         token = result.token
         if not token:
             break
-        result = session.call(partial(pc.ContinueRetrievePropertiesEx, token), "ContinueRetrievePropertiesEx")
+        result = session.collect(methodcaller("ContinueRetrievePropertiesEx", token), "ContinueRetrievePropertiesEx")
     return out
 
 

@@ -25,6 +25,7 @@ from ..drive.storage import (
 )
 from ..errors import ValidationError
 from ..record import DriveRecord
+from .changes import send_change
 from .connection import Session, present
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,10 @@ def ensure(session: Session, datacenter: Any, ds: DatastoreInfo, name: str) -> s
             return found
         manager = present(session.content.datastoreNamespaceManager, "DatastoreNamespaceManager")
         try:
-            answer = session.call(
-                # policy and size are optional in the API (vSphere's reference), required in pyVmomi 9's stubs
-                lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name),  # type: ignore[call-arg]
-                "CreateDirectory",
-            )
+            # a copy sent again after a lost answer is refused (FileAlreadyExists): resolved below, as a race lost
+            # policy and size are optional in the API (vSphere's reference), required in pyVmomi 9's stubs
+            create = lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name)  # type: ignore[call-arg]  # noqa: E731
+            answer = send_change(session, create, "CreateDirectory", duplicate_refused=True)
         except _LOST_RACE:
             found = resolve(session, datacenter, ds, name)
             if found is None:

@@ -1,7 +1,8 @@
 """The changes to a VM: one ReconfigVM (device changes + extraConfig, on the changeVersion the plan was read at),
 waited for while the guest's locked-door question is answered, and RelocateVM. vSphere's faults become the
 tool's errors here: ConcurrentAccess -> Stale, a refused or failed change -> VsphereFault, a "no" to the
-locked-door question -> LockedDoor, a change sent whose end was not seen -> OutcomeUnknown."""
+locked-door question -> LockedDoor, a change sent whose end was not seen -> OutcomeUnknown, a change whose answer
+was lost -> AnswerLost or sent again (changes.py decides which)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from ..drive.model import DeviceChange, HostInfo, VmFacts
-from ..errors import LockedDoor, OutcomeUnknown, Stale, VsphereFault, fault_line
+from ..errors import AnswerLost, LockedDoor, OutcomeUnknown, Stale, VsphereFault, fault_line
 from ..record import LOCKED_DOOR_MESSAGE_IDS
+from .changes import send_change
 from .connection import Session
 from .devices import device_specs
 from .tasks import TaskTimeout, choice_key, question_message_ids, wait_for_task
@@ -36,7 +38,14 @@ def reconfigure(
         extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in sorted(extra_config.items())],
     )
     refused: list[str] = []
-    task = _send(session, lambda: facts.ref.ReconfigVM_Task(spec), "ReconfigVM", f"reconfigure VM {facts.name}")
+    # vSphere refuses a second copy of a spec carrying the changeVersion the VM reported (changes.py)
+    task = _send(
+        session,
+        lambda: facts.ref.ReconfigVM_Task(spec),
+        "ReconfigVM",
+        f"reconfigure VM {facts.name}",
+        duplicate_refused=bool(spec.changeVersion),
+    )
     try:
         wait_for_task(
             session,
@@ -61,18 +70,26 @@ def reconfigure(
 
 def relocate(session: Session, facts: VmFacts, host: HostInfo, *, timeout: float) -> None:
     spec = vim.vm.RelocateSpec(host=host.ref)
-    task = _send(session, lambda: facts.ref.RelocateVM_Task(spec), "RelocateVM", f"migrate VM {facts.name}")
+    task = _send(
+        session,
+        lambda: facts.ref.RelocateVM_Task(spec),
+        "RelocateVM",
+        f"migrate VM {facts.name}",
+        duplicate_refused=False,
+    )
     try:
         wait_for_task(session, task, what=f"migrate to {host.name}", timeout=timeout)
     except vmodl.MethodFault as fault:
         raise _translated(fault, facts) from fault
 
 
-def _send(session: Session, call: Callable[[], Any], method: str, what: str) -> vim.Task:
+def _send(session: Session, call: Callable[[], Any], method: str, what: str, *, duplicate_refused: bool) -> vim.Task:
     try:
-        return session.call(call, method)
+        return send_change(session, call, method, duplicate_refused=duplicate_refused)
     except vmodl.MethodFault as fault:  # vSphere refused the request: nothing was changed
         raise _translated(fault, None) from fault
+    except AnswerLost:
+        raise  # the operation reads the VM again (drive/attempts.py)
     except Exception as e:  # the request may have reached vCenter: whether it applies is unknown
         raise OutcomeUnknown(
             f"{what}: {type(e).__name__} while sending it; it may still apply. Run the same command again to "

@@ -23,12 +23,15 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..errors import OutcomeUnknown
+from ..errors import ConfigDriveError, OutcomeUnknown
 from .tasks import FIRST_POLL_DELAY, MAX_POLL_DELAY, TaskTimeout, TaskWait
 
 log = logging.getLogger(__name__)
 
 GATHER_DELAY = 1.0  # at most this long may a new wait wait for the others to share its first poll
+# A round that failed (after the session's own retries and re-logins) is tried again next round: the tasks go on in
+# vCenter whatever became of one request. After this many failed rounds in a row the waits are given up as unknown.
+FAILED_ROUNDS = 3
 
 
 class _Pending:
@@ -49,6 +52,7 @@ class SharedTaskPoller:
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._stopped = False
+        self._failed_rounds = 0
         self._thread = threading.Thread(target=self._run, name="task-poller", daemon=True)
 
     def __enter__(self) -> SharedTaskPoller:
@@ -130,7 +134,14 @@ class SharedTaskPoller:
     def _poll(self, batch: list[_Pending]) -> None:
         try:
             by_id = self._collect([p.wait for p in batch])
+            self._failed_rounds = 0
         except Exception as e:  # the tasks may still complete: their outcome is unknown, not failed
+            self._failed_rounds += 1
+            log.warning(
+                "polling %d task(s) failed (%s, %d in a row)", len(batch), type(e).__name__, self._failed_rounds
+            )
+            if self._failed_rounds < FAILED_ROUNDS and not isinstance(e, ConfigDriveError):
+                return
             for p in batch:
                 self._settled(p, error=OutcomeUnknown(
                     f"{p.wait.what}: lost track of task {p.wait.task._moId} ({type(e).__name__}); it may still "
@@ -160,9 +171,8 @@ class SharedTaskPoller:
         if any(w.vm is not None for w in waits):
             props.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
         spec = PC.FilterSpec(objectSet=objects, propSet=props)
-        pc = self.session.property_collector()
         self.polls += 1
-        result = self.session.call(lambda: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")
+        result = self.session.collect(lambda pc: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")
         by_id: dict[str, dict[str, Any]] = {}
         while result is not None:
             for obj in result.objects or []:
@@ -171,7 +181,7 @@ class SharedTaskPoller:
                 break
             token = result.token
             self.polls += 1
-            result = self.session.call(lambda t=token: pc.ContinueRetrievePropertiesEx(t), "task wait")
+            result = self.session.collect(lambda pc, t=token: pc.ContinueRetrievePropertiesEx(t), "task wait")
         return by_id
 
     def _settled(self, pending: _Pending, result: Any = None, error: BaseException | None = None) -> None:

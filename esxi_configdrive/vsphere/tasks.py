@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
 from ..defaults import DEFAULT_TASK_TIMEOUT
-from ..errors import OutcomeUnknown, VsphereFault, fault_message
+from ..errors import AnswerLost, OutcomeUnknown, VsphereFault, fault_message
+from .changes import send_change
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ def wait_for_task(
         return waiter.start(wait) if background else waiter.wait(wait)
     PC = vmodl.query.PropertyCollector
     spec = PC.FilterSpec(objectSet=wait.object_specs(), propSet=wait.property_specs())
-    pc = session.property_collector()
     delay = FIRST_POLL_DELAY
     while True:
-        result = _waiting(session, lambda: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), task, what)
+        poll = lambda: session.collect(lambda pc: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")  # noqa: E731
+        result = _waiting(poll, task, what)
         by_id = {obj.obj._moId: {p.name: p.val for p in obj.propSet or []} for obj in result.objects or []}
         done, value = wait.settle(session, by_id)
         if done:
@@ -122,9 +122,7 @@ class TaskWait:
             if choice is not None:
                 self.answered.add(question.id)
                 log.info("answering VM question %s (%s) with %s", question.id, _message_ids(question), choice)
-                vm = self.vm
-                assert vm is not None  # the question was read from it
-                _waiting(session, partial(vm.AnswerVM, question.id, str(choice)), self.task, self.what)
+                self._answer(session, question.id, str(choice))
                 self.answered_now = True
                 return False, None
         if time.monotonic() >= self.deadline:
@@ -132,10 +130,21 @@ class TaskWait:
             raise TaskTimeout(f"{self.what}: still running after {self.timeout:.0f} s (task {self.task._moId}){hint}")
         return False, None
 
+    def _answer(self, session: Any, question_id: str, choice: str) -> None:
+        vm = self.vm
+        assert vm is not None  # the question was read from it
+        send = lambda: vm.AnswerVM(question_id, choice)  # noqa: E731
+        try:
+            _waiting(lambda: send_change(session, send, "AnswerVM", duplicate_refused=False), self.task, self.what)
+        except AnswerLost:  # settled by the next poll: a question still asked is answered again
+            self.answered.discard(question_id)
 
-def _waiting(session: Any, call: Callable[[], Any], task: vim.Task, what: str) -> Any:
+
+def _waiting(send: Callable[[], Any], task: vim.Task, what: str) -> Any:
     try:
-        return session.call(call, "task wait")
+        return send()
+    except AnswerLost:
+        raise
     except Exception as e:
         raise OutcomeUnknown(
             f"{what}: lost track of task {task._moId} ({type(e).__name__}); it may still complete. Run the same "

@@ -9,6 +9,7 @@ by skipping what it is meant to prove.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ from guest_harness import (
     DriveMaker,
     GuestDisk,
     GuestImage,
+    GuestinfoMaker,
     NetworkDriveMaker,
     build_image,
     choose_accel,
     guest_releases,
     guest_required,
+    guestinfo_args,
     missing_tools,
 )
 
@@ -113,6 +116,16 @@ def make_drive_with_network_file(
         path = folder / f"{name}.iso"
         path.write_bytes(tree_to_iso(tree))
         return path
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def make_guestinfo(guest_image: GuestImage, tmp_path_factory: pytest.TempPathFactory) -> GuestinfoMaker:
+    """QEMU's arguments for a VM by name whose extraConfig holds the given guestinfo keys (guest_harness)."""
+
+    def make(name: str, keys: Mapping[str, str]) -> tuple[str, ...]:
+        return guestinfo_args(keys, tmp_path_factory.mktemp(f"{guest_image.suite}-{name}-guestinfo"))
 
     return make
 

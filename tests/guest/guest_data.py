@@ -120,3 +120,17 @@ def static_network_vmdata(net: IPv4Settings, mac: str) -> dict[str, Any]:
             "dns_search": list(net.search),
         }
     }
+
+
+def assert_static_ipv4(boot: Boot, net: IPv4Settings, mac: str) -> None:
+    """The NIC with MAC ``mac`` has exactly ``net``: the address (no DHCP lease besides), the default gateway, the
+    name servers and search domains, in resolv.conf and in resolved's per-NIC settings."""
+    nic = boot.nic(mac)
+    assert nic.ipv4 == [net.interface], boot.tail()
+    assert nic.leased == []  # no DHCP besides
+    assert nic.setup == "configured"
+    assert boot.default_gateways == [net.gateway]
+    assert boot.resolv_conf("nameserver") == list(net.dns)
+    assert boot.resolv_conf("search") == list(net.search)
+    assert nic.dns.split() == list(net.dns)
+    assert nic.domains.split() == list(net.search)

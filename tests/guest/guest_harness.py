@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,18 @@ RELEASES = {"bookworm": "Debian 12, cloud-init 22.4", "trixie": "Debian 13, clou
 # QEMU's built-in DHCP server leases 10.0.2.15/24 with gateway 10.0.2.2 and DNS server 10.0.2.3.
 GUEST_MAC = "52:54:00:c0:f1:9d"
 NIC_ARGS = ("-nic", f"user,restrict=on,model=virtio-net-pci,mac={GUEST_MAC}")
+
+# A VMware VM as ds-identify and cloud-init's DataSourceVMware recognise one (REFERENCE.md §10): VMware's SMBIOS
+# system strings (DMI product name "VMware Virtual Platform"), and QEMU's hypervisor CPUID bit hidden, so that
+# systemd-detect-virt goes by the SMBIOS and says "vmware" instead of "qemu". Configuration, not a stand-in.
+VMWARE_PLATFORM_ARGS = (
+    "-smbios", "type=1,manufacturer=VMware,, Inc.,product=VMware Virtual Platform",  # ",," is a comma to QEMU
+    "-cpu", "qemu64,-hypervisor",  # qemu64: QEMU's default CPU model, as in the other boots
+)  # fmt: skip
+# Where the image's STAND-IN vmware-rpctool (scripts/build-guest-image) finds guestinfo.<key>: the fw_cfg entry
+# opt/guestinfo/guestinfo.<key>, i.e. /sys/firmware/qemu_fw_cfg/by_name/opt/guestinfo/guestinfo.<key>/raw.
+GUESTINFO_FW_CFG = "opt/guestinfo/"
+FW_CFG_MAX_NAME = 55  # QEMU's FW_CFG_MAX_FILE_PATH (56) with its terminating NUL
 
 IMAGE_BUILD_TIMEOUT = 900.0  # a fresh debootstrap took ~2 min here; the slack is for slow mirrors
 BOOT_TIMEOUT = 900.0  # a TCG boot to power-off with one vCPU: 160-240 s on the 2-core machine, two at once
@@ -153,6 +165,23 @@ def _qemu_base(accel: str, console: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def guestinfo_args(keys: Mapping[str, str], folder: Path) -> tuple[str, ...]:
+    """QEMU arguments for a VMware-like VM whose guestinfo holds ``keys`` (extraConfig: key -> value): one fw_cfg
+    entry per guestinfo key, written to a file in ``folder``. A key set to "" is left out, as vSphere removes it;
+    keys outside guestinfo.* too: VMware Tools' info-get reads only guestinfo.*."""
+    args = list(VMWARE_PLATFORM_ARGS)
+    for key, value in sorted(keys.items()):
+        if not key.startswith("guestinfo.") or value == "":
+            continue
+        name = GUESTINFO_FW_CFG + key
+        if len(name) > FW_CFG_MAX_NAME or "," in name:
+            raise ValueError(f"{key}: no fw_cfg name for it ({name!r})")
+        path = folder / key
+        path.write_text(value, encoding="utf-8")
+        args += ["-fw_cfg", f"name={name},file={path}"]
+    return tuple(args)
+
+
 @dataclass(frozen=True)
 class Nic:
     """A guest NIC as the probe saw it after cloud-init finished."""
@@ -238,10 +267,13 @@ class Boot:
 
 
 # What the fixtures in conftest.py hand the tests: a VM disk by name; a drive by name from VM data (DESIGN.md's
-# file format); the same with network_data.json set to the given bytes, or absent for None.
+# file format); the same with network_data.json set to the given bytes, or absent for None; QEMU's arguments
+# for a VM with guestinfo keys.
 DiskMaker = Callable[[str], "GuestDisk"]
 DriveMaker = Callable[[str, dict[str, Any]], Path]
 NetworkDriveMaker = Callable[[str, dict[str, Any], bytes | None], Path]
+# The QEMU arguments (guestinfo_args) for a VM by name with the given guestinfo keys.
+GuestinfoMaker = Callable[[str, Mapping[str, str]], tuple[str, ...]]
 
 
 class GuestDisk:

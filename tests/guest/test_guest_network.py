@@ -18,7 +18,7 @@ import uuid
 from typing import Any
 
 import pytest
-from guest_data import IPv4Settings, static_network_vmdata, vm_data
+from guest_data import IPv4Settings, assert_static_ipv4, static_network_vmdata, vm_data
 from guest_harness import GUEST_MAC, Boot, DiskMaker, DriveMaker, NetworkDriveMaker
 
 pytestmark = pytest.mark.guest
@@ -69,14 +69,5 @@ def test_an_empty_network_data_json_leaves_the_nic_without_ipv4(empty_network_fi
 
 
 def test_static_network_data_gives_exactly_that_address_gateway_and_dns(static_boot: Boot) -> None:
-    boot = static_boot
-    assert_booted_cleanly(boot)
-    nic = boot.nic()
-    assert nic.ipv4 == [STATIC.interface], boot.tail()
-    assert nic.leased == []  # no DHCP besides
-    assert nic.setup == "configured"
-    assert boot.default_gateways == [STATIC.gateway]
-    assert boot.resolv_conf("nameserver") == list(STATIC.dns)
-    assert boot.resolv_conf("search") == list(STATIC.search)
-    assert nic.dns.split() == list(STATIC.dns)
-    assert nic.domains.split() == list(STATIC.search)
+    assert_booted_cleanly(static_boot)
+    assert_static_ipv4(static_boot, STATIC, GUEST_MAC)
