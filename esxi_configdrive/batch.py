@@ -15,14 +15,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import dispatch
 from . import network as network_section
-from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES, MAX_CONCURRENCY
+from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ValidationError, changed_after, describe_failure, one_line
-from .fields import check_password, userdata_from
+from .fields import check_concurrency, check_password, userdata_from
 from .vmdata import VmData
+
+if TYPE_CHECKING:  # the controller loads the vSphere layer: a batch is handed one
+    from .controller import ConfigDriveController
 
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
@@ -131,7 +134,7 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
     changes_something = item.options.get("network_data") is not None or item.options.get("new_instance_id")
     if command == "update" and item.data is None and not item.overrides and not changes_something:
         raise ValidationError("update", "nothing to change on this line")
-    dispatch.check_network_data(command, item.options.get("network_data"), "network_data")
+    dispatch.check_network_data_option(command, item.options.get("network_data"), "network_data")
 
 
 def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
@@ -159,8 +162,26 @@ def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
 # ---- running ------------------------------------------------------------------------------------------------------
 
 
+def batch_defaults(
+    *,
+    dry_run: bool,
+    new_instance_id: bool = False,
+    datastore: str | None = None,
+    controller: str | None = None,
+    network_data: str | None = None,
+) -> dict[str, Any]:
+    """What every line of a batch inherits from its command (the CLI's flags, the Ansible module's options): only
+    what was chosen, so that a line's own value wins and an unchosen one keeps the operation's default."""
+    defaults: dict[str, Any] = {"dry_run": dry_run}
+    if new_instance_id:
+        defaults["new_instance_id"] = True
+    chosen = {"datastore": datastore, "controller": controller, "network_data": network_data}
+    defaults.update({key: value for key, value in chosen.items() if value})
+    return defaults
+
+
 def run_batch(
-    controller: Any,
+    controller: ConfigDriveController,
     command: str,
     items: Iterable[BatchItem],
     *,
@@ -176,8 +197,7 @@ def run_batch(
     lines at a time (a VM's first line runs on those; later lines for the same VM read it afresh, as it has
     changed), and every task in flight is polled in one call per round (the controller's ``fleet``). Per VM
     only what must be done for it remains: the uploads, downloads, deletes and reconfigures."""
-    if not 1 <= concurrency <= MAX_CONCURRENCY:
-        raise ValidationError("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
+    check_concurrency(concurrency)
     summary = BatchSummary()
     started = time.monotonic()
     defaults = defaults or {}
@@ -201,14 +221,13 @@ def run_batch(
             if progress:
                 progress.update(summary)
 
-    names = _name_index(controller)
+    names = controller.name_index()  # every VM name in one call, not a look-up per line
     seen: set[str] = set()
-    fleet = getattr(controller, "fleet", None)
     with (
-        fleet() if fleet is not None else contextlib.nullcontext() as poller,
+        controller.fleet() as poller,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
     ):
-        running = poller.operation if poller is not None else contextlib.nullcontext
+        running = poller.operation
         for window in _windows(items, PAGE):
             _resolve(controller, window, names, seen)
             for item in window:
@@ -236,13 +255,9 @@ def _windows(items: Iterable[BatchItem], size: int) -> Iterator[list[BatchItem]]
         yield window
 
 
-def _name_index(controller: Any) -> dict[str, list[Any]]:
-    """All VM names in one call, instead of one look-up per line (names not in it are looked up as usual)."""
-    index = getattr(controller, "name_index", None)
-    return index() if index is not None else {}
-
-
-def _resolve(controller: Any, window: list[BatchItem], names: dict[str, list[Any]], seen: set[str]) -> None:
+def _resolve(
+    controller: ConfigDriveController, window: list[BatchItem], names: dict[str, list[Any]], seen: set[str]
+) -> None:
     """Each line's VM from the name index, and, for a VM's first line in the batch, its facts of one read."""
     first = []
     for item in window:
@@ -251,19 +266,18 @@ def _resolve(controller: Any, window: list[BatchItem], names: dict[str, list[Any
         if item.ref is not None and item.ref._moId not in seen:
             seen.add(item.ref._moId)
             first.append(item)
-    prefetch = getattr(controller, "prefetch", None)
-    facts = prefetch([item.ref for item in first]) if prefetch is not None and first else {}
+    facts = controller.prefetch([item.ref for item in first]) if first else {}
     for item in first:
         item.ref = facts.get(item.ref._moId, item.ref)
 
 
 def _run_one(
-    controller: Any,
+    controller: ConfigDriveController,
     command: str,
     item: BatchItem,
     defaults: dict[str, Any],
     running: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-) -> dict[str, Any]:
+) -> dict[str, Any] | _Unconfirmed:
     base = {"line": item.line, "vm": item.vm}
     if item.error is not None:
         return {**base, "changed": False, "error": str(item.error), "exit_status": EXIT_BAD_INPUT}
@@ -279,8 +293,9 @@ def _run_one(
         dry_run=options.get("dry_run", False),
     )
     try:
+        call = dispatch.parse(command, request, controller.policy.max_userdata_bytes)
         with running():
-            result = dispatch.run(controller, command, request)
+            result = controller.run(call)
     except Exception as e:  # one VM's failure is its own result; the batch goes on
         return _failed(base, e)
     if getattr(result, "pending", None):

@@ -11,15 +11,16 @@ import contextlib
 import secrets
 import string
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from .defaults import (
-    CONTROLLER_CHOICES,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_USERDATA_BYTES,
     DEFAULT_TASK_TIMEOUT,
     PASSWORD_LENGTH,
 )
+from .dispatch import Call, Detach, PasswordReset, Request, StatusRead, parse
 from .drive.attach import AttachRequest, attach
 from .drive.attempts import run_attempts
 from .drive.audit import AuditReport, AuditRequest, Progress, audit
@@ -31,13 +32,9 @@ from .drive.policy import Policy
 from .drive.result import Outcome, Result
 from .drive.state import DriveState
 from .drive.status import status
-from .drive.steps import download_drive, sized_stand_in
+from .drive.steps import download_drive
 from .drive.update import UpdateRequest, update
-from .errors import ValidationError
-from .fields import check_datastore_name
-from .iso import check_size
-from .layout import build_tree
-from .vmdata import VmData, check_network_choice
+from .vmdata import VmData
 from .vsphere.connection import Session
 from .vsphere.fleet import VsphereFleet
 from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
@@ -57,6 +54,24 @@ def generate_password(length: int = PASSWORD_LENGTH) -> str:
         pw = "".join(secrets.choice(alphabet) for _ in range(length))
         if any(c.islower() for c in pw) and any(c.isupper() for c in pw) and any(c.isdigit() for c in pw):
             return pw
+
+
+def _detach(vm: VsphereVm, effects: Effects, request: Detach, policy: Policy) -> Outcome:
+    return detach(vm, effects, policy, remove=request.remove)
+
+
+def _status(vm: VsphereVm, effects: Effects, request: StatusRead, policy: Policy) -> Outcome:
+    return status(vm)
+
+
+# {request type: operation}: each operation is (the VM's access, the attempt's effects, the request, the policy)
+OPERATIONS: dict[type, Callable[[VsphereVm, Effects, Any, Policy], Outcome]] = {
+    AttachRequest: attach,
+    UpdateRequest: update,
+    MigrationRequest: prepare_migration,
+    Detach: _detach,
+    StatusRead: _status,
+}
 
 
 class ConfigDriveController:
@@ -91,13 +106,6 @@ class ConfigDriveController:
         self.task_timeout = task_timeout
         self.datacenter = datacenter or session.settings.datacenter
 
-    # What the controller was made with, under the names it has always had.
-    force_eject = property(lambda self: self.policy.force_eject)
-    avoid_lock_question = property(lambda self: self.policy.avoid_lock_question)
-    admin_pass = property(lambda self: self.policy.admin_pass)
-    max_userdata_bytes = property(lambda self: self.policy.max_userdata_bytes)
-    max_attempts = property(lambda self: self.policy.max_attempts)
-
     # ---- the operations ------------------------------------------------------------------------------------
 
     def attach(
@@ -113,14 +121,10 @@ class ConfigDriveController:
     ) -> Result:
         """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change).
         Without a vm-id in ``data``, or with ``new_instance_id``, the drive's vm-id is the VM's instance UUID."""
-        self._entered(data)
-        check_network_choice("auto" if network_data_auto else None, data.network, data.network_data)
-        if controller not in CONTROLLER_CHOICES:
-            raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
-        if datastore is not None:  # an explicit empty name is a mistake, not "the default"
-            check_datastore_name(datastore)
-        request = AttachRequest(data, datastore, controller, network_data_auto, new_instance_id)
-        return self._run(vm, lambda access, effects: attach(access, effects, request, self.policy), dry_run)
+        auto = "auto" if network_data_auto else None
+        fields = Request(vm, data, datastore=datastore, controller=controller, network_data=auto,
+                         new_instance_id=new_instance_id, dry_run=dry_run)  # fmt: skip
+        return self.run(parse("attach", fields, self.policy.max_userdata_bytes))
 
     def update(
         self,
@@ -137,47 +141,35 @@ class ConfigDriveController:
         userdata, password, public_keys, hostname, network), upload under a new name, swap the backing, delete the
         old. The vm-id stays (``data`` without one keeps the drive's), unless ``new_instance_id`` makes it the
         VM's instance UUID."""
-        if data is not None:
-            self._entered(data)
-        if overrides:  # the same checks the drive will get, before the VM is touched
-            VmData(metadata={"vm-id": "check"}).with_overrides(
-                **overrides, max_userdata_bytes=self.policy.max_userdata_bytes
-            )
-        network = (overrides or {}).get("network") or (data.network if data is not None else None)
-        check_network_choice("auto" if network_data_auto else None, network, {})
-        request = UpdateRequest(data, dict(overrides or {}), dict(options or {}), network_data_auto, new_instance_id)
-        return self._run(vm, lambda access, effects: update(access, effects, request, self.policy), dry_run)
+        auto = "auto" if network_data_auto else None
+        fields = Request(vm, data, dict(overrides or {}), dict(options or {}), network_data=auto,
+                         new_instance_id=new_instance_id, dry_run=dry_run)  # fmt: skip
+        return self.run(parse("update", fields, self.policy.max_userdata_bytes))
 
     def reset_password(self, vm: VmRef, *, length: int = PASSWORD_LENGTH, dry_run: bool = False) -> Result:
         """Put a new random password on the drive; the result carries it (``extra["password"]``), once."""
-        password = generate_password(length)
-        result = self.update(vm, overrides={"password": password}, dry_run=dry_run)
-        if not dry_run:
-            result.extra["password"] = password
-        return result
+        return self.run(Call(vm, PasswordReset(length), dry_run))
 
     def detach(self, vm: VmRef, *, dry_run: bool = False) -> Result:
         """VM stopped: disconnect the drive (remove it when the VM is off), then delete its ISO (the empty folder
         stays: a start may be attaching into it right now)."""
-        return self._run(vm, lambda access, effects: detach(access, effects, self.policy), dry_run)
+        return self.run(Call(vm, Detach(), dry_run))
 
     def remove(self, vm: VmRef, *, dry_run: bool = False) -> Result:
         """VM expunged: remove the device, then the ISO and its folder."""
-        return self._run(vm, lambda access, effects: detach(access, effects, self.policy, remove=True), dry_run)
+        return self.run(Call(vm, Detach(remove=True), dry_run))
 
     def prepare_migration(
         self, vm: VmRef, host: str, *, datastore: str | None = None, migrate: bool = False, dry_run: bool = False
     ) -> Result:
         """Make sure ``host`` can see the ISO: copy it to a datastore the host mounts, repoint, delete the old;
         with ``migrate``, then move the VM there."""
-        if datastore is not None:
-            check_datastore_name(datastore)
-        request = MigrationRequest(host, datastore, migrate)
-        return self._run(vm, lambda access, effects: prepare_migration(access, effects, request, self.policy), dry_run)
+        fields = Request(vm, datastore=datastore, host=host, migrate=migrate, dry_run=dry_run)
+        return self.run(parse("prepare-migration", fields))
 
     def status(self, vm: VmRef) -> Result:
         """The drive's device, backing, file and content, read-only."""
-        return self._run(vm, lambda access, effects: status(access), dry_run=False)
+        return self.run(Call(vm, StatusRead()))
 
     def audit(
         self,
@@ -212,7 +204,7 @@ class ConfigDriveController:
             data = download_drive(access, state) if state.current else None
             return Outcome(state.facts.name, extra={"data": data})
 
-        return self._run(vm, content, dry_run=False).extra["data"]
+        return self._run_on_vm(vm, content, dry_run=False).extra["data"]
 
     # ---- many VMs at once (batch mode) -------------------------------------------------------------------
 
@@ -234,13 +226,24 @@ class ConfigDriveController:
 
     # ---- running one -------------------------------------------------------------------------------------
 
-    def _entered(self, data: VmData) -> None:
-        """Content handed in through the API: checked against the input limit once, and sized as an ISO without
-        writing one."""
-        data.validate(self.policy.max_userdata_bytes)
-        check_size(build_tree(sized_stand_in(data), max_userdata_bytes=None))
+    def run(self, call: Call) -> Result:
+        """A checked request (``dispatch.parse``, or the methods above) through the table of operations."""
+        if isinstance(call.request, PasswordReset):
+            return self._reset_password(call, call.request)
+        operate = OPERATIONS[type(call.request)]
+        return self._run_on_vm(call.vm, operate, call.dry_run, request=call.request, policy=self.policy)
 
-    def _run(self, vm: VmRef, operation: Callable[[VsphereVm, Effects], Outcome], dry_run: bool) -> Result:
+    def _reset_password(self, call: Call, reset: PasswordReset) -> Result:
+        """A generated password is valid by construction: the update needs no check."""
+        password = generate_password(reset.length)
+        result = self.run(Call(call.vm, UpdateRequest(overrides={"password": password}), call.dry_run))
+        if not call.dry_run:
+            result.extra["password"] = password
+        return result
+
+    def _run_on_vm(self, vm: VmRef, operation: Callable[..., Outcome], dry_run: bool, **arguments: Any) -> Result:
+        """``operation(access, effects, **arguments)`` on the VM, each attempt with fresh effects (bound with
+        ``partial``, not lambdas: one frame less each, on every call the operation makes)."""
         prefetched = vm if isinstance(vm, VmFacts) else None
         access = VsphereVm(
             self.session,
@@ -251,7 +254,7 @@ class ConfigDriveController:
         )
         effects_type = DryRunEffects if dry_run else LiveEffects
         outcome = run_attempts(
-            lambda effects: operation(access, effects), lambda: effects_type(access), self.policy.max_attempts
+            partial(operation, access, **arguments), partial(effects_type, access), self.policy.max_attempts
         )
         return Result.of(outcome, dry_run)
 

@@ -1,13 +1,22 @@
-"""One command for one VM, as a plain value (``Request``), and the one place that turns it into a controller call.
-The command line, batch lines and the Ansible modules all come through here."""
+"""One command for one VM: the fields an edge hands over (``Request``: the command line's options, a batch line,
+the Ansible module's options) parsed once into a typed, frozen ``Call`` (``parse``), checked before anything
+touches vSphere. ``ConfigDriveController.run`` takes a call through its table {request type: operation}; the
+controller's documented methods parse their arguments the same way, so every entry checks its input once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
-from .defaults import NETWORK_DATA_CHOICES, PASSWORD_LENGTH
+from .defaults import CONTROLLER_CHOICES, DEFAULT_MAX_USERDATA_BYTES, NETWORK_DATA_CHOICES, PASSWORD_LENGTH
+from .drive.attach import AttachRequest
+from .drive.migrate import MigrationRequest
+from .drive.steps import sized_stand_in
+from .drive.update import UpdateRequest
 from .errors import ValidationError
+from .fields import check_datastore_name
+from .iso import check_size
+from .layout import build_tree
 from .vmdata import NETWORK_DATA_FIELDS, VmData, check_network_choice
 
 COMMANDS = ("attach", "update", "reset-password", "detach", "remove", "prepare-migration", "status")
@@ -15,6 +24,8 @@ COMMANDS = ("attach", "update", "reset-password", "detach", "remove", "prepare-m
 
 @dataclass(frozen=True)
 class Request:
+    """The fields of one command as an edge gathered them, not yet checked (``parse`` does)."""
+
     vm: Any  # a name, inventory path, UUID, id (vm-42) or the VM's managed object
     data: VmData | None = None  # attach: the content; update: replaces it
     overrides: dict[str, Any] = field(
@@ -31,60 +42,99 @@ class Request:
     length: int = PASSWORD_LENGTH  # reset-password
 
 
-def check_network_data(command: str, choice: str | None, where: str = "network-data") -> None:
+@dataclass(frozen=True)
+class PasswordReset:
+    length: int = PASSWORD_LENGTH
+
+
+@dataclass(frozen=True)
+class Detach:
+    remove: bool = False  # the VM is expunged: the CD-ROM, its ISO and folder go (else: stopped)
+
+
+@dataclass(frozen=True)
+class StatusRead:
+    pass
+
+
+Operation = Union[AttachRequest, UpdateRequest, PasswordReset, Detach, MigrationRequest, StatusRead]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One checked request for one VM: what ``ConfigDriveController.run`` takes."""
+
+    vm: Any
+    request: Operation
+    dry_run: bool = False
+
+
+def check_network_data_option(command: str, choice: str | None, where: str = "network-data") -> None:
+    """--network-data (or a line's network_data) is one of the command's choices (defaults.NETWORK_DATA_CHOICES)."""
     if choice is not None and choice not in NETWORK_DATA_CHOICES.get(command, ()):
         choices = NETWORK_DATA_CHOICES.get(command, ())
         raise ValidationError(where, f"must be one of {', '.join(choices)}" if choices else f"not for {command}")
 
 
-def check_request(command: str, request: Request) -> None:
-    """What can be checked of a request without vSphere (the CLI calls it before it connects)."""
-    if command in ("attach", "update"):
-        data = request.data
-        network = request.overrides.get("network") or (data.network if data is not None else None)
-        check_network_choice(request.network_data, network, data.network_data if data is not None else {})
+def check_content(data: VmData, max_userdata_bytes: int | None) -> None:
+    """Content handed in whole: checked against the input limit, and sized as an ISO without writing one."""
+    data.validate(max_userdata_bytes)
+    check_size(build_tree(sized_stand_in(data), max_userdata_bytes=None))
 
 
-def run(controller: Any, command: str, request: Request) -> Any:
-    """The controller call for ``command``; returns its Result."""
-    check_request(command, request)
-    auto = request.network_data == "auto"
-    layout = NETWORK_DATA_FIELDS.get(request.network_data or "", {})
-    if command == "attach":
-        if request.data is None:
-            raise ValidationError("vmdata", "attach needs VM data")
-        return controller.attach(
-            request.vm,
-            request.data.copy(**layout),
-            datastore=request.datastore,
-            controller=request.controller,
-            network_data_auto=auto,
-            new_instance_id=request.new_instance_id,
-            dry_run=request.dry_run,
-        )
-    if command == "update":
-        return controller.update(
-            request.vm,
-            data=request.data,
-            overrides=request.overrides,
-            options={**request.options, **layout},
-            network_data_auto=auto,
-            new_instance_id=request.new_instance_id,
-            dry_run=request.dry_run,
-        )
-    if command == "reset-password":
-        return controller.reset_password(request.vm, length=request.length, dry_run=request.dry_run)
-    if command == "detach":
-        return controller.detach(request.vm, dry_run=request.dry_run)
-    if command == "remove":
-        return controller.remove(request.vm, dry_run=request.dry_run)
-    if command == "prepare-migration":
-        return controller.prepare_migration(
-            request.vm, request.host, datastore=request.datastore, migrate=request.migrate, dry_run=request.dry_run
-        )
-    if command == "status":
-        return controller.status(request.vm)
-    raise ValidationError("command", f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})")
+def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
+    """attach's request, checked: the content, the network-data choice against it, the controller, the datastore."""
+    data, choice = fields.data, fields.network_data
+    if data is None:
+        raise ValidationError("vmdata", "attach needs VM data")
+    check_network_choice(choice, data.network, data.network_data)
+    data = data.copy(**NETWORK_DATA_FIELDS.get(choice or "", {}))
+    check_content(data, max_userdata_bytes)
+    if fields.controller not in CONTROLLER_CHOICES:
+        raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
+    if fields.datastore is not None:  # an explicit empty name is a mistake, not "the default"
+        check_datastore_name(fields.datastore)
+    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id)
+
+
+def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
+    """update's request, checked: new content, the fields to change (the same checks the drive will get), and the
+    network-data choice against the network they give."""
+    data, overrides, choice = fields.data, fields.overrides, fields.network_data
+    if data is not None:
+        check_content(data, max_userdata_bytes)
+    if overrides:
+        VmData(metadata={"vm-id": "check"}).with_overrides(**overrides, max_userdata_bytes=max_userdata_bytes)
+    network = overrides.get("network") or (data.network if data is not None else None)
+    check_network_choice(choice, network, data.network_data if data is not None else {})
+    layout = {**fields.options, **NETWORK_DATA_FIELDS.get(choice or "", {})}
+    return UpdateRequest(data, dict(overrides), layout, choice == "auto", fields.new_instance_id)
+
+
+def _prepare_migration(fields: Request, max_userdata_bytes: int | None) -> Operation:
+    if fields.datastore is not None:
+        check_datastore_name(fields.datastore)
+    return MigrationRequest(fields.host, fields.datastore, fields.migrate)
+
+
+_PARSERS = {
+    "attach": _attach,
+    "update": _update,
+    "reset-password": lambda fields, limit: PasswordReset(fields.length),
+    "detach": lambda fields, limit: Detach(),
+    "remove": lambda fields, limit: Detach(remove=True),
+    "prepare-migration": _prepare_migration,
+    "status": lambda fields, limit: StatusRead(),
+}
+
+
+def parse(command: str, fields: Request, max_userdata_bytes: int | None = DEFAULT_MAX_USERDATA_BYTES) -> Call:
+    """The checked call for ``command``: raises ValidationError naming the field, before vSphere is touched."""
+    parser = _PARSERS.get(command)
+    if parser is None:
+        raise ValidationError("command", f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})")
+    check_network_data_option(command, fields.network_data)
+    return Call(fields.vm, parser(fields, max_userdata_bytes), fields.dry_run)
 
 
 def has_change(request: Request) -> bool:

@@ -10,10 +10,15 @@ import re
 import struct
 from typing import Any
 
+from .defaults import MAX_CONCURRENCY, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from .errors import ValidationError
 
 MAX_METADATA_VALUE_BYTES = 64 * 1024
 MAX_PASSWORD_CHARS = 512
+# How a VM is named besides its inventory path (the CLI, batch lines and the Ansible modules): its instance or BIOS
+# UUID, with or without dashes, or its managed object id.
+VM_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+VM_MOID_RE = re.compile(r"^vm-\d+$")
 
 _METADATA_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
 _HOSTNAME_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -241,3 +246,15 @@ def check_inventory_path(path: str, where: str) -> str:
     if not stripped or UNSENDABLE.search(path):
         raise ValidationError(where, "empty, or holds a control character or bytes that are not text")
     return stripped
+
+
+def check_concurrency(concurrency: int, field: str = "concurrency") -> None:
+    """Batch mode's VMs at a time (the CLI's --concurrency, the Ansible module's concurrency)."""
+    if not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValidationError(field, f"must be between 1 and {MAX_CONCURRENCY}")
+
+
+def check_password_length(length: int, field: str = "length") -> None:
+    """reset-password's generated password length (the CLI's --length, the Ansible module's password_length)."""
+    if not MIN_PASSWORD_LENGTH <= length <= MAX_PASSWORD_LENGTH:
+        raise ValidationError(field, f"must be between {MIN_PASSWORD_LENGTH} and {MAX_PASSWORD_LENGTH}")

@@ -66,7 +66,8 @@ def guestinfo_keys(data: VmData, *, password: bool = False, redact: Iterable[str
     values = {METADATA: _json(metadata(data, redact)), **present}
     out: dict[str, str] = {}
     for name in NAMES:
-        value, encoding = encode(values[name]) if values[name] else ("", PLAIN)
+        raw = values[name]
+        value, encoding = encode(raw) if raw else ("", PLAIN)
         out[key(name)], out[encoding_key(name)] = value, encoding
     return out
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from time import struct_time
 from typing import Any, BinaryIO, Union
 
 from .defaults import DEFAULT_LABEL, DEFAULT_MAX_USERDATA_BYTES, MAX_ISO_BYTES
@@ -55,7 +56,7 @@ class _BuildClock:
     def time(self) -> float:
         return float(BUILD_EPOCH)
 
-    def gmtime(self, secs: float | None = None) -> time.struct_time:
+    def gmtime(self, secs: float | None = None) -> struct_time:
         if secs is None or secs == BUILD_EPOCH:
             return self._epoch_tm
         return time.gmtime(secs)
@@ -73,7 +74,7 @@ def _pycdlib() -> Any:
     import pycdlib  # deferred: importing this package should stay cheap
 
     for module in ("pycdlib", "headervd", "dates", "utils", "inplaceeditor", "udf"):
-        mod = sys.modules.get(f"pycdlib.{module}")
+        mod: Any = sys.modules.get(f"pycdlib.{module}")  # its ``time`` is replaced: not in the module's type
         if mod is not None and not isinstance(getattr(mod, "time", None), _BuildClock):
             mod.time = _CLOCK
     return pycdlib

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import email
+import email.message
 import hashlib
 import json
 import re
@@ -375,8 +376,12 @@ def parts_of(message: str) -> list[tuple[str, str]]:
         return []
     parsed = email.message_from_string(message)
     parts = parsed.get_payload() if parsed.is_multipart() else []
+    if not isinstance(parts, list):
+        return []
     out = []
     for p in parts:
+        if not isinstance(p, email.message.Message):
+            return []
         payload = p.get_payload(decode=True)
         if not isinstance(payload, bytes):
             return []

@@ -410,6 +410,14 @@ def network_data(section: dict[str, Any]) -> dict[str, Any]:
     return {"links": links, "networks": networks, "services": services}
 
 
+def _subnet_of(iface: Interface, hop: IPAddress) -> IPInterface:
+    """The static address whose subnet holds the next hop (``_on_link`` made sure of one when parsing)."""
+    home = iface.on_link(hop)
+    if home is None:
+        raise ValueError(f"{hop} is on no subnet of interface {iface.id}")
+    return home
+
+
 def _networks_of(iface: Interface) -> list[dict[str, Any]]:
     """One network per static address (with the routes whose next hop is in its subnet, the default one first),
     then one per dynamic method."""
@@ -417,9 +425,9 @@ def _networks_of(iface: Interface) -> list[dict[str, Any]]:
     for gateway in (iface.gateway4, iface.gateway6):
         if gateway is not None:
             default = ipaddress.ip_network("0.0.0.0/0" if gateway.version == 4 else "::/0")
-            routes[iface.on_link(gateway)].append(_nova_route(default, gateway))  # type: ignore[index]
+            routes[_subnet_of(iface, gateway)].append(_nova_route(default, gateway))
     for route in iface.routes:
-        routes[iface.on_link(route.via)].append(_nova_route(route.to, route.via))  # type: ignore[index]
+        routes[_subnet_of(iface, route.via)].append(_nova_route(route.to, route.via))
     out: list[dict[str, Any]] = [
         {
             "type": f"ipv{a.version}",

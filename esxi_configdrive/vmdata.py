@@ -2,7 +2,7 @@
 
 Validation happens here, before anything is built or sent to vSphere, and every error names the field it is
 about. Error messages never quote the password. The checks of single fields are in fields.py, the reading of
-files in inputs.py; both are re-exported here, where callers have always found them.
+files in inputs.py (import them from there: each name has one home).
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from . import network as network_section
 from .defaults import DEFAULT_LABEL, DEFAULT_MAX_USERDATA_BYTES
 from .errors import ValidationError
 from .fields import (
-    MAX_METADATA_VALUE_BYTES,
-    MAX_PASSWORD_CHARS,
     check_hostname,
     check_key_in_file,
     check_label,
@@ -35,36 +33,11 @@ from .fields import (
     userdata_from,
 )
 from .inputs import (
-    MAX_VMDATA_FILE_BYTES,
     parse_document,
     read_document,
-    read_password_file,
-    read_ssh_key_file,
-    read_userdata_file,
 )
 
-__all__ = [
-    "DEFAULT_LABEL",
-    "DEFAULT_MAX_USERDATA_BYTES",
-    "FILE_KEYS",
-    "GENERATED_OPENSTACK_KEYS",
-    "MAX_METADATA_VALUE_BYTES",
-    "MAX_PASSWORD_CHARS",
-    "MAX_VMDATA_FILE_BYTES",
-    "ValidationError",
-    "VmData",
-    "check_hostname",
-    "check_label",
-    "check_metadata_key",
-    "check_network_data",
-    "check_password",
-    "check_public_key",
-    "check_tree_path",
-    "decode_base64",
-    "read_password_file",
-    "read_ssh_key_file",
-    "read_userdata_file",
-]
+__all__ = ["FILE_KEYS", "GENERATED_OPENSTACK_KEYS", "VmData"]
 
 # CloudStack's [directory, filename] pairs that are not plain metadata.
 USERDATA_DIR, USERDATA_FILE = "userdata", "user_data"

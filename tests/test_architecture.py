@@ -1,10 +1,12 @@
 """The rules of the package's shape (docs/architecture.md), checked on its source: only vsphere/ imports pyVmomi
-or pyVim, no two modules import each other (directly or around a loop, deferred imports included), and the
-operations in drive/ never branch on a dry run (DryRunEffects makes the difference)."""
+or pyVim, vsphere/ takes only values and path rules from drive/ (never an operation), no two modules import each
+other (directly or around a loop, deferred imports included), and the operations in drive/ never branch on a dry
+run (DryRunEffects makes the difference)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "esxi_configdrive"
@@ -54,6 +56,24 @@ def test_only_the_vsphere_layer_imports_pyvmomi() -> None:
     assert offenders == []
 
 
+# What the adapter may take from the core: the value types it reads into (drive/model.py) and the path rules that
+# make a datastore path stable (drive/storage.py). The operations, the audit's judgement and its choice of what
+# to search stay in drive/ and reach vsphere/ only as values and callables passed in.
+VSPHERE_MAY_IMPORT_FROM_DRIVE = {"esxi_configdrive.drive.model", "esxi_configdrive.drive.storage"}
+
+
+def test_the_vsphere_layer_takes_only_values_and_path_rules_from_drive() -> None:
+    mods = modules()
+    offenders = {
+        (name, dep)
+        for name, (tree, home) in mods.items()
+        if name.startswith("esxi_configdrive.vsphere")
+        for dep in imported(tree, home, set(mods))
+        if dep.startswith("esxi_configdrive.drive") and dep not in VSPHERE_MAY_IMPORT_FROM_DRIVE
+    }
+    assert offenders == set()
+
+
 def test_no_import_cycles() -> None:
     mods = modules()
     graph = {name: imported(tree, home, set(mods)) - {name} for name, (tree, home) in mods.items()}
@@ -86,3 +106,21 @@ def test_the_operations_never_branch_on_a_dry_run() -> None:
                 names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
                 attrs = {n.attr for n in ast.walk(node.test) if isinstance(n, ast.Attribute)}
                 assert "dry_run" not in names | attrs, f"{name}: line {node.lineno} branches on a dry run"
+
+
+def test_every_module_has_a_row_in_the_test_table() -> None:
+    """docs/testing.md's module -> tests table names every module of the package, and every test file it names
+    exists, so the table stays the way to find a module's tests."""
+    doc = (PACKAGE.parent / "docs" / "testing.md").read_text()
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py" and path.parent != PACKAGE:
+            continue
+        assert f"| `{path.relative_to(PACKAGE.parent).as_posix()}`" in doc, path
+    tests = PACKAGE.parent / "tests"
+    section = doc.split("## Which tests test a module", 1)[1].split("\n## ", 1)[0]
+    for module, named in re.findall(r"^\| `(esxi_configdrive/[\w/]+\.py)`[^|]*\| ([^|]*) \|$", section, re.M):
+        if not (PACKAGE.parent / module).exists():
+            continue  # a row written ahead for a module another branch brings
+        for name in re.findall(r"\b(?:tests/\w+/)?test_\w+\.py\b", named):
+            found = [tests / name.removeprefix("tests/"), tests / "ansible" / name]
+            assert any(path.exists() for path in found), (module, name)

@@ -83,7 +83,7 @@ class FakeFleet:
         self.vms.append(vm)
         return vm
 
-    def read(self) -> list[Fleet]:
+    def read(self, plan: Any = None) -> list[Fleet]:  # searches both datastores, as a whole datacenter
         if self.reads and self.before_read is not None:
             self.before_read(self)
         self.reads += 1

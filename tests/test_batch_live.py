@@ -15,7 +15,7 @@ from tool_fixtures import fetch_file, iso_paths
 from esxi_configdrive import read_iso
 from esxi_configdrive.batch import read_batch
 from esxi_configdrive.cli import main
-from esxi_configdrive.vmdata import ValidationError
+from esxi_configdrive.errors import ValidationError
 
 pytestmark = pytest.mark.live
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from esxi_configdrive.vmdata import ValidationError
+from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.vsphere.connection import ConnectionSettings, normalize_thumbprint, parse_url
 
 ENV = {"GOVC_URL": "vc.example.com", "GOVC_USERNAME": "admin@vsphere.local", "GOVC_PASSWORD": "env-secret"}

@@ -45,8 +45,7 @@ from vsphere_harness import (
 
 from esxi_configdrive import VmData
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.errors import ConfigDriveError, LockedDoor, VsphereFault
-from esxi_configdrive.vmdata import ValidationError
+from esxi_configdrive.errors import ConfigDriveError, LockedDoor, ValidationError, VsphereFault
 from esxi_configdrive.vsphere.datastore import DatastorePath
 
 pytestmark = pytest.mark.live
@@ -384,7 +383,7 @@ def test_concurrent_access_is_retried_then_given_up_cleanly(bed: Bed, losses: in
     bed.sim.set_faults(reconfig_failures={"count": losses, "vms": [vm.name], "fault": "ConcurrentAccess"})
     with tool_session(bed.sim) as s:
         tool = controller(s)
-        if losses < tool.max_attempts:
+        if losses < tool.policy.max_attempts:
             tool.update(vm.name, overrides=OVERRIDES)
         else:
             with pytest.raises(ConfigDriveError, match="kept changing"):

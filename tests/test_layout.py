@@ -12,6 +12,7 @@ import sample_data as sd
 import yaml
 
 from esxi_configdrive import read_iso
+from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.layout import (
     CHECKSUM_ALIAS,
     CHECKSUM_PATH,
@@ -21,7 +22,7 @@ from esxi_configdrive.layout import (
     parse_tree,
     password_md5_checksum,
 )
-from esxi_configdrive.vmdata import ValidationError, VmData
+from esxi_configdrive.vmdata import VmData
 
 LATEST = "openstack/latest"
 

@@ -31,8 +31,7 @@ from vsphere_harness import (
 
 from esxi_configdrive import VmData, read_iso
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.errors import ConfigDriveError, LockedDoor, VsphereFault
-from esxi_configdrive.vmdata import ValidationError
+from esxi_configdrive.errors import ConfigDriveError, LockedDoor, ValidationError, VsphereFault
 from esxi_configdrive.vsphere.connection import Session
 from esxi_configdrive.vsphere.datastore import DatastorePath
 

@@ -15,13 +15,9 @@ from hypothesis import HealthCheck, Phase, example, find, given, settings
 from hypothesis import strategies as st
 
 from esxi_configdrive import ValidationError, VmData, build_iso, read_iso
+from esxi_configdrive.fields import MAX_METADATA_VALUE_BYTES, MAX_PASSWORD_CHARS
 from esxi_configdrive.layout import build_tree, parse_tree
-from esxi_configdrive.vmdata import (
-    FILE_KEYS,
-    GENERATED_OPENSTACK_KEYS,
-    MAX_METADATA_VALUE_BYTES,
-    MAX_PASSWORD_CHARS,
-)
+from esxi_configdrive.vmdata import FILE_KEYS, GENERATED_OPENSTACK_KEYS
 
 FAST = settings(deadline=None, max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 MANY = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])

@@ -33,9 +33,8 @@ from vsphere_harness import (
 from esxi_configdrive import VmData, read_iso
 from esxi_configdrive.cli import main
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.errors import VsphereFault
+from esxi_configdrive.errors import ValidationError, VsphereFault
 from esxi_configdrive.record import PREFIX
-from esxi_configdrive.vmdata import ValidationError
 from esxi_configdrive.vsphere.connection import Session
 from esxi_configdrive.vsphere.datastore import DatastorePath
 

@@ -9,18 +9,12 @@ import json
 import pytest
 import sample_data as sd
 
-from esxi_configdrive import build_iso, inputs, vmdata
-from esxi_configdrive.vmdata import (
-    DEFAULT_MAX_USERDATA_BYTES,
-    ValidationError,
-    VmData,
-    check_hostname,
-    check_label,
-    check_public_key,
-    read_password_file,
-    read_ssh_key_file,
-    read_userdata_file,
-)
+from esxi_configdrive import build_iso, fields, inputs
+from esxi_configdrive.defaults import DEFAULT_MAX_USERDATA_BYTES
+from esxi_configdrive.errors import ValidationError
+from esxi_configdrive.fields import check_hostname, check_label, check_public_key
+from esxi_configdrive.inputs import read_password_file, read_ssh_key_file, read_userdata_file
+from esxi_configdrive.vmdata import VmData
 
 
 def error_of(fn, *args, **kwargs) -> ValidationError:
@@ -197,7 +191,7 @@ def test_safe_metadata_keys_accepted(key):
 
 
 def test_metadata_values_limits():
-    big = "x" * (vmdata.MAX_METADATA_VALUE_BYTES + 1)
+    big = "x" * (fields.MAX_METADATA_VALUE_BYTES + 1)
     assert error_of(VmData.from_dict, {"metadata": {"vm-id": "x", "a": big}}).field == "metadata.a"
     assert error_of(VmData.from_dict, {"metadata": {"vm-id": "x", "a": "b\x00"}}).field == "metadata.a"
     assert error_of(VmData.from_dict, {"metadata": {"vm-id": "x", "a": "\udcff"}}).field == "metadata.a"
@@ -288,8 +282,8 @@ def test_password_control_characters_rejected_and_never_quoted(suffix):
 def test_password_length_limit_and_never_quoted():
     e = error_of(VmData.from_dict, {"metadata": {"vm-id": "x"}, "password": SECRET * 100})
     assert e.field == "password" and SECRET not in str(e)
-    ok = VmData.from_dict({"metadata": {"vm-id": "x"}, "password": "é" * vmdata.MAX_PASSWORD_CHARS})
-    assert ok.password == "é" * vmdata.MAX_PASSWORD_CHARS
+    ok = VmData.from_dict({"metadata": {"vm-id": "x"}, "password": "é" * fields.MAX_PASSWORD_CHARS})
+    assert ok.password == "é" * fields.MAX_PASSWORD_CHARS
 
 
 def test_errors_elsewhere_do_not_leak_the_password():

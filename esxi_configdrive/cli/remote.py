@@ -12,12 +12,10 @@ from .. import dispatch
 from ..defaults import (
     CONTROLLER_CHOICES,
     DEFAULT_MAX_USERDATA_BYTES,
-    MAX_CONCURRENCY,
-    MAX_PASSWORD_LENGTH,
-    MIN_PASSWORD_LENGTH,
     PASSWORD_LENGTH,
 )
 from ..errors import ValidationError
+from ..fields import check_concurrency, check_password_length
 from ..network_options import NETWORK_OPTIONS
 from ..vmdata import VmData
 from .options import (
@@ -144,8 +142,7 @@ def cmd_update(args: argparse.Namespace) -> dict[str, Any] | int:
 
 
 def cmd_reset_password(args: argparse.Namespace) -> dict[str, Any]:
-    if not MIN_PASSWORD_LENGTH <= args.length <= MAX_PASSWORD_LENGTH:
-        raise ValidationError("length", f"must be between {MIN_PASSWORD_LENGTH} and {MAX_PASSWORD_LENGTH}")
+    check_password_length(args.length)
     return run_request(args, "reset-password", dispatch.Request(args.vm, length=args.length, dry_run=args.dry_run))
 
 
@@ -192,9 +189,9 @@ def run_request(args: argparse.Namespace, command: str, request: dispatch.Reques
     """Check what needs no vSphere, connect, run, disconnect."""
     from ..vsphere.connection import Session
 
-    dispatch.check_request(command, request)
+    call = dispatch.parse(command, request, getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES))
     with Session(connection_settings(args)) as session:
-        return dispatch.run(controller_for(session, args), command, request).to_dict()
+        return controller_for(session, args).run(call).to_dict()
 
 
 def controller_for(session: Any, args: argparse.Namespace) -> Any:
@@ -213,26 +210,24 @@ def controller_for(session: Any, args: argparse.Namespace) -> Any:
 
 def run_batch_command(args: argparse.Namespace, command: str) -> int:
     """``--batch FILE``: one JSON line in and one out per VM, on one session; returns the exit status."""
-    from ..batch import Progress, read_batch, run_batch
+    from ..batch import Progress, batch_defaults, read_batch, run_batch
     from ..vsphere.connection import Session
 
     if args.vm:
         raise ValidationError("vm", "give a VM or --batch, not both")
-    if not 1 <= args.concurrency <= MAX_CONCURRENCY:
-        raise ValidationError("concurrency", f"must be between 1 and {MAX_CONCURRENCY}")
+    check_concurrency(args.concurrency)
     given = [k for k in CONTENT_OPTIONS if getattr(args, k, None)]
     given += [k for k in LAYOUT_FLAGS if getattr(args, k, None) is not None]
     if given:
         flag = "--" + given[0].replace("_", "-")
         raise ValidationError(flag.lstrip("-"), f"{flag} does not apply with --batch: put the content on each line")
-    defaults: dict[str, Any] = {"dry_run": args.dry_run}
-    if getattr(args, "new_instance_id", False):
-        defaults["new_instance_id"] = True
-    for key in ("datastore", "controller"):
-        if getattr(args, key, None):
-            defaults[key] = getattr(args, key)
-    if _chosen(getattr(args, "network_data", "file")):
-        defaults["network_data"] = args.network_data
+    defaults = batch_defaults(
+        dry_run=args.dry_run,
+        new_instance_id=getattr(args, "new_instance_id", False),
+        datastore=getattr(args, "datastore", None),
+        controller=getattr(args, "controller", None),
+        network_data=_chosen(getattr(args, "network_data", "file")),
+    )
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
     with stream, Session(connection_settings(args)) as session:
         summary = run_batch(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 from ..errors import ValidationError, describe_failure, one_line
 from ..record import DriveRecord
@@ -48,10 +49,11 @@ from .audit_judge import (
     incomplete_reason,
     judge,
     path_or_none,
+    searches,
     unsearched,
 )
 from .devices import DevicePlanError, plan_attach, plan_swap
-from .effects import Effects, VmAccess
+from .effects import Effects, FileAccess, VmAccess
 from .model import DatastorePath, DeviceChange, Fleet
 from .policy import Policy
 from .result import Outcome, Result
@@ -66,7 +68,7 @@ def audit(
     effects_type: type[Effects],
     progress: Progress | None = None,
 ) -> AuditReport:
-    fleets = access.read()
+    fleets = access.read(searches)
     report = AuditReport(dry_run=effects_type.dry_run)
     for fleet in fleets:
         digests = verify(access.files(fleet), fleet, progress) if request.verify else None
@@ -83,7 +85,7 @@ def audit(
 # ---- verify ---------------------------------------------------------------------------------------------------
 
 
-def verify(files: VmAccess, fleet: Fleet, progress: Progress | None = None) -> dict[str, str]:
+def verify(files: FileAccess, fleet: Fleet, progress: Progress | None = None) -> dict[str, str]:
     """The SHA-256 of each drive's recorded ISO the search saw (one GET each): VM id -> digest, or NOT_THERE."""
     out: dict[str, str] = {}
     for facts in fleet.vms:
@@ -134,17 +136,20 @@ def fix(
 
     for index in repairs:
         vm = access.vm(facts_by_id[report.findings[index].vm_id])
-        attempt(index, lambda vm=vm: run_attempts(
-            lambda effects: repair(vm, effects, policy), lambda: effects_type(vm), policy.max_attempts))  # fmt: skip
+        attempt(index, partial(_repaired, vm, policy, effects_type))
     if deletions:
         again = _read_again(access, request.min_age)
         for index in deletions:
-            attempt(index, lambda index=index: delete_orphan(access, *again, report.findings[index], effects_type))
+            attempt(index, partial(delete_orphan, access, *again, report.findings[index], effects_type))
+
+
+def _repaired(vm: VmAccess, policy: Policy, effects_type: type[Effects]) -> Outcome:
+    return run_attempts(lambda effects: repair(vm, effects, policy), lambda: effects_type(vm), policy.max_attempts)
 
 
 def _read_again(access: FleetAccess, min_age: float) -> tuple[dict[str, Fleet], set[tuple[str, str, str]]]:
     """Rule 5: everything read again just before deleting, and the orphans that may go by that read."""
-    fleets = {fleet.datacenter: fleet for fleet in access.read()}
+    fleets = {fleet.datacenter: fleet for fleet in access.read(searches)}
     confirmed = {
         (f.datacenter, f.path, f.fix)
         for fleet in fleets.values()
@@ -204,7 +209,7 @@ def delete_orphan(
     fleet = fleets.get(finding.datacenter)
     if fleet is None:
         raise ValidationError("datacenter", f"{finding.datacenter} was not found again")
-    effects = effects_type(access.files(fleet))
+    effects = effects_type.file_effects(access.files(fleet))
     if (finding.datacenter, finding.path, finding.fix) not in confirmed:
         effects.note(f"{finding.path} is no longer an orphan that may go (read again just now): left alone")
         return Outcome(finding.vm, effects.steps)

@@ -23,18 +23,18 @@ sectors) and said to need ``verify`` for a full check.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..defaults import ORPHAN_MIN_AGE
 from ..errors import ValidationError
 from ..record import DriveRecord
-from .effects import VmAccess
-from .model import DatastorePath, DriveFolder, Fleet, VmFacts, safe_path_component
+from .effects import FileAccess, VmAccess
+from .model import DatastoreInfo, DatastorePath, DriveFolder, Fleet, SearchPlan, VmFacts, safe_path_component
 from .result import Result
 from .state import DRIVE_ROOT, DriveState, is_drive_name
-from .storage import stable_devices, stable_record
+from .storage import drive_root, stable_devices, stable_record
 
 OK, DETACHED, DEVICE_REMOVED, MISSING_FILE = "ok", "detached", "device-removed", "missing-file"
 FOREIGN_CHANGE, DISCONNECTED, NOT_SHARED, INHERITED = "foreign-change", "disconnected", "not-shared", "inherited"
@@ -118,12 +118,26 @@ class AuditReport:
 class FleetAccess(Protocol):
     """The reads the audit needs, and access for its fixes. Implemented over a session in vsphere/fleet.py."""
 
-    def read(self) -> list[Fleet]: ...
+    def read(self, plan: SearchPlan) -> list[Fleet]: ...
     def vm(self, facts: VmFacts) -> VmAccess: ...
-    def files(self, fleet: Fleet) -> VmAccess: ...  # only download/exists/listing/delete: datastore files
+    def files(self, fleet: Fleet) -> FileAccess: ...
 
 
 # ---- the audit ------------------------------------------------------------------------------------------------
+
+
+def searches(
+    vms: Sequence[VmFacts], datastores: Sequence[DatastoreInfo], whole_datacenter: bool
+) -> list[tuple[DatastoreInfo, DatastorePath]]:
+    """Where an audit looks for drives: ``ConfigDrive/`` on every datastore of a datacenter read whole (orphans
+    are judged there), else only on the datastores the scoped VMs' drives and records name (a --folder audit)."""
+    if whole_datacenter:
+        chosen = list(datastores)
+    else:
+        files, folders = references(vms)
+        named = {DatastorePath.parse(path).datastore for path in files | folders}
+        chosen = [ds for ds in datastores if ds.name in named]
+    return [(ds, drive_root(ds)) for ds in chosen]
 
 
 def incomplete_reason(fleet: Fleet) -> str:

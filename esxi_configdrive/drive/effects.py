@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 from ..errors import FileKept
 from .model import (
@@ -35,7 +35,18 @@ log = logging.getLogger(__name__)
 Confirmation = Future  # of a delete sent and not waited for: True deleted, False it was gone already
 
 
-class VmAccess(Protocol):
+class FileAccess(Protocol):
+    """The datastore files of a datacenter, for what no single VM owns (the audit's --verify and its orphans):
+    the file part of ``VmAccess``. Implemented in vsphere/fleet.py (``DatacenterFiles``)."""
+
+    def download(self, path: DatastorePath) -> bytes: ...
+    def exists(self, path: DatastorePath) -> bool: ...
+    def listing(self, folder: DatastorePath, pattern: str = "*.iso") -> list[str] | None: ...
+    def delete(self, path: DatastorePath) -> bool: ...
+    def start_delete(self, path: DatastorePath) -> Confirmation | None: ...
+
+
+class VmAccess(FileAccess, Protocol):
     """vSphere as one operation on one VM sees it. Implemented over a pyVmomi session in vsphere/vm.py.
 
     ``start_delete`` sends a delete whose outcome is confirmed later (a Future of "deleted?"), or gives None
@@ -47,17 +58,12 @@ class VmAccess(Protocol):
     ``reconfigure`` raises Stale, LockedDoor, OutcomeUnknown or VsphereFault (errors.py)."""
 
     def facts(self) -> VmFacts: ...
-    def download(self, path: DatastorePath) -> bytes: ...
-    def exists(self, path: DatastorePath) -> bool: ...
-    def listing(self, folder: DatastorePath, pattern: str = "*.iso") -> list[str] | None: ...
     def datastore(self, name: str) -> DatastoreInfo | DatastoreCluster: ...
     def hosts(self, name: str) -> Hosts: ...
 
     def make_folder(self, folder: DatastorePath) -> bool: ...
     def upload(self, path: DatastorePath, content: bytes) -> str: ...
     def copy(self, source: DatastorePath, target: DatastorePath) -> None: ...
-    def delete(self, path: DatastorePath) -> bool: ...
-    def start_delete(self, path: DatastorePath) -> Confirmation | None: ...
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None: ...
     def relocate(self, facts: VmFacts, host: HostInfo) -> None: ...
 
@@ -113,34 +119,22 @@ class Step:
         return f"{text} ({self.why})" if self.why and k is not Kind.KEEP_FOLDER else text
 
 
-class Effects:
-    """The changes of one attempt, recorded in order. ``uploads`` are the files this attempt wrote: when the
-    attempt loses a race (Stale), the retry loop decides what becomes of them."""
+class FileEffects:
+    """Deletes of datastore files, recorded in order (the audit's orphans, and the file part of ``Effects``)."""
 
     dry_run = False
 
-    def __init__(self, vm: VmAccess) -> None:
-        self.vm = vm
+    def __init__(self, files: FileAccess) -> None:
+        self.files = files
         self.steps: list[Step] = []
         self.uploads: list[DatastorePath] = []
         self.warnings: list[str] = []  # files vSphere kept (locked, in use): the next run or audit --fix deletes them
 
-    def _record(self, kind: Kind, target: object = "", **details: object) -> None:
-        self.steps.append(Step(kind, str(target), planned=self.dry_run, **details))  # type: ignore[arg-type]
+    def _record(self, kind: Kind, target: object = "", **details: Any) -> None:  # Step's own fields
+        self.steps.append(Step(kind, str(target), planned=self.dry_run, **details))
 
     def note(self, text: str) -> None:
         self._record(Kind.NOTE, changed=False, why=text)
-
-    def make_folder(self, folder: DatastorePath) -> bool:
-        """Create the folder; True when this call created it (exactly one of several concurrent callers)."""
-        raise NotImplementedError
-
-    def upload(self, path: DatastorePath, iso: bytes) -> str:
-        """Write a file; returns its SHA-256."""
-        raise NotImplementedError
-
-    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
-        raise NotImplementedError
 
     def delete(
         self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
@@ -154,6 +148,28 @@ class Effects:
     def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
         """A folder is named after its VM, and another VM of the same name may keep its drive there: it goes
         only when nothing is left in it."""
+        raise NotImplementedError
+
+
+class Effects(FileEffects):
+    """The changes of one attempt, recorded in order. ``uploads`` are the files this attempt wrote: when the
+    attempt loses a race (Stale), the retry loop decides what becomes of them."""
+
+    file_effects: ClassVar[type[FileEffects]]  # the same kind (live or dry) for files alone: FileEffects
+
+    def __init__(self, vm: VmAccess) -> None:
+        super().__init__(vm)
+        self.vm = vm
+
+    def make_folder(self, folder: DatastorePath) -> bool:
+        """Create the folder; True when this call created it (exactly one of several concurrent callers)."""
+        raise NotImplementedError
+
+    def upload(self, path: DatastorePath, iso: bytes) -> str:
+        """Write a file; returns its SHA-256."""
+        raise NotImplementedError
+
+    def copy(self, source: DatastorePath, target: DatastorePath) -> None:
         raise NotImplementedError
 
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
@@ -178,8 +194,45 @@ class Effects:
             self._record(Kind.RECORD)
 
 
-class LiveEffects(Effects):
+class LiveFileEffects(FileEffects):
+    """Deletes each file, then records it."""
+
+    def delete(
+        self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
+    ) -> bool:
+        pending = self.files.start_delete(path) if confirm_later else None
+        if pending is not None:
+            self._record(Kind.DELETE, path, why=why, pending=pending)
+            return True
+        try:
+            deleted = self.files.delete(path)
+        except FileKept as kept:  # the drive is complete without it; the record or the audit names it for later
+            self.warnings.append(str(kept))
+            return False
+        if deleted:
+            self._record(Kind.DELETE, path, why=why)
+        return deleted
+
+    def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
+        left = self.files.listing(folder, "*")
+        if left is None:
+            return
+        if left:
+            self._record(Kind.KEEP_FOLDER, folder, changed=False, why=", ".join(left))
+            return
+        try:
+            deleted = self.files.delete(folder)
+        except FileKept as kept:
+            self.warnings.append(str(kept))
+            return
+        if deleted:
+            self._record(Kind.DELETE_FOLDER, folder, why=why)
+
+
+class LiveEffects(LiveFileEffects, Effects):
     """Makes each change, then records it."""
+
+    file_effects = LiveFileEffects
 
     def make_folder(self, folder: DatastorePath) -> bool:
         created = self.vm.make_folder(folder)
@@ -201,37 +254,6 @@ class LiveEffects(Effects):
         self.vm.copy(source, target)
         self.uploads.append(target)
         self._record(Kind.COPY, target, source=str(source))
-
-    def delete(
-        self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
-    ) -> bool:
-        pending = self.vm.start_delete(path) if confirm_later else None
-        if pending is not None:
-            self._record(Kind.DELETE, path, why=why, pending=pending)
-            return True
-        try:
-            deleted = self.vm.delete(path)
-        except FileKept as kept:  # the drive is complete without it; the record or the audit names it for later
-            self.warnings.append(str(kept))
-            return False
-        if deleted:
-            self._record(Kind.DELETE, path, why=why)
-        return deleted
-
-    def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
-        left = self.vm.listing(folder, "*")
-        if left is None:
-            return
-        if left:
-            self._record(Kind.KEEP_FOLDER, folder, changed=False, why=", ".join(left))
-            return
-        try:
-            deleted = self.vm.delete(folder)
-        except FileKept as kept:
-            self.warnings.append(str(kept))
-            return
-        if deleted:
-            self._record(Kind.DELETE_FOLDER, folder, why=why)
 
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
         self.vm.reconfigure(facts, changes, extra_config)
@@ -258,10 +280,27 @@ class LiveEffects(Effects):
             log.warning("could not delete %s after the failed change", folder, exc_info=True)
 
 
-class DryRunEffects(Effects):
-    """Makes nothing; records what a real run would make, with outcomes predicted from reads."""
+class DryRunFileEffects(FileEffects):
+    """Deletes nothing; records what a real run would delete."""
 
     dry_run = True
+
+    def delete(
+        self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
+    ) -> bool:
+        there = known_to_exist or self.files.exists(path)
+        if there:
+            self._record(Kind.DELETE, path, why=why)
+        return there
+
+    def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
+        self._record(Kind.DELETE_FOLDER, folder, why=why)  # what is in it then depends on the deletes before
+
+
+class DryRunEffects(DryRunFileEffects, Effects):
+    """Makes nothing; records what a real run would make, with outcomes predicted from reads."""
+
+    file_effects = DryRunFileEffects
 
     def make_folder(self, folder: DatastorePath) -> bool:
         # Predicted as new: looking would take a datastore search, a task in vCenter's list. When the folder is
@@ -275,17 +314,6 @@ class DryRunEffects(Effects):
 
     def copy(self, source: DatastorePath, target: DatastorePath) -> None:
         self._record(Kind.COPY, target, source=str(source))
-
-    def delete(
-        self, path: DatastorePath, why: str = "", known_to_exist: bool = False, confirm_later: bool = False
-    ) -> bool:
-        there = known_to_exist or self.vm.exists(path)
-        if there:
-            self._record(Kind.DELETE, path, why=why)
-        return there
-
-    def delete_folder_if_empty(self, folder: DatastorePath, why: str = "") -> None:
-        self._record(Kind.DELETE_FOLDER, folder, why=why)  # what is in it then depends on the deletes before
 
     def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
         self._record_reconfigure(changes)

@@ -9,7 +9,7 @@ Fields named ``ref`` (and ``raw_devices``) hold the vSphere layer's own handles,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -297,3 +297,9 @@ class Fleet:
         listing = self.listings.get(path.datastore)
         folder = listing.folders.get(path.folder.path) if listing is not None else None
         return next((f for f in folder.files if f.name == path.name), None) if folder is not None else None
+
+
+# An audit's choice of where to look, which the adapter's read (vsphere/fleet.py) asks the core for: (the scoped VMs'
+# facts, the datacenter's datastores, whether every VM of it is in scope) -> each datastore to search, with the
+# folder on it (drive/audit_judge.py's ``searches``).
+SearchPlan = Callable[[Sequence[VmFacts], Sequence[DatastoreInfo], bool], list[tuple[DatastoreInfo, DatastorePath]]]

@@ -45,7 +45,7 @@ def swap_in(
         state.made_for_this_vm and not moving and current is not None and current == record.iso
     ) and record.digest == digest
     iso: bytes | None = None
-    if same_content and (not verify_current or intact(vm, current, record)):
+    if same_content and current is not None and (not verify_current or intact(vm, current, record)):
         finish_pending(vm, effects, state, current)
         if state.connected_as_it_should_be:
             return Outcome(facts.name, effects.steps, iso=current)

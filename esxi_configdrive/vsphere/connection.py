@@ -40,6 +40,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def present(manager: T | None, name: str) -> T:
+    """A manager of the service content that every vCenter and ESXi has (pyVmomi's stubs type them optional)."""
+    if manager is None:
+        raise ConfigDriveError(f"this vSphere endpoint has no {name}")
+    return manager
+
+
 SESSION_COOKIE = "vmware_soap_session"
 RELOGINS_PER_CALL = 5  # a session terminated again right after each login is given up on after this many
 
@@ -73,8 +82,8 @@ class Session:
 
     def connect(self) -> Session:
         # A vCenter too busy to answer is waited for; one that cannot be reached or refuses is said at once.
-        self.si = self._throttled(self._login, "login")
-        self._content = self._throttled(lambda: self.si.content, "RetrieveServiceContent")
+        si = self.si = self._throttled(self._login, "login")
+        self._content = self._throttled(lambda: si.content, "RetrieveServiceContent")
         self._login_generation += 1
         log.info("connected to %s as %s", self.settings.url, self.settings.username)
         return self
@@ -107,7 +116,10 @@ class Session:
                 "--ca-file/GOVC_TLS_CA_CERTS or --thumbprint, or pass --insecure"
             ) from None
         except vim.fault.HostConnectFault as e:
-            raise ConfigDriveError(f"cannot connect to {self.settings.url}: {_clean(e.msg)}") from None
+            # pyVmomi faults carry ``msg`` (MethodFault's message); its stubs do not list it
+            raise ConfigDriveError(
+                f"cannot connect to {self.settings.url}: {_clean(getattr(e, 'msg', '') or str(e))}"
+            ) from None
         except (OSError, ssl.SSLError) as e:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {e}") from None
 
@@ -141,7 +153,7 @@ class Session:
                 log.debug("destroying a property collector failed", exc_info=True)
         if self.si is not None:
             try:
-                self._content.sessionManager.Logout()
+                present(self.content.sessionManager, "SessionManager").Logout()
             except Exception:  # logging out is a courtesy; the session expires anyway
                 log.debug("logout failed", exc_info=True)
             self.si = None
@@ -160,7 +172,13 @@ class Session:
 
     @property
     def stub(self) -> Any:
-        return self.si._stub
+        return self.service_instance._stub
+
+    @property
+    def service_instance(self) -> vim.ServiceInstance:
+        if self.si is None:
+            raise ConfigDriveError("not connected")
+        return self.si
 
     def relogin(self, seen_generation: int) -> None:
         """Log in again, once, however many threads saw the session lost. What belonged to the old session goes
@@ -171,7 +189,8 @@ class Session:
                 return
             log.info("session lost; logging in again")
             try:
-                self.content.sessionManager.Login(self.settings.username, self.settings.password, None)
+                manager = present(self.content.sessionManager, "SessionManager")
+                manager.Login(self.settings.username, self.settings.password, None)
             except vim.fault.InvalidLogin:
                 raise ConfigDriveError("logging in again after the session was lost was refused") from None
             with self._collectors_lock:
@@ -183,7 +202,7 @@ class Session:
         """Whether vSphere still knows this session: a /folder 401 on a live session is a refusal (privileges), not
         an expiry, and must not make every worker of a batch log in again."""
         try:
-            return self.content.sessionManager.currentSession is not None
+            return present(self.content.sessionManager, "SessionManager").currentSession is not None
         except vmodl.MethodFault:  # NotAuthenticated, or an answer with the property missing
             return False
 

@@ -18,7 +18,7 @@ from ..defaults import DEFAULT_TASK_TIMEOUT
 from ..drive.model import DatastorePath, safe_path_component
 from ..errors import LICENCE_REFUSAL, ConfigDriveError, FileKept, ValidationError, one_line
 from .changes import send_change
-from .connection import Session
+from .connection import Session, present
 from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
 from .tls import requests_verify
@@ -63,16 +63,17 @@ class DatastoreFiles:
         """PUT a file, streamed with a Content-Length; returns its SHA-256. Retries transient failures; after
         the last one, removes whatever partial file the server may have kept."""
         url = self.url(path)
+        stream: BinaryIO | None = None
         if isinstance(content, (bytes, bytearray)):
             digest = hashlib.sha256(content).hexdigest()
-            size, start = len(content), None
+            size, start = len(content), 0
         else:
-            start = content.tell()
+            stream, start = content, content.tell()
             digest, size = _hash_stream(content)
 
         def put(http: requests.Session) -> requests.Response:
-            if start is not None:
-                content.seek(start)  # each attempt sends the whole file again
+            if stream is not None:
+                stream.seek(start)  # each attempt sends the whole file again
             headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
             response = http.put(url, data=content, headers=headers, **self._request_options())
             self._check(response, "upload to", path)
@@ -166,7 +167,7 @@ class DatastoreFiles:
         """Create the folder (and its parents when missing). True only for the one caller that created it: the
         folder itself is made without createParentDirectories, which fails with FileAlreadyExists on an existing
         folder everywhere (with it, vcsim succeeds silently), so two runs cannot both believe they made it."""
-        fm = self.session.content.fileManager
+        fm = present(self.session.content.fileManager, "FileManager")
 
         def make(path: DatastorePath, parents: bool) -> bool:
             try:
@@ -237,14 +238,14 @@ class DatastoreFiles:
         return deleted
 
     def _send_delete(self, path: DatastorePath) -> vim.Task:
-        fm = self.session.content.fileManager
+        fm = present(self.session.content.fileManager, "FileManager")
         delete = lambda: fm.DeleteDatastoreFile_Task(str(path), self.datacenter)  # noqa: E731
         return send_change(self.session, delete, "DeleteFile", duplicate_refused=True)
 
     def copy(self, source: DatastorePath, target: DatastorePath, force: bool = False) -> None:
         """Copy a file between datastores of this datacenter; an existing target raises FileExistsError unless
         ``force`` (a file of that name may be another VM's)."""
-        fm = self.session.content.fileManager
+        fm = present(self.session.content.fileManager, "FileManager")
         dc = self.datacenter
         try:
             copy = lambda: fm.CopyDatastoreFile_Task(str(source), dc, str(target), dc, force)  # noqa: E731

@@ -38,10 +38,10 @@ def read_devices(devices: Iterable[vim.vm.device.VirtualDevice]) -> DeviceList:
         nics=tuple(
             Nic(d.key, d.macAddress)
             for d in devices
-            if isinstance(d, vim.vm.device.VirtualEthernetCard) and getattr(d, "macAddress", None)
+            if isinstance(d, vim.vm.device.VirtualEthernetCard) and d.macAddress
         ),
         slots_in_use=frozenset(
-            (d.controllerKey, d.unitNumber) for d in devices if getattr(d, "controllerKey", None) is not None
+            (d.controllerKey, d.unitNumber) for d in devices if d.controllerKey is not None and d.unitNumber is not None
         ),
         keys=frozenset(d.key for d in devices),
     )

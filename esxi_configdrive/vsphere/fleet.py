@@ -20,9 +20,17 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
-from ..drive.audit_judge import references
-from ..drive.model import DatastoreInfo, DatastorePath, DriveFolder, DriveListing, FileEntry, Fleet, VmFacts
-from ..drive.storage import drive_root, stable
+from ..drive.model import (
+    DatastoreInfo,
+    DatastorePath,
+    DriveFolder,
+    DriveListing,
+    FileEntry,
+    Fleet,
+    SearchPlan,
+    VmFacts,
+)
+from ..drive.storage import stable
 from ..errors import NotFound, ValidationError, fault_line
 from ..fields import check_inventory_path
 from .connection import Session
@@ -66,13 +74,12 @@ class VsphereFleet:
 
     # ---- FleetAccess
 
-    def read(self) -> list[Fleet]:
-        si = self.session.si
-        now = self.session.call(si.CurrentTime, "CurrentTime").timestamp()
+    def read(self, plan: SearchPlan) -> list[Fleet]:
+        now = self.session.call(self.session.service_instance.CurrentTime, "CurrentTime").timestamp()
         inventory = Inventory(retrieve(self.session, _inventory_spec(self.session.content.rootFolder)))
         datacenters = inventory.datacenters(self.datacenter)
         folder = inventory.folder(self.folder, datacenters) if self.folder else None
-        return [self._read_datacenter(inventory, dc, folder, now) for dc in datacenters]
+        return [self._read_datacenter(inventory, dc, folder, now, plan) for dc in datacenters]
 
     def vm(self, facts: VmFacts) -> VsphereVm:
         return VsphereVm(self.session, facts.ref, force_eject=self.force_eject, task_timeout=self.task_timeout)
@@ -83,7 +90,9 @@ class VsphereFleet:
 
     # ----
 
-    def _read_datacenter(self, inventory: Inventory, dc: Any, folder: str | None, now: float) -> Fleet:
+    def _read_datacenter(
+        self, inventory: Inventory, dc: Any, folder: str | None, now: float, plan: SearchPlan
+    ) -> Fleet:
         dc_path = inventory.path(dc._moId)
         everyone = inventory.vms_of(dc._moId)
         scoped = [vm for vm in everyone if folder is None or _under(inventory.folder_of(vm._moId), folder)]
@@ -91,14 +100,13 @@ class VsphereFleet:
         by_name = {s.name: s for s in stores}
         facts = [complete(self.session, f, by_name.get) for f in self._facts(scoped)]
         self._datastores.update({(dc_path, info.name): info for info in stores})
-        searched = stores if folder is None else [s for s in stores if s.name in _datastores_named(facts)]
         hosts = inventory.hosts_of(dc._moId)
         return Fleet(
             datacenter=dc_path,
             vms=tuple(facts),
             vm_names={vm._moId: inventory.name(vm._moId) for vm in everyone},
             complete=folder is None and len(facts) == len(everyone),
-            listings={info.name: self._search(info) for info in searched},
+            listings={info.name: self._search(info, root) for info, root in plan(facts, stores, folder is None)},
             sees={h: frozenset(s.name for s in inventory.host_datastores(h)) for h in hosts},
             clusters=inventory.clusters_of(dc._moId),
             host_names={h: inventory.name(h) for h in hosts},
@@ -116,11 +124,10 @@ class VsphereFleet:
                 self.progress(len(out), 0, 0)
         return out
 
-    def _search(self, ds: DatastoreInfo) -> DriveListing:
-        """One search of ``[ds] ConfigDrive`` and every folder below it."""
+    def _search(self, ds: DatastoreInfo, root: DatastorePath) -> DriveListing:
+        """One search of ``root`` (the plan's: ``[ds] ConfigDrive``) and every folder below it."""
         if not ds.accessible or ds.browser is None:
             return DriveListing(ds.name, problem=f"datastore {ds.name} is not accessible: its drives are not checked")
-        root = drive_root(ds)
         spec = vim.host.DatastoreBrowser.SearchSpec(
             matchPattern=["*"],
             details=vim.host.DatastoreBrowser.FileInfo.Details(fileSize=True, modification=True, fileType=True),
@@ -136,12 +143,12 @@ class VsphereFleet:
             return DriveListing(ds.name)  # no drive on this datastore yet
         except vmodl.MethodFault as fault:
             return DriveListing(ds.name, problem=f"searching {root} failed ({fault_line(fault)}): not checked")
-        return read_listing(ds, results or [])
+        return read_listing(ds, root, results or [])
 
 
 class DatacenterFiles:
-    """The file primitives of ``VmAccess`` (download, exists, listing, delete) on one datacenter's datastores, for
-    what no single VM owns: --verify's downloads and orphans."""
+    """drive/effects.py's ``FileAccess`` on one datacenter's datastores, for what no single VM owns: --verify's
+    downloads and orphans."""
 
     def __init__(self, files: DatastoreFiles, datastores: Mapping[str, DatastoreInfo]) -> None:
         self._files = files
@@ -159,6 +166,9 @@ class DatacenterFiles:
 
     def delete(self, path: DatastorePath) -> bool:
         return self._files.delete(path)
+
+    def start_delete(self, path: DatastorePath) -> None:
+        return None  # no one confirms later: ``delete`` waits
 
 
 # ---- the inventory in one call ----------------------------------------------------------------------------------
@@ -291,10 +301,10 @@ class Inventory:
 # ---- the search's answer ------------------------------------------------------------------------------------------
 
 
-def read_listing(ds: DatastoreInfo, results: Iterable[Any]) -> DriveListing:
-    """SearchDatastoreSubFolders results -> what ``ConfigDrive/`` and each folder in it hold, by stable paths
-    (a namespace datastore may answer with either name)."""
-    datastore, top = ds.name, drive_root(ds).path
+def read_listing(ds: DatastoreInfo, searched: DatastorePath, results: Iterable[Any]) -> DriveListing:
+    """SearchDatastoreSubFolders results -> what ``searched`` (``ConfigDrive/``) and each folder in it hold, by
+    stable paths (a namespace datastore may answer with either name)."""
+    datastore, top = ds.name, searched.path
     entries: dict[str, list[Any]] = {}
     for result in results:
         folder = stable(DatastorePath.parse((result.folderPath or "").rstrip("/")), {datastore: ds})
@@ -329,9 +339,3 @@ def _epoch(when: datetime | None) -> float | None:
 
 def _under(folder: str, scope: str) -> bool:
     return folder == scope or folder.startswith(f"{scope}/")
-
-
-def _datastores_named(facts: Iterable[VmFacts]) -> set[str]:
-    """The datastores the scoped VMs' drives are on (a --folder audit searches only those)."""
-    files, folders = references(facts)
-    return {DatastorePath.parse(path).datastore for path in files | folders}

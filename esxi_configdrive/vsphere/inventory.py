@@ -7,16 +7,16 @@ specs that also collect the VM's ancestors (for the datacenter's inventory path)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+from operator import methodcaller
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
 from ..drive.model import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from ..errors import ConfigDriveError, NotFound, ValidationError
-from ..fields import UNSENDABLE, check_datastore_name
-from .connection import Session
+from ..fields import UNSENDABLE, VM_MOID_RE, VM_UUID_RE, check_datastore_name
+from .connection import Session, present
 from .devices import raw_by_key, read_devices
 
 PropertySpec = vmodl.query.PropertyCollector.PropertySpec
@@ -25,8 +25,6 @@ FilterSpec = vmodl.query.PropertyCollector.FilterSpec
 TraversalSpec = vmodl.query.PropertyCollector.TraversalSpec
 SelectionSpec = vmodl.query.PropertyCollector.SelectionSpec
 
-_UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-_MOREF_RE = re.compile(r"^vm-\d+$")
 
 VM_PROPERTIES = (
     "name",
@@ -68,7 +66,7 @@ def retrieve(session: Session, spec: vmodl.query.PropertyCollector.FilterSpec) -
         token = result.token
         if not token:
             break
-        result = session.collect(lambda pc, t=token: pc.ContinueRetrievePropertiesEx(t), "ContinueRetrievePropertiesEx")
+        result = session.collect(methodcaller("ContinueRetrievePropertiesEx", token), "ContinueRetrievePropertiesEx")
     return out
 
 
@@ -107,10 +105,10 @@ def find_vm(session: Session, ident: str, datacenter: str | None = None) -> vim.
     ident = ident.strip()
     if not ident or UNSENDABLE.search(ident):
         raise ValidationError("vm", "empty, or holds a control character or bytes that are not text")
-    if _MOREF_RE.match(ident):
+    if VM_MOID_RE.match(ident):
         return vim.VirtualMachine(ident, session.stub)
-    search = session.content.searchIndex
-    if _UUID_RE.match(ident):
+    search = present(session.content.searchIndex, "SearchIndex")
+    if VM_UUID_RE.match(ident):
         return _find_vm_by_uuid(session, ident)
     if "/" in ident:
         path = ident if not datacenter or ident.startswith(f"{datacenter}/") else f"{datacenter}/vm/{ident}"

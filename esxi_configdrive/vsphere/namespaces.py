@@ -26,7 +26,7 @@ from ..drive.storage import (
 from ..errors import ValidationError
 from ..record import DriveRecord
 from .changes import send_change
-from .connection import Session
+from .connection import Session, present
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def resolve(session: Session, datacenter: Any, ds: DatastoreInfo, name: str = DR
     key = (ds.url, name)
     if key in known.stable:
         return known.stable[key]
-    manager = session.content.datastoreNamespaceManager
+    manager = present(session.content.datastoreNamespaceManager, "DatastoreNamespaceManager")
     url = f"{ds.url.rstrip('/')}/{name}"
     try:
         answer = session.call(
@@ -80,10 +80,11 @@ def ensure(session: Session, datacenter: Any, ds: DatastoreInfo, name: str) -> s
         found = resolve(session, datacenter, ds, name)
         if found is not None:
             return found
-        manager = session.content.datastoreNamespaceManager
+        manager = present(session.content.datastoreNamespaceManager, "DatastoreNamespaceManager")
         try:
             # a copy sent again after a lost answer is refused (FileAlreadyExists): resolved below, as a race lost
-            create = lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name)  # noqa: E731
+            # policy and size are optional in the API (vSphere's reference), required in pyVmomi 9's stubs
+            create = lambda: manager.CreateDirectory(datastore=ds.ref, displayName=name)  # type: ignore[call-arg]  # noqa: E731
             answer = send_change(session, create, "CreateDirectory", duplicate_refused=True)
         except _LOST_RACE:
             found = resolve(session, datacenter, ds, name)

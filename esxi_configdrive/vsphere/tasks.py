@@ -132,6 +132,7 @@ class TaskWait:
 
     def _answer(self, session: Any, question_id: str, choice: str) -> None:
         vm = self.vm
+        assert vm is not None  # the question was read from it
         send = lambda: vm.AnswerVM(question_id, choice)  # noqa: E731
         try:
             _waiting(lambda: send_change(session, send, "AnswerVM", duplicate_refused=False), self.task, self.what)

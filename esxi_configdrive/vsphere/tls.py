@@ -23,7 +23,7 @@ class PinnedContext(ssl.SSLContext):
 
     pinned: str = ""
 
-    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:  # type: ignore[override]
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         sock = super().wrap_socket(*args, **kwargs)
         der = sock.getpeercert(binary_form=True) or b""
         if certificate_thumbprint(der, len(self.pinned)) != self.pinned:
@@ -34,11 +34,11 @@ class PinnedContext(ssl.SSLContext):
 
 def ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
     if settings.thumbprint:
-        ctx = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.pinned = settings.thumbprint
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        pinned = PinnedContext(ssl.PROTOCOL_TLS_CLIENT)
+        pinned.pinned = settings.thumbprint
+        pinned.check_hostname = False
+        pinned.verify_mode = ssl.CERT_NONE
+        return pinned
     if settings.insecure:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False

@@ -108,9 +108,10 @@ class VsphereVm:
     def _lookup(self, facts: VmFacts, name: str) -> DatastoreInfo | None:
         """A datastore the VM's own list does not name (an ISO's, on vcsim); None when there is none to use."""
         try:
-            return find_datastore(self.session, facts, name)
+            found = find_datastore(self.session, facts, name)
         except (ValidationError, ConfigDriveError):
             return None
+        return found if isinstance(found, DatastoreInfo) else None  # a datastore cluster holds no file
 
     def _known(self) -> VmFacts:
         return self._facts if self._facts is not None else self.facts()

@@ -10,8 +10,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["esxi_configdrive", "pycdlib"]):
+    from esxi_configdrive.errors import ValidationError
     from esxi_configdrive.iso import build_iso, read_iso
-    from esxi_configdrive.vmdata import ValidationError
 
 
 def one_input(raw: bytes) -> None:

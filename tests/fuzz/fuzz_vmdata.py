@@ -10,7 +10,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["esxi_configdrive", "yaml", "json"]):
-    from esxi_configdrive.vmdata import ValidationError, VmData
+    from esxi_configdrive.errors import ValidationError
+    from esxi_configdrive.vmdata import VmData
 
 
 def one_input(raw: bytes) -> None:

@@ -17,6 +17,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_requ
 try:
     from esxi_configdrive import ConfigDriveController, ValidationError
     from esxi_configdrive.errors import describe_failure
+    from esxi_configdrive.fields import VM_MOID_RE, VM_UUID_RE
     from esxi_configdrive.vsphere.connection import ConnectionSettings, Session, normalize_thumbprint
 except ImportError as exc:  # the sanity tests import the modules where the package is not installed
     IMPORT_ERROR: str | None = str(exc)
@@ -24,8 +25,6 @@ else:
     IMPORT_ERROR = None
 
 PACKAGE = "esxi-configdrive"
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
-_MOID = re.compile(r"^vm-\d+$")
 # The CLI's names for fields that are options here under another name.
 _CLI_FIELDS = {"ca-file": "ca_file", "network-data": "network_data", "admin-pass": "admin_pass"}
 
@@ -95,11 +94,11 @@ def settings(params: dict[str, Any]) -> ConnectionSettings:
 def vm_identity(params: dict[str, Any]) -> tuple[str, str] | None:
     """(the option that names the VM, what the package looks it up by), or None when no VM is named."""
     if params.get("moid"):
-        if not _MOID.match(params["moid"]):
+        if not VM_MOID_RE.match(params["moid"]):
             raise ValidationError("moid", "a VM's managed object id, such as vm-42")
         return "moid", params["moid"]
     if params.get("uuid"):
-        if not _UUID.match(params["uuid"].strip()):
+        if not VM_UUID_RE.match(params["uuid"].strip()):
             raise ValidationError("uuid", "a VM's instance UUID (or BIOS UUID), such as 5003e5c0-…")
         return "uuid", params["uuid"].strip()
     if params.get("name"):
@@ -122,6 +121,7 @@ def fail(module: AnsibleModule, error: BaseException, vm_option: str = "name", *
         module.fail_json(msg=one_line(f"{field}: {error.message}"), field=field, **result)
     message, status = describe_failure(error)
     module.fail_json(msg=one_line(message), exit_status=status, **result)
+    raise SystemExit(1)  # not reached: fail_json exits (ansible-core has no types to say so)
 
 
 def one_line(text: str) -> str:

@@ -16,26 +16,20 @@ with contextlib.suppress(ImportError):  # reported by common.require_package
     from esxi_configdrive import ValidationError
     from esxi_configdrive.batch import read_batch, run_batch
 
-from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.content import vmdata_spec, without_none
+from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.content import content_spec, without_none
 
 STATE_COMMANDS = {"detached": "detach", "absent": "remove"}
 
 
 def entry_spec() -> dict[str, Any]:
     """The keys of a batch line, typed; the passwords no_log."""
+    shared = content_spec()  # the keys a line names as the module's own options do
     return {
         "vm": {"type": "str", "required": True},
-        "vmdata": {"type": "dict", "options": vmdata_spec()},
-        "vmdata_file": {"type": "path"},
-        "userdata": {"type": "str"},
-        "userdata_base64": {"type": "str"},
+        **{key: shared[key] for key in ("vmdata", "vmdata_file", "userdata", "network")},
+        **{key: {"type": "str"} for key in ("userdata_base64", "hostname", "datastore", "controller", "network_data")},
         "password": {"type": "str", "no_log": True},
         "public_keys": {"type": "list", "elements": "str", "no_log": False},
-        "hostname": {"type": "str"},
-        "network": {"type": "dict"},
-        "datastore": {"type": "str"},
-        "controller": {"type": "str"},
-        "network_data": {"type": "str"},
         "new_instance_id": {"type": "bool"},
     }
 

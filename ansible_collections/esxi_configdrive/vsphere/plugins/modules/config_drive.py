@@ -39,15 +39,6 @@ options:
       - Exactly one of O(name), O(uuid), O(moid) or O(vms) is required.
       - A name that two VMs share is refused; give O(folder), O(uuid) or O(moid) then.
     type: str
-  uuid:
-    description:
-      - The VM's instance UUID (else its BIOS UUID, when no VM has that instance UUID and only one has that BIOS
-        UUID).
-    type: str
-  moid:
-    description:
-      - The VM's managed object id, such as C(vm-42).
-    type: str
   folder:
     description:
       - The VM folder that holds the VM named O(name), as an inventory path (C(/DC0/vm/web)), or relative to
@@ -291,6 +282,7 @@ options:
     default: 600
 extends_documentation_fragment:
   - esxi_configdrive.vsphere.connection
+  - esxi_configdrive.vsphere.vm
 attributes:
   check_mode:
     description: What would change is reported (RV(actions)), nothing is changed.
@@ -507,8 +499,9 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.diff impo
 
 with contextlib.suppress(ImportError):  # reported by require_package
     from esxi_configdrive import ValidationError
-    from esxi_configdrive.dispatch import Request, has_change
-    from esxi_configdrive.dispatch import run as run_request
+    from esxi_configdrive.batch import batch_defaults
+    from esxi_configdrive.dispatch import Request, has_change, parse
+    from esxi_configdrive.fields import check_concurrency, check_password_length
 
 # (controller, vm, dry_run) -> the operation's Result; (content before, result) -> the view check mode plans
 Operation = Callable[[Any, str, bool], Any]
@@ -599,8 +592,9 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
 
 
 def _dispatched(command: str, request: Any) -> Operation:
-    """The operation: the package's dispatch of ``request`` for the VM, dry in check mode."""
-    return lambda c, vm, dry: run_request(c, command, replace(request, vm=vm, dry_run=dry))
+    """The operation: ``request`` parsed (checked) now, before the session; run for the VM, dry in check mode."""
+    call = parse(command, request)
+    return lambda c, vm, dry: c.run(replace(call, vm=vm, dry_run=dry))
 
 
 def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operation, Planned]:
@@ -610,8 +604,7 @@ def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operati
     if extra:
         raise ValidationError(extra[0], "does not apply with reset_password")
     length = params["password_length"]
-    if not 12 <= length <= 128:
-        raise ValidationError("password_length", "must be between 12 and 128")
+    check_password_length(length, "password_length")
     return (
         lambda c, vm, dry: c.reset_password(vm, length=length, dry_run=dry),
         lambda before, result: planned_update(before, {"password": "new"}, {}, result.get("iso")),
@@ -656,16 +649,14 @@ def run_fleet(module: AnsibleModule) -> dict[str, Any]:
         extra.append("reset_password")
     if extra:
         raise ValidationError(extra[0], "does not apply with vms: put the content in each entry")
-    if not 1 <= params["concurrency"] <= 64:
-        raise ValidationError("concurrency", "must be between 1 and 64")
-    defaults: dict[str, Any] = {"dry_run": module.check_mode}
-    for key in ATTACH_ONLY:
-        if params[key]:
-            defaults[key] = params[key]
-    if params["network_data"]:
-        defaults["network_data"] = params["network_data"]
-    if params["new_instance_id"]:
-        defaults["new_instance_id"] = True
+    check_concurrency(params["concurrency"])
+    defaults = batch_defaults(
+        dry_run=module.check_mode,
+        new_instance_id=params["new_instance_id"],
+        datastore=params["datastore"],
+        controller=params["controller"],
+        network_data=params["network_data"],
+    )
     with controller(params, **controller_options(params)) as c:
         results, counts = fanout.run(
             c, params["state"], params["vms"], concurrency=params["concurrency"], defaults=defaults

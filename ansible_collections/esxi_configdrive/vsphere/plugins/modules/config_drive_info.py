@@ -27,14 +27,6 @@ options:
     description:
       - The VM's name, or its inventory path (C(DC0/vm/web/web-1)). At most one of O(name), O(uuid), O(moid).
     type: str
-  uuid:
-    description:
-      - The VM's instance UUID (else its BIOS UUID).
-    type: str
-  moid:
-    description:
-      - The VM's managed object id, such as C(vm-42).
-    type: str
   folder:
     description:
       - With O(name), the folder that holds the VM; without a VM, read every VM under this folder.
@@ -46,6 +38,7 @@ options:
     type: str
 extends_documentation_fragment:
   - esxi_configdrive.vsphere.connection
+  - esxi_configdrive.vsphere.vm
 attributes:
   check_mode:
     description: The module changes nothing; it runs in check mode too.
