@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,6 +19,7 @@ from esxi_configdrive.drive.model import (
     AddCdrom,
     AddSataController,
     Cdrom,
+    ConfigChange,
     Controller,
     DatastoreInfo,
     DatastorePath,
@@ -144,7 +144,8 @@ class FakeVsphereVm:
     def start_delete(self, path: DatastorePath) -> None:
         return None  # no batch poller here: deletes are waited for
 
-    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
+    def send_config_change(self, change: ConfigChange) -> None:
+        facts, changes, extra_config = change.facts, change.devices, change.extra_config
         self.log.append(("reconfigure", (list(changes), dict(extra_config))))
         if self.fail_reconfigure:
             raise self.fail_reconfigure.pop(0)

@@ -21,7 +21,7 @@ from .model import DeviceChange, VmFacts
 from .policy import Policy
 from .result import Outcome
 from .state import FIRST_ISO_NAME, DriveState, attach_name
-from .steps import for_guest, pick_datastore, reconfigure, strays, warnings_for
+from .steps import config_change, for_guest, pick_datastore, strays, warnings_for
 from .swap import swap_in
 
 
@@ -78,7 +78,7 @@ def _attach_new(
             folder=str(folder),
             cluster=placement.cluster,
         )
-        reconfigure(vm, effects, facts, changes, (new_record, state.record), policy, uploaded=target)
+        effects.apply_change(config_change(facts, changes, (new_record, state.record), policy), uploaded=target)
     except (Stale, OutcomeUnknown):
         raise  # the retry loop, or the next run, finishes what this one started
     except (ConfigDriveError, FileNotFoundError):  # FileNotFoundError: a datastore /folder does not find

@@ -58,7 +58,7 @@ from .model import DatastorePath, DeviceChange, Fleet
 from .policy import Policy
 from .result import Outcome, Result
 from .state import DriveState
-from .steps import finish_pending, intact, reconfigure
+from .steps import config_change, finish_pending, intact
 
 
 def audit(
@@ -176,7 +176,7 @@ def repair(vm: VmAccess, effects: Effects, policy: Policy) -> Outcome:
         effects.note(f"{record.iso} is missing or not the recorded file: left as it is (attach --vmdata rebuilds it)")
         return Outcome(facts.name, effects.steps, iso=state.current)
     changes, new_record = plan
-    reconfigure(vm, effects, facts, changes, (new_record, record), policy)
+    effects.apply_change(config_change(facts, changes, (new_record, record), policy))
     return Outcome(facts.name, effects.steps, iso=record.iso)
 
 

@@ -16,7 +16,7 @@ from .model import DatastorePath, DeviceChange
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState
-from .steps import reconfigure
+from .steps import config_change
 
 
 def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False) -> Outcome:
@@ -40,7 +40,7 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
         if remove and not removable:
             effects.note("the IDE CD-ROM of a running VM cannot be removed: emptied instead")
     if changes or new_record != record:
-        reconfigure(vm, effects, facts, changes, (new_record, record), policy)
+        effects.apply_change(config_change(facts, changes, (new_record, record), policy))
     previous = DatastorePath.parse(record.previous) if record.previous else None
     for path in dict.fromkeys([doomed, previous]):
         if path is not None and state.is_ours(path):

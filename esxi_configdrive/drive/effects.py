@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar, Protocol
 
-from ..errors import FileKept
+from ..errors import FileKept, LockedDoor, Stale, VsphereFault
 from .model import (
+    ConfigChange,
     DatastoreCluster,
     DatastoreInfo,
     DatastorePath,
@@ -55,7 +55,7 @@ class VmAccess(FileAccess, Protocol):
     Reads: ``download`` raises FileNotFoundError (and ValidationError for a file too large to be a drive);
     ``listing`` gives None for a missing folder (or one it cannot list); ``datastore`` finds one the VM does not
     use yet, or a datastore cluster of that name. Changes: ``copy`` raises FileExistsError rather than overwrite;
-    ``reconfigure`` raises Stale, LockedDoor, OutcomeUnknown or VsphereFault (errors.py)."""
+    ``send_config_change`` raises Stale, LockedDoor, OutcomeUnknown or VsphereFault (errors.py)."""
 
     def facts(self) -> VmFacts: ...
     def datastore(self, name: str) -> DatastoreInfo | DatastoreCluster: ...
@@ -64,7 +64,7 @@ class VmAccess(FileAccess, Protocol):
     def make_folder(self, folder: DatastorePath) -> bool: ...
     def upload(self, path: DatastorePath, content: bytes) -> str: ...
     def copy(self, source: DatastorePath, target: DatastorePath) -> None: ...
-    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None: ...
+    def send_config_change(self, change: ConfigChange) -> None: ...
     def relocate(self, facts: VmFacts, host: HostInfo) -> None: ...
 
 
@@ -172,7 +172,11 @@ class Effects(FileEffects):
     def copy(self, source: DatastorePath, target: DatastorePath) -> None:
         raise NotImplementedError
 
-    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
+    def apply_change(self, change: ConfigChange, uploaded: DatastorePath | None = None) -> None:
+        """Make one reconfigure (steps.config_change). When vSphere says it failed, the file uploaded for it
+        goes (unless some device uses it after all), so a failure leaves the VM and its folder as they were; a
+        Stale attempt's upload is for the retry loop to judge, and after an unknown outcome nothing is cleaned
+        up."""
         raise NotImplementedError
 
     def relocate(self, facts: VmFacts, host: HostInfo) -> None:
@@ -187,10 +191,10 @@ class Effects(FileEffects):
         """After a failed attach: delete the folder it made when nothing is in it, quietly (as discard_unused)."""
         raise NotImplementedError
 
-    def _record_reconfigure(self, changes: Sequence[DeviceChange]) -> None:
-        for change in changes:
-            self._record(Kind.DEVICE, device=change)
-        if not changes:
+    def _record_change(self, change: ConfigChange) -> None:
+        for device in change.devices:
+            self._record(Kind.DEVICE, device=device)
+        if not change.devices:
             self._record(Kind.RECORD)
 
 
@@ -255,9 +259,18 @@ class LiveEffects(LiveFileEffects, Effects):
         self.uploads.append(target)
         self._record(Kind.COPY, target, source=str(source))
 
-    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
-        self.vm.reconfigure(facts, changes, extra_config)
-        self._record_reconfigure(changes)
+    def apply_change(self, change: ConfigChange, uploaded: DatastorePath | None = None) -> None:
+        try:
+            self.vm.send_config_change(change)
+        except Stale:
+            if uploaded is not None and uploaded not in self.uploads:
+                self.uploads.append(uploaded)  # found there, not written by this attempt: the retry loop judges it
+            raise
+        except (VsphereFault, LockedDoor):
+            if uploaded is not None:
+                self.discard_unused(uploaded)
+            raise
+        self._record_change(change)
 
     def relocate(self, facts: VmFacts, host: HostInfo) -> None:
         self.vm.relocate(facts, host)
@@ -315,8 +328,8 @@ class DryRunEffects(DryRunFileEffects, Effects):
     def copy(self, source: DatastorePath, target: DatastorePath) -> None:
         self._record(Kind.COPY, target, source=str(source))
 
-    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
-        self._record_reconfigure(changes)
+    def apply_change(self, change: ConfigChange, uploaded: DatastorePath | None = None) -> None:
+        self._record_change(change)
 
     def relocate(self, facts: VmFacts, host: HostInfo) -> None:
         self._record(Kind.RELOCATE, host.name)

@@ -21,7 +21,7 @@ from .placement import checked, problem
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState, content_name
-from .steps import finish_pending, reconfigure, retire
+from .steps import config_change, finish_pending, retire
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _make_reachable(
         iso=str(target), device=cdrom.key, previous=str(deletable or ""), folder=str(target.folder), cluster=""
     )
     changes = plan_swap(cdrom, str(target), facts.powered_on)
-    reconfigure(vm, effects, facts, changes, (new_record, record), policy, uploaded=target)
+    effects.apply_change(config_change(facts, changes, (new_record, record), policy), uploaded=target)
     if deletable is not None:
         retire(effects, deletable, str(target), known_to_exist=True)
     return Outcome(facts.name, effects.steps, iso=str(target))

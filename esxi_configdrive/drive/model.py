@@ -173,6 +173,16 @@ class VmFacts:
 
 
 @dataclass(frozen=True)
+class ConfigChange:
+    """One ReconfigVM as a value: the device changes and extraConfig, on the changeVersion of the VM as read
+    (``facts``: a stale one is refused). The drive code builds it; vsphere/reconfigure.py sends it."""
+
+    facts: VmFacts
+    devices: Sequence[DeviceChange]
+    extra_config: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class HostInfo:
     id: str
     name: str

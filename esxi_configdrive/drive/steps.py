@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from ..errors import ConfigDriveError, LockedDoor, Stale, ValidationError, VsphereFault
+from ..errors import ConfigDriveError, Stale, ValidationError
 from ..iso import read_iso
 from ..layout import network_data_for_macs
 from ..network import for_nics as network_for_nics
@@ -14,7 +14,7 @@ from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
 from ..vmdata import VM_ID_KEY, VmData, check_network_choice
 from .devices import nic_macs
 from .effects import Effects, VmAccess
-from .model import DatastoreCluster, DatastorePath, DeviceChange, VmFacts
+from .model import ConfigChange, DatastoreCluster, DatastorePath, DeviceChange, VmFacts
 from .placement import Placement, checked, choose_member, problem, usable_in
 from .policy import Policy
 from .state import DriveState
@@ -226,30 +226,13 @@ def extra_config_changes(
     return options
 
 
-def reconfigure(
-    vm: VmAccess,
-    effects: Effects,
-    facts: VmFacts,
-    changes: Sequence[DeviceChange],
-    records: tuple[DriveRecord, DriveRecord],
-    policy: Policy,
-    uploaded: DatastorePath | None = None,
-) -> None:
+def config_change(
+    facts: VmFacts, changes: Sequence[DeviceChange], records: tuple[DriveRecord, DriveRecord], policy: Policy
+) -> ConfigChange:
     """One reconfigure: the device change and the record (``records``: new, old) together, so no crash can part
-    them. When vSphere says it failed, the file uploaded for it goes (unless some device uses it after all), so a
-    failure leaves the VM and its folder as they were; a Stale attempt's upload is for the retry loop to judge,
-    and after an unknown outcome nothing is cleaned up."""
+    them (``Effects.apply_change`` makes it)."""
     new, old = records
-    try:
-        effects.reconfigure(facts, changes, extra_config_changes(facts, new, old, policy.avoid_lock_question))
-    except Stale:
-        if uploaded is not None and uploaded not in effects.uploads:
-            effects.uploads.append(uploaded)  # found there, not written by this attempt: the retry loop judges it
-        raise
-    except (VsphereFault, LockedDoor):
-        if uploaded is not None:
-            effects.discard_unused(uploaded)
-        raise
+    return ConfigChange(facts, tuple(changes), extra_config_changes(facts, new, old, policy.avoid_lock_question))
 
 
 def download_drive(vm: VmAccess, state: DriveState) -> VmData:

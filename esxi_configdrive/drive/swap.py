@@ -14,7 +14,7 @@ from .placement import Placement, usable_in
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState, content_name
-from .steps import finish_pending, intact, reconfigure, retire, swap_datastore
+from .steps import config_change, finish_pending, intact, retire, swap_datastore
 
 
 def swap_in(
@@ -76,7 +76,8 @@ def swap_in(
         cluster=placement.cluster if placement else record.cluster,
     )
     changes = plan_swap(cdrom, str(target), facts.powered_on)
-    reconfigure(vm, effects, facts, changes, (new_record, record), policy, target if iso is not None else None)
+    change = config_change(facts, changes, (new_record, record), policy)
+    effects.apply_change(change, target if iso is not None else None)
     if deletable_old is not None:
         retire(effects, deletable_old, str(target), known_to_exist=True)  # the device pointed at it until now
     return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)

@@ -79,7 +79,9 @@ def send_change(
     ``refused_as_done``: the faults that refusal comes as (FileAlreadyExists for a MakeDirectory): from a copy sent
     after a lost answer they mean the first copy applied, so the change is done (None is returned); from a first
     copy they are raised, as vSphere's own answer."""
-    if duplicate_refused:
+    if duplicate_refused and not refused_as_done:
+        return session.call(call, what)
+    if duplicate_refused:  # which refusal means "done" depends on whether an answer was lost: noted on the way
         lost: list[BaseException] = []
 
         def noting_lost() -> T:

@@ -215,23 +215,21 @@ class Session:
         ones; a change passes vsphere/changes.py's narrower rule) with backoff."""
         for attempt in retrying(self.retry_attempts, what=what, worth_it=worth_it):
             with attempt:
-                return self._in_session(fn)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _in_session(self, fn: Callable[[], T]) -> T:
-        """``fn()``, logged in again (once for all threads) as often as the session is found lost. A lost session's
-        answer was a refusal: nothing was done, so ``fn`` runs again whatever it changes."""
-        for _ in range(RELOGINS_PER_CALL):
-            generation = self._login_generation
-            try:
+                # logged in again (once for all threads) as often as the session is found lost: a lost session's
+                # answer was a refusal, nothing was done, so ``fn`` runs again whatever it changes (inline, not a
+                # helper: one frame less under every change sent)
+                for _ in range(RELOGINS_PER_CALL):
+                    generation = self._login_generation
+                    try:
+                        return _session_checked(fn())
+                    except vim.fault.NotAuthenticated:
+                        self.relogin(generation)
+                    except vmodl.fault.ManagedObjectNotFound as e:
+                        if not isinstance(e.obj, vmodl.query.PropertyCollector):
+                            raise
+                        self.relogin(generation)  # a collector of ours is gone: so is the session that made it
                 return _session_checked(fn())
-            except vim.fault.NotAuthenticated:
-                self.relogin(generation)
-            except vmodl.fault.ManagedObjectNotFound as e:
-                if not isinstance(e.obj, vmodl.query.PropertyCollector):
-                    raise
-                self.relogin(generation)  # a collector of ours is gone: so is the session that made it
-        return _session_checked(fn())
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- HTTP to the datastore
 

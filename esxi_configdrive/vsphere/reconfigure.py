@@ -7,12 +7,14 @@ was lost -> AnswerLost or sent again (changes.py decides which)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..drive.model import DeviceChange, HostInfo, VmFacts
+from ..drive.model import ConfigChange, HostInfo, VmFacts
 from ..errors import AnswerLost, LockedDoor, OutcomeUnknown, Stale, VsphereFault, fault_line
 from ..record import LOCKED_DOOR_MESSAGE_IDS
 from .changes import send_change
@@ -23,29 +25,21 @@ from .tasks import TaskTimeout, choice_key, question_message_ids, wait_for_task
 log = logging.getLogger(__name__)
 
 
-def reconfigure(
-    session: Session,
-    facts: VmFacts,
-    changes: Sequence[DeviceChange],
-    extra_config: Mapping[str, str],
-    *,
-    force_eject: bool,
-    timeout: float,
-) -> None:
+def send_config_change(session: Session, change: ConfigChange, *, force_eject: bool, timeout: float) -> None:
+    """The one sender of a VM's changes: ``change`` as one ReconfigVM_Task, sent under issue 16's rule for a lost
+    answer (changes.py), and waited for."""
+    facts = change.facts
     spec = vim.vm.ConfigSpec(
         changeVersion=facts.change_version,
-        deviceChange=device_specs(changes, facts.raw_devices),
-        extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in sorted(extra_config.items())],
+        deviceChange=device_specs(change.devices, facts.raw_devices),
+        extraConfig=[vim.option.OptionValue(key=k, value=v) for k, v in sorted(change.extra_config.items())],
     )
     refused: list[str] = []
     # vSphere refuses a second copy of a spec carrying the changeVersion the VM reported (changes.py)
-    task = _send(
-        session,
-        lambda: facts.ref.ReconfigVM_Task(spec),
-        "ReconfigVM",
-        f"reconfigure VM {facts.name}",
-        duplicate_refused=bool(spec.changeVersion),
-    )
+    with _sending(f"reconfigure VM {facts.name}"):
+        task = send_change(
+            session, partial(facts.ref.ReconfigVM_Task, spec), "ReconfigVM", duplicate_refused=bool(spec.changeVersion)
+        )
     try:
         wait_for_task(
             session,
@@ -70,22 +64,19 @@ def reconfigure(
 
 def relocate(session: Session, facts: VmFacts, host: HostInfo, *, timeout: float) -> None:
     spec = vim.vm.RelocateSpec(host=host.ref)
-    task = _send(
-        session,
-        lambda: facts.ref.RelocateVM_Task(spec),
-        "RelocateVM",
-        f"migrate VM {facts.name}",
-        duplicate_refused=False,
-    )
+    with _sending(f"migrate VM {facts.name}"):
+        task = send_change(session, partial(facts.ref.RelocateVM_Task, spec), "RelocateVM", duplicate_refused=False)
     try:
         wait_for_task(session, task, what=f"migrate to {host.name}", timeout=timeout)
     except vmodl.MethodFault as fault:
         raise _translated(fault, facts) from fault
 
 
-def _send(session: Session, call: Callable[[], Any], method: str, what: str, *, duplicate_refused: bool) -> vim.Task:
+@contextmanager
+def _sending(what: str) -> Iterator[None]:
+    """What a failure to send a change means (a context, not a wrapper: no frame between sender and request)."""
     try:
-        return send_change(session, call, method, duplicate_refused=duplicate_refused)
+        yield
     except vmodl.MethodFault as fault:  # vSphere refused the request: nothing was changed
         raise _translated(fault, None) from fault
     except AnswerLost:

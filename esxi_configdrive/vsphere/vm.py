@@ -3,20 +3,20 @@ vSphere, each a call into the modules beside this one."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
-from ..drive.model import DatastoreCluster, DatastoreInfo, DatastorePath, DeviceChange, HostInfo, Hosts, VmFacts
+from ..drive.model import DatastoreCluster, DatastoreInfo, DatastorePath, HostInfo, Hosts, VmFacts
 from ..drive.storage import needs_namespace, stable
 from ..errors import ConfigDriveError, ValidationError
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import fetch_vm_facts, find_datastore, find_hosts
 from .namespaces import complete, datastore_named, ensure, remember, with_namespaces
-from .reconfigure import reconfigure, relocate
+from .reconfigure import relocate, send_config_change
 from .refusals import creating
 
 
@@ -36,6 +36,8 @@ class VsphereVm:
         self.task_timeout = task_timeout
         self._prefetched = prefetched  # read with other VMs' (batch mode): serves the first read only
         self._facts: VmFacts | None = prefetched  # the last read: its datacenter and datastores serve file calls
+        # bound, not a method that forwards: one frame less between an operation and its ReconfigVM
+        self.send_config_change = partial(send_config_change, session, force_eject=force_eject, timeout=task_timeout)
 
     # ---- reads
 
@@ -96,9 +98,6 @@ class VsphereVm:
 
     def start_delete(self, path: DatastorePath) -> Future[bool] | None:
         return self._files().start_delete(path)
-
-    def reconfigure(self, facts: VmFacts, changes: Sequence[DeviceChange], extra_config: Mapping[str, str]) -> None:
-        reconfigure(self.session, facts, changes, extra_config, force_eject=self.force_eject, timeout=self.task_timeout)
 
     def relocate(self, facts: VmFacts, host: HostInfo) -> None:
         relocate(self.session, facts, host, timeout=self.task_timeout)
