@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import secrets
 import string
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from .defaults import (
     DEFAULT_MAX_ATTEMPTS,
@@ -65,7 +65,13 @@ def _status(vm: VsphereVm, effects: Effects, request: StatusRead, policy: Policy
 
 
 # {request type: operation}: each operation is (the VM's access, the attempt's effects, the request, the policy)
-OPERATIONS: dict[type, Callable[[VsphereVm, Effects, Any, Policy], Outcome]] = {
+class Operation(Protocol):
+    """An operation of drive/: what it reads and changes through, the request, the policy (bound by keyword)."""
+
+    def __call__(self, vm: VsphereVm, effects: Effects, request: Any, policy: Policy) -> Outcome: ...
+
+
+OPERATIONS: dict[type, Operation] = {
     AttachRequest: attach,
     UpdateRequest: update,
     MigrationRequest: prepare_migration,
@@ -204,7 +210,9 @@ class ConfigDriveController:
             data = download_drive(access, state) if state.current else None
             return Outcome(state.facts.name, extra={"data": data})
 
-        return self._run_on_vm(vm, content, dry_run=False).extra["data"]
+        access = self._access(vm)
+        outcome = run_attempts(partial(content, access), partial(LiveEffects, access), self.policy.max_attempts)
+        return outcome.extra["data"]
 
     # ---- many VMs at once (batch mode) -------------------------------------------------------------------
 
@@ -230,8 +238,13 @@ class ConfigDriveController:
         """A checked request (``dispatch.parse``, or the methods above) through the table of operations."""
         if isinstance(call.request, PasswordReset):
             return self._reset_password(call, call.request)
-        operate = OPERATIONS[type(call.request)]
-        return self._run_on_vm(call.vm, operate, call.dry_run, request=call.request, policy=self.policy)
+        # each attempt with fresh effects; bound with ``partial``, not lambdas or a helper: no frame of its own
+        # between this and the operation, on every call the operation makes
+        access = self._access(call.vm)
+        operate = partial(OPERATIONS[type(call.request)], access, request=call.request, policy=self.policy)
+        effects_type = DryRunEffects if call.dry_run else LiveEffects
+        outcome = run_attempts(operate, partial(effects_type, access), self.policy.max_attempts)
+        return Result.of(outcome, call.dry_run)
 
     def _reset_password(self, call: Call, reset: PasswordReset) -> Result:
         """A generated password is valid by construction: the update needs no check."""
@@ -241,22 +254,17 @@ class ConfigDriveController:
             result.extra["password"] = password
         return result
 
-    def _run_on_vm(self, vm: VmRef, operation: Callable[..., Outcome], dry_run: bool, **arguments: Any) -> Result:
-        """``operation(access, effects, **arguments)`` on the VM, each attempt with fresh effects (bound with
-        ``partial``, not lambdas: one frame less each, on every call the operation makes)."""
+    def _access(self, vm: VmRef) -> VsphereVm:
+        """The VM as an operation reads and changes it; a VM's facts read with others' (batch mode) serve its
+        first read."""
         prefetched = vm if isinstance(vm, VmFacts) else None
-        access = VsphereVm(
+        return VsphereVm(
             self.session,
             prefetched.ref if prefetched is not None else self._resolve(vm),
             force_eject=self.policy.force_eject,
             task_timeout=self.task_timeout,
             prefetched=prefetched,
         )
-        effects_type = DryRunEffects if dry_run else LiveEffects
-        outcome = run_attempts(
-            partial(operation, access, **arguments), partial(effects_type, access), self.policy.max_attempts
-        )
-        return Result.of(outcome, dry_run)
 
     def _resolve(self, vm: VmRef) -> Any:
         return vm if not isinstance(vm, str) else find_vm(self.session, vm, self.datacenter)

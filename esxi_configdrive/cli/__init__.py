@@ -12,11 +12,12 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..content import MASK, describe
+from ..dispatch import Request
 from ..errors import EXIT_FAILURE, EXIT_OK, UsageError, ValidationError, describe_failure
 from .audit import add_audit_command
 from .local import add_local_commands, write_file_atomically
 from .output import fail, print_human, print_result
-from .remote import add_vsphere_commands
+from .remote import add_vsphere_commands, run_request
 
 __all__ = ["MASK", "build_parser", "describe", "main", "print_human", "write_file_atomically"]
 log = logging.getLogger("esxi_configdrive")
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = getattr(args, "json", False)
     try:
         result: Any = args.func(args)
+        if isinstance(result, Request):  # a vSphere command's input, read and checked: run it here
+            result = run_request(args, args.command, result)
     except ValidationError as e:
         return fail(str(e), e.exit_status, as_json)
     except KeyboardInterrupt:

@@ -93,10 +93,10 @@ def add_vsphere_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_status)
 
 
-# ---- the commands: options -> request -------------------------------------------------------------------
+# ---- the commands: options -> request (cli.main runs it) ------------------------------------------------
 
 
-def cmd_attach(args: argparse.Namespace) -> dict[str, Any] | int:
+def cmd_attach(args: argparse.Namespace) -> dispatch.Request | int:
     if args.batch is not None:
         return run_batch_command(args, "attach")
     _need_vm(args, "attach")
@@ -111,10 +111,10 @@ def cmd_attach(args: argparse.Namespace) -> dict[str, Any] | int:
         new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
     )
-    return run_request(args, "attach", request)
+    return request
 
 
-def cmd_update(args: argparse.Namespace) -> dict[str, Any] | int:
+def cmd_update(args: argparse.Namespace) -> dispatch.Request | int:
     if args.batch is not None:
         return run_batch_command(args, "update")
     _need_vm(args, "update")
@@ -138,38 +138,38 @@ def cmd_update(args: argparse.Namespace) -> dict[str, Any] | int:
         from ..fields import check_label
 
         check_label(options["label"])
-    return run_request(args, "update", request)
+    return request
 
 
-def cmd_reset_password(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_reset_password(args: argparse.Namespace) -> dispatch.Request:
     check_password_length(args.length)
-    return run_request(args, "reset-password", dispatch.Request(args.vm, length=args.length, dry_run=args.dry_run))
+    return dispatch.Request(args.vm, length=args.length, dry_run=args.dry_run)
 
 
-def cmd_detach(args: argparse.Namespace) -> dict[str, Any] | int:
+def cmd_detach(args: argparse.Namespace) -> dispatch.Request | int:
     return _simple(args, "detach")
 
 
-def cmd_remove(args: argparse.Namespace) -> dict[str, Any] | int:
+def cmd_remove(args: argparse.Namespace) -> dispatch.Request | int:
     return _simple(args, "remove")
 
 
-def cmd_prepare_migration(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_prepare_migration(args: argparse.Namespace) -> dispatch.Request:
     request = dispatch.Request(
         args.vm, host=args.host, datastore=args.datastore, migrate=args.migrate, dry_run=args.dry_run
     )
-    return run_request(args, "prepare-migration", request)
+    return request
 
 
-def cmd_status(args: argparse.Namespace) -> dict[str, Any]:
-    return run_request(args, "status", dispatch.Request(args.vm))
+def cmd_status(args: argparse.Namespace) -> dispatch.Request:
+    return dispatch.Request(args.vm)
 
 
-def _simple(args: argparse.Namespace, command: str) -> dict[str, Any] | int:
+def _simple(args: argparse.Namespace, command: str) -> dispatch.Request | int:
     if args.batch is not None:
         return run_batch_command(args, command)
     _need_vm(args, command)
-    return run_request(args, command, dispatch.Request(args.vm, dry_run=args.dry_run))
+    return dispatch.Request(args.vm, dry_run=args.dry_run)
 
 
 def _need_vm(args: argparse.Namespace, command: str) -> None:
@@ -186,7 +186,8 @@ def _chosen(network_data: str) -> str | None:
 
 
 def run_request(args: argparse.Namespace, command: str, request: dispatch.Request) -> dict[str, Any]:
-    """Check what needs no vSphere, connect, run, disconnect."""
+    """Check what needs no vSphere, connect, run, disconnect (``cli.main`` runs the request a command returns:
+    one frame less under every vSphere call)."""
     from ..vsphere.connection import Session
 
     call = dispatch.parse(command, request, getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES))
