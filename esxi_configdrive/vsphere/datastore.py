@@ -18,7 +18,7 @@ from ..defaults import DEFAULT_TASK_TIMEOUT
 from ..drive.model import DatastorePath, safe_path_component
 from ..errors import LICENCE_REFUSAL, ConfigDriveError, FileKept, ValidationError, one_line
 from .changes import send_change
-from .connection import Session, present
+from .connection import RELOGINS_PER_CALL, Session, present
 from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
 from .tls import requests_verify
@@ -123,28 +123,28 @@ class DatastoreFiles:
         return {"verify": requests_verify(self.session.settings), "timeout": self.session.settings.timeout}
 
     def _exchange(self, fn, what: str, path: DatastorePath) -> requests.Response:
-        """One HTTP exchange with retries; a 401 means the session expired: log in again, repeat once.
-        A connection that keeps failing becomes one line naming the file (requests' own message is a page
-        of URL and nested causes)."""
+        """One HTTP exchange with retries. A 401 on a session vSphere no longer knows means it was lost: log in
+        again (once for all threads) and repeat, as often as Session.call would; a 401 on a live session is a
+        refusal (the user may not use /folder here). A connection that keeps failing becomes one line naming the
+        file (requests' own message is a page of URL and nested causes)."""
         session = self.session
 
         def attempt() -> requests.Response:
-            generation = session.login_generation
-            try:
-                return fn(session.http())
-            except _Unauthorized as e:
-                refused = ConfigDriveError(f"{what} {path}: HTTP 401 Unauthorized: {e.args[0]}")
-                # Read the generation after the look: a login by another thread meanwhile is a reason to try again
+            refused = ConfigDriveError(f"{what} {path}: HTTP 401 Unauthorized")
+            for _ in range(RELOGINS_PER_CALL):
+                generation = session.login_generation
+                try:
+                    return fn(session.http())
+                except _Unauthorized as e:
+                    refused = ConfigDriveError(f"{what} {path}: HTTP 401 Unauthorized: {e.args[0]}")
+                # The generation is read after the look: a login by another thread meanwhile means try again
                 if session.still_logged_in() and session.login_generation == generation:
                     raise refused from None
                 try:
                     session.relogin(generation)
-                except ConfigDriveError:  # the session is valid (vcsim refuses a second login on it)
+                except ConfigDriveError:  # vSphere refused the new login
                     raise refused from None
-            try:
-                return fn(session.http())
-            except _Unauthorized:  # a fresh session is refused too: the user may not use /folder here
-                raise refused from None
+            raise refused from None  # lost again after every login: give up as Session.call does
 
         try:
             for tried in retrying(session.retry_attempts, what=f"{what} {path}"):
