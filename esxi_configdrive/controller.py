@@ -41,7 +41,7 @@ from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
 from .vsphere.task_poller import SharedTaskPoller
 from .vsphere.vm import VsphereVm
 
-__all__ = ["ConfigDriveController", "Result", "generate_password"]
+__all__ = ["ConfigDriveController", "generate_password"]
 
 VmRef = Any  # a name, inventory path, UUID or id (vm-42), the VM's managed object, or its facts (prefetch)
 

@@ -15,7 +15,7 @@ import requests
 from pyVmomi import vim
 
 from ..defaults import DEFAULT_TASK_TIMEOUT
-from ..drive.model import DatastorePath, safe_path_component
+from ..drive.model import DatastorePath
 from ..errors import LICENCE_REFUSAL, ConfigDriveError, FileKept, ValidationError, one_line
 from .changes import send_change
 from .connection import RELOGINS_PER_CALL, Session, present
@@ -23,7 +23,7 @@ from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
 from .tls import requests_verify
 
-__all__ = ["DatastoreFiles", "DatastorePath", "safe_path_component"]
+__all__ = ["DatastoreFiles"]
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024

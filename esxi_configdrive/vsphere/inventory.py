@@ -392,7 +392,6 @@ def find_datastore(session: Session, facts: VmFacts, name: str) -> DatastoreInfo
 
 
 __all__ = [
-    "check_datastore_name",
     "fetch_many_vm_facts",
     "fetch_vm_facts",
     "find_datastore",
