@@ -27,7 +27,6 @@ from .drive.audit import AuditReport, AuditRequest, Progress, audit
 from .drive.detach import detach
 from .drive.effects import DryRunEffects, Effects, LiveEffects
 from .drive.migrate import MigrationRequest, prepare_migration
-from .drive.model import VmFacts
 from .drive.policy import Policy
 from .drive.result import Outcome, Result
 from .drive.state import DriveState
@@ -40,6 +39,7 @@ from .vsphere.fleet import VsphereFleet
 from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
 from .vsphere.task_poller import SharedTaskPoller
 from .vsphere.vm import VsphereVm
+from .vsphere_values import VmFacts
 
 __all__ = ["ConfigDriveController", "generate_password"]
 

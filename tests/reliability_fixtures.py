@@ -31,7 +31,8 @@ from vsphere_harness import Vcsim, cdroms, connect, create_vm, destroy_vm, disco
 
 from esxi_configdrive import VmData, build_iso, read_iso
 from esxi_configdrive.vsphere.connection import Session
-from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath
+from esxi_configdrive.vsphere.datastore import DatastoreFiles
+from esxi_configdrive.vsphere_values import DatastorePath
 
 REPO = Path(__file__).resolve().parents[1]
 TALLY_FILE = REPO / ".cache" / "reliability-tally.json"

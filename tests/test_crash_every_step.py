@@ -46,7 +46,7 @@ from vsphere_harness import (
 from esxi_configdrive import VmData
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.errors import ConfigDriveError, LockedDoor, ValidationError, VsphereFault
-from esxi_configdrive.vsphere.datastore import DatastorePath
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 

@@ -12,9 +12,9 @@ from drive_fake import DS, FakeVsphereVm
 from test_drive_operations import attach_op, attached, run, update_op
 
 from esxi_configdrive import VmData, read_iso
-from esxi_configdrive.drive.model import Nic
 from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.iso import iso_to_tree
+from esxi_configdrive.vsphere_values import Nic
 
 MACS = ("00:50:56:aa:bb:01", "00:50:56:aa:bb:02")
 CLONE_UUID = "5001aaaa-0000-4000-8000-0000000000c1"

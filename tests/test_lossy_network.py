@@ -33,8 +33,8 @@ from tool_fixtures import settings_for
 
 from esxi_configdrive import VmData
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.drive.model import DatastorePath
 from esxi_configdrive.vsphere.connection import Session
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 

@@ -15,9 +15,9 @@ from ..iso import tree_to_iso
 from ..layout import build_tree
 from ..record import DriveRecord
 from ..vmdata import VmData
+from ..vsphere_values import DeviceChange, VmFacts
 from .devices import DevicePlanError, plan_attach
 from .effects import Effects, VmAccess
-from .model import DeviceChange, VmFacts
 from .policy import Policy
 from .result import Outcome
 from .state import FIRST_ISO_NAME, DriveState, attach_name

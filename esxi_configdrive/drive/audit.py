@@ -32,6 +32,7 @@ from functools import partial
 
 from ..errors import ValidationError, describe_failure, one_line
 from ..record import DriveRecord
+from ..vsphere_values import DatastorePath, DeviceChange, Fleet
 from .attempts import run_attempts
 from .audit_judge import (
     DELETE,
@@ -54,7 +55,6 @@ from .audit_judge import (
 )
 from .devices import DevicePlanError, plan_attach, plan_swap
 from .effects import Effects, FileAccess, VmAccess
-from .model import DatastorePath, DeviceChange, Fleet
 from .policy import Policy
 from .result import Outcome, Result
 from .state import DriveState

@@ -10,9 +10,9 @@ of the same name may keep its drive there).
 from __future__ import annotations
 
 from ..record import DriveRecord
+from ..vsphere_values import DatastorePath, DeviceChange
 from .devices import can_hot_remove, plan_empty, plan_remove
 from .effects import Effects, VmAccess
-from .model import DatastorePath, DeviceChange
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState

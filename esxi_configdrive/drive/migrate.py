@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from ..errors import ConfigDriveError, ValidationError
 from ..record import DriveRecord
+from ..vsphere_values import DatastoreInfo, DatastorePath, Hosts, VmFacts
 from .devices import plan_swap
 from .effects import Effects, VmAccess
-from .model import DatastoreInfo, DatastorePath, Hosts, VmFacts
 from .placement import checked, problem
 from .policy import Policy
 from .result import Outcome

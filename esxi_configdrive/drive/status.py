@@ -9,9 +9,9 @@ from ..content import summary
 from ..errors import ValidationError
 from ..iso import read_iso
 from ..record import DriveRecord
+from ..vsphere_values import DatastorePath
 from .devices import describe_device
 from .effects import VmAccess
-from .model import DatastorePath
 from .result import Outcome
 from .state import DriveState
 from .steps import raise_if_changed

@@ -12,9 +12,9 @@ from ..layout import network_data_for_macs
 from ..network import for_nics as network_for_nics
 from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
 from ..vmdata import VM_ID_KEY, VmData, check_network_choice
+from ..vsphere_values import ConfigChange, DatastoreCluster, DatastorePath, DeviceChange, VmFacts
 from .devices import nic_macs
 from .effects import Effects, VmAccess
-from .model import ConfigChange, DatastoreCluster, DatastorePath, DeviceChange, VmFacts
 from .placement import Placement, checked, choose_member, problem, usable_in
 from .policy import Policy
 from .state import DriveState

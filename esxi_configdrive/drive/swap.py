@@ -7,9 +7,9 @@ from __future__ import annotations
 from ..iso import tree_to_iso
 from ..layout import build_tree
 from ..vmdata import VmData
+from ..vsphere_values import DatastorePath
 from .devices import plan_swap
 from .effects import Effects, VmAccess
-from .model import DatastorePath
 from .placement import Placement, usable_in
 from .policy import Policy
 from .result import Outcome

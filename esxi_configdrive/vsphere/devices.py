@@ -10,7 +10,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from ..drive.model import (
+from ..vsphere_values import (
     IDE,
     SATA,
     AddCdrom,

@@ -13,9 +13,9 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..drive.model import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from ..errors import ConfigDriveError, NotFound, ValidationError
 from ..fields import UNSENDABLE, VM_MOID_RE, VM_UUID_RE, check_datastore_name
+from ..vsphere_values import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from .connection import Session, present
 from .devices import raw_by_key, read_devices
 
