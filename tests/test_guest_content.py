@@ -1,4 +1,4 @@
-"""What the operations make of the content for one VM (drive/steps.py ``for_guest``), on the recording stand-in:
+"""What the operations make of the content for one VM (drive/steps.py ``content_for_vm``), on the recording stand-in:
 the vm-id from the VM's instance UUID, a clone's fresh id, a `network` section's interfaces on the VM's NICs in
 device order, and the refusals that come before anything is changed. Live on vcsim: test_network_live.py."""
 

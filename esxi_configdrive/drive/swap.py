@@ -14,7 +14,7 @@ from .placement import Placement, usable_in
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState, content_name
-from .steps import config_change, finish_pending, intact, retire, swap_datastore
+from .steps import config_change, delete_replaced_iso, file_matches_record, finish_pending, swap_datastore
 
 
 def swap_in(
@@ -45,7 +45,7 @@ def swap_in(
         state.made_for_this_vm and not moving and current is not None and current == record.iso
     ) and record.digest == digest
     iso: bytes | None = None
-    if same_content and current is not None and (not verify_current or intact(vm, current, record)):
+    if same_content and current is not None and (not verify_current or file_matches_record(vm, current, record)):
         finish_pending(vm, effects, state, current)
         if state.connected_as_it_should_be:
             return Outcome(facts.name, effects.steps, iso=current)
@@ -79,5 +79,6 @@ def swap_in(
     change = config_change(facts, changes, (new_record, record), policy)
     effects.apply_change(change, target if iso is not None else None)
     if deletable_old is not None:
-        retire(effects, deletable_old, str(target), known_to_exist=True)  # the device pointed at it until now
+        # the device pointed at it until now
+        delete_replaced_iso(effects, deletable_old, str(target), known_to_exist=True)
     return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)
