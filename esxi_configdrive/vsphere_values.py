@@ -113,6 +113,8 @@ class Cdrom:
 
 @dataclass(frozen=True)
 class Nic:
+    """A network adapter, in device order: what cloud-init matches the drive's links by (the MAC)."""
+
     key: int
     mac: str
 

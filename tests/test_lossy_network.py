@@ -28,7 +28,7 @@ from reliability_fixtures import (
     first_cdrom,
     iso_of,
 )
-from sample_data import ED25519_KEY
+from sample_data import numbered_vmdata
 from tool_fixtures import settings_for
 
 from esxi_configdrive import VmData
@@ -45,11 +45,7 @@ SEEDS = {0.05: 4, 0.30: 4}
 
 
 def data(i: int, version: int = 1) -> VmData:
-    return VmData.from_dict({
-        "metadata": {"vm-id": f"3c9d1e7a-0000-4000-8000-{i:012d}", "local-hostname": f"lossy-{i}",
-                     "public-keys": [ED25519_KEY]},
-        "userdata": f"#cloud-config\n# {i} v{version}\n",
-    })  # fmt: skip
+    return numbered_vmdata(i, version, uuid_prefix="3c9d1e7a", hostname_prefix="lossy")
 
 
 @pytest.fixture(params=["stock", "harness"])

@@ -126,6 +126,8 @@ def _connect_info(connected: bool, start_connected: bool) -> vim.vm.device.Virtu
 
 
 def _edited_copy(cdrom: vim.vm.device.VirtualCdrom) -> vim.vm.device.VirtualCdrom:
+    """A new CD-ROM object to edit, with the device's key, place, backing and state as vSphere gave them (the
+    object read is left as it was)."""
     return vim.vm.device.VirtualCdrom(
         key=cdrom.key,
         controllerKey=cdrom.controllerKey,
