@@ -224,17 +224,19 @@ def run_batch(
     names = controller.name_index()  # every VM name in one call, not a look-up per line
     seen: set[str] = set()
     with (
-        controller.fleet() as poller,
+        controller.fleet(concurrency) as poller,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
     ):
         running = poller.operation
-        for window in _windows(items, PAGE):
+        # the first page small, so the workers start after a short read; the rest a full page a call
+        for window in _windows(items, min(2 * concurrency, PAGE), PAGE):
             _resolve(controller, window, names, seen)
             for item in window:
                 while len(pending) >= max(concurrency * 2, PAGE):  # read ahead a page, not the whole file
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     finish(done)
                 pending.add(pool.submit(_run_one, controller, command, item, defaults, running))
+        poller.draining()
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             finish(done)
@@ -244,13 +246,13 @@ def run_batch(
     return summary
 
 
-def _windows(items: Iterable[BatchItem], size: int) -> Iterator[list[BatchItem]]:
+def _windows(items: Iterable[BatchItem], first: int, size: int) -> Iterator[list[BatchItem]]:
     window: list[BatchItem] = []
     for item in items:
         window.append(item)
-        if len(window) >= size:
+        if len(window) >= first:
             yield window
-            window = []
+            window, first = [], size
     if window:
         yield window
 

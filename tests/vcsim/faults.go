@@ -82,6 +82,8 @@ type faultConfig struct {
 	// Namespace and FileLocks: vSAN/vVol datastores and locked files (namespace.go).
 	Namespace namespaceConfig `json:"namespace"`
 	FileLocks fileLockConfig  `json:"file_locks"`
+	// TaskSeconds: ReconfigVM_Task and datastore file tasks run this long (tasktime.go); 0 = vcsim's, at once.
+	TaskSeconds float64 `json:"task_seconds"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -106,6 +108,9 @@ var reconfigFaultNames = []string{"GenericVmConfigFault", "SystemError", "Invali
 func (c *faultConfig) validate() error {
 	if c.LatencyMS < 0 || c.LatencyMS > 60000 {
 		return fmt.Errorf("latency_ms must be within 0..60000")
+	}
+	if c.TaskSeconds < 0 || c.TaskSeconds > 600 {
+		return fmt.Errorf("task_seconds must be within 0..600")
 	}
 	if c.LockedDoor.TimeoutSeconds <= 0 {
 		return fmt.Errorf("locked_door.timeout_seconds must be > 0")

@@ -63,6 +63,7 @@ type harness struct {
 	questions map[string]*pendingQuestion
 	qseq      int
 	vmLocks   map[string]*sync.Mutex
+	running   map[string]*simulator.Task // VM id -> its reconfigure held running (task_seconds, tasktime.go)
 	lastCV    time.Time
 }
 
@@ -80,6 +81,7 @@ func newHarness(mux http.Handler, client *vim25.Client, username, password strin
 		tickets:   map[string]bool{},
 		questions: map[string]*pendingQuestion{},
 		vmLocks:   map[string]*sync.Mutex{},
+		running:   map[string]*simulator.Task{},
 	}
 }
 
@@ -186,6 +188,8 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 		h.reconfigure(w, r, body, method.Body.(*types.ReconfigVM_Task))
 	case "AnswerVM":
 		h.answer(w, method.Body.(*types.AnswerVM))
+	case "DeleteDatastoreFile_Task", "CopyDatastoreFile_Task", "MoveDatastoreFile_Task":
+		h.fileTask(w, r, body, cfg)
 	case "AcquireGenericServiceTicket":
 		rec := h.capture(r, body)
 		if m := ticketIDPattern.FindSubmatch(rec.Body.Bytes()); m != nil {
