@@ -164,6 +164,9 @@ type counters struct {
 	SOAPByMethod map[string]int `json:"soap_by_method"`
 	Folder       map[string]int `json:"folder_requests"`
 	Faults       map[string]int `json:"faults"`
+	// HandlerSeconds and Handled: time spent in the handler and requests handled, by "sdk" and "folder".
+	HandlerSeconds map[string]float64 `json:"handler_seconds"`
+	Handled        map[string]int     `json:"handled"`
 }
 
 // Fault counter names (keys of counters.Faults).
@@ -192,7 +195,8 @@ var allFaultCounters = []string{fNotAuthenticated, fSessionsExpired, fQuestionsA
 	fNamespaceRefused, fNamespaceRace, fFileLocked}
 
 func newCounters() counters {
-	c := counters{SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{}}
+	c := counters{SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{},
+		HandlerSeconds: map[string]float64{}, Handled: map[string]int{}}
 	for _, k := range allFaultCounters {
 		c.Faults[k] = 0
 	}
@@ -200,7 +204,14 @@ func newCounters() counters {
 }
 
 func (c counters) copy() counters {
-	out := counters{SOAPCalls: c.SOAPCalls, SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{}}
+	out := counters{SOAPCalls: c.SOAPCalls, SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{},
+		HandlerSeconds: map[string]float64{}, Handled: map[string]int{}}
+	for k, v := range c.HandlerSeconds {
+		out.HandlerSeconds[k] = v
+	}
+	for k, v := range c.Handled {
+		out.Handled[k] = v
+	}
 	for k, v := range c.SOAPByMethod {
 		out.SOAPByMethod[k] = v
 	}
