@@ -148,8 +148,10 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def print_timelines(rows: list[dict[str, Any]]) -> None:
-    print("\nwhere the time went (per-VM timeline; per VM: means, ms; share of wall accounted for by "
-          "startup + sum(operation)/concurrency + tail)")  # fmt: skip
+    print("\nwhere the time went (per-VM timeline; s: wall, startup, tail, starved and drain (idle worker slots / "
+          "concurrency); ms per VM: op, wire, req (requests per VM) and req ms (client) vs harness (in the handler), "
+          "in task, seen late, client (the rest of op); rounds: shared polls; unacc.: wall not accounted for by "
+          "startup + (sum op + idle slots) / concurrency + tail)")  # fmt: skip
     print(f"{'task s':>6}{'conc':>5} {'command':<7} {'tool':<7}{'wall s':>7}{'startup':>8}{'tail':>6}{'op':>7}"
           f"{'wire':>7}{'req':>5}{'req ms':>7}{'harness':>8}{'in task':>8}{'late':>6}{'client':>7}{'rounds':>7}"
           f"{'unacc.':>7}")  # fmt: skip
@@ -159,7 +161,8 @@ def print_timelines(rows: list[dict[str, Any]]) -> None:
         print(f"{r['task_seconds']:>6.1f}{r['concurrency']:>5} {r['command']:<7} {r['tool']:<7}{t['wall']:>7.2f}"
               f"{t['startup']:>8.2f}{t['tail']:>6.2f}{ms(t['op']):>7.0f}{ms(t['wire']):>7.0f}{t['requests']:>5.1f}"
               f"{ms(t['request_mean']):>7.1f}{ms(b['handler_mean']):>8.1f}{ms(t['in_task']):>8.0f}"
-              f"{ms(t['seen_late']):>6.0f}{ms(t['client']):>7.0f}{t['poller_rounds']:>7}"
+              f"{ms(t['seen_late']):>6.0f}{ms(t['client']):>7.0f}{t['starved']:>8.2f}{t['drain']:>6.2f}"
+              f"{t['poller_rounds']:>7}"
               f"{t['unaccounted_share']:>7.1%}")  # fmt: skip
 
 

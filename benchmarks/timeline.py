@@ -13,8 +13,9 @@ commit) with thin wrappers around the points every request and wait passes throu
 
 ``summarize(events, concurrency)`` turns them into the breakdown bench_fleet.py prints and docs/performance.md §3
 quotes: startup (login, the name index, the first facts page), per VM on average the time on the wire, in a
-task, seen late after the task ended, and the client's own (the rest of the operation), and the tail; and how well
-``startup + Σ operation / concurrency + tail`` accounts for the wall time (slots left idle are the difference).
+task, seen late after the task ended, and the client's own (the rest of the operation), the worker slots left idle
+(starved: no VM ready yet; drain: the last wave), and the tail (deletes confirmed after the last operation); and how
+well ``startup + (Σ operation + idle slot time) / concurrency + tail`` accounts for the wall time.
 """
 
 from __future__ import annotations
@@ -146,6 +147,22 @@ def add_task_times(si: Any, events: dict[str, Any]) -> None:
         result = si.content.propertyCollector.ContinueRetrievePropertiesEx(result.token)
 
 
+def idle_slots(vms: list[dict[str, Any]], concurrency: int) -> tuple[float, float]:
+    """Slot-seconds no operation ran in, between the first start and the last end: before the last VM started
+    (starved: no VM ready, e.g. its facts still being read) and after it (the last wave draining)."""
+    edges = sorted([(v["start"], 1) for v in vms] + [(v["end"], -1) for v in vms])
+    last_start = max(v["start"] for v in vms)
+    starved = drain = 0.0
+    running, when = 0, edges[0][0]
+    for t, step in edges:
+        idle = max(concurrency - running, 0)
+        before = max(min(t, last_start) - when, 0)
+        starved += idle * before
+        drain += idle * (t - when - before)
+        running, when = running + step, t
+    return starved, drain
+
+
 def summarize(events: dict[str, Any], concurrency: int, wall: float | None = None) -> dict[str, float]:
     """The breakdown of one batch (seconds; per-VM figures are means over its VMs). ``wall``: the process's own
     wall time as its parent measured it (the interpreter's start before the first event counts as startup)."""
@@ -174,7 +191,8 @@ def summarize(events: dict[str, Any], concurrency: int, wall: float | None = Non
     poller = [r for r in events["requests"] if r[0] is None and r[1] == "task wait"]
     startup = before + first_start - events["t0"]
     tail = events["t_end"] - last_end
-    accounted = startup + ops / concurrency + tail
+    starved, drain = idle_slots(list(vms.values()), concurrency)
+    accounted = startup + (ops + starved + drain) / concurrency + tail
     return {
         "n": n,
         "wall": wall,
@@ -190,6 +208,8 @@ def summarize(events: dict[str, Any], concurrency: int, wall: float | None = Non
         "seen_late_mean": late / max(late_n, 1),
         "client": (ops - wire - waiting) / n,
         "poller_rounds": len(poller),
+        "starved": starved / concurrency,
+        "drain": drain / concurrency,
         "accounted": accounted,
         "unaccounted_share": abs(wall - accounted) / wall,
     }

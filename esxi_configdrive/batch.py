@@ -228,8 +228,9 @@ def run_batch(
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
     ):
         running = poller.operation
-        # the first page small, so the workers start after a short read; the rest a full page a call
-        for window in _windows(items, min(2 * concurrency, PAGE), PAGE):
+        # the first page as large as the concurrency, so the workers start after a short read, then each twice the
+        # last up to a full page: the next page's read overlaps the workers' operations on the last
+        for window in _windows(items, min(concurrency, PAGE), PAGE):
             _resolve(controller, window, names, seen)
             for item in window:
                 while len(pending) >= max(concurrency * 2, PAGE):  # read ahead a page, not the whole file
@@ -247,12 +248,13 @@ def run_batch(
 
 
 def _windows(items: Iterable[BatchItem], first: int, size: int) -> Iterator[list[BatchItem]]:
+    """The items a window at a time: ``first`` of them, then twice as many each time, up to ``size``."""
     window: list[BatchItem] = []
     for item in items:
         window.append(item)
         if len(window) >= first:
             yield window
-            window, first = [], size
+            window, first = [], min(first * 2, size)
     if window:
         yield window
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/pprof"
 	"os"
 	"path"
 	"regexp"
@@ -106,6 +107,8 @@ func (h *harness) countFault(name string) {
 
 func (h *harness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case strings.HasPrefix(r.URL.Path, "/_harness/pprof/") && profiling:
+		pprof.Handler(strings.TrimPrefix(r.URL.Path, "/_harness/pprof/")).ServeHTTP(w, r)
 	case r.URL.Path == "/_harness" || strings.HasPrefix(r.URL.Path, "/_harness/"):
 		h.serveControl(w, r)
 	case r.URL.Path == "/sdk" || r.URL.Path == "/sdk/vimService":
