@@ -6,7 +6,8 @@ working tree's code, in the same run, against the same harness.
 
 For each batch it prints VMs/s, requests per VM (counted by the harness: every SOAP call and /folder request,
 login included), the floor for that setting and the ratio of the rate reached to it, the CPU seconds per VM of the
-tool and of vcsim, and how busy the two together kept the machine's cores. The floor: N x (k x latency + task
+tool and of vcsim, how busy the two together kept the machine's cores, and how busy the tool kept one core (its
+threads share one interpreter lock: near 100 %, they wait for it rather than for vSphere). The floor: N x (k x latency + task
 time) / concurrency, k being the requests on one VM's critical path (attach: folder, upload, reconfigure, the
 poll that sees it end = 4; update: download, upload, reconfigure, poll, delete = 5), the task time the
 reconfigure's (an update's delete is confirmed off the critical path). Each batch runs under
@@ -136,7 +137,7 @@ def floor_rate(command: str, concurrency: int, latency_ms: float, task_seconds: 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
     print(f"{'task s':>6}{'conc':>5} {'command':<7} {'tool':<7}{'VMs/s':>7}{'req/VM':>7}{'floor':>7}{'ratio':>7}"
-          f"{'tool CPU/VM':>12}{'vcsim CPU/VM':>13}{'busy':>6}{'RSS MiB':>8}")  # fmt: skip
+          f"{'tool CPU/VM':>12}{'vcsim CPU/VM':>13}{'busy':>6}{'tool':>6}{'RSS MiB':>8}")  # fmt: skip
     for r in rows:
         b = r["result"]
         rate = b["n"] / b["seconds"]
@@ -144,7 +145,8 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
         busy = (b["tool_cpu"] + b["sim_cpu"]) / (b["seconds"] * (os.cpu_count() or 1))
         print(f"{r['task_seconds']:>6.1f}{r['concurrency']:>5} {r['command']:<7} {r['tool']:<7}{rate:>7.1f}"
               f"{b['requests'] / b['n']:>7.2f}{floor:>7.1f}{rate / floor:>7.0%}{b['tool_cpu'] / b['n'] * 1000:>10.1f}ms"
-              f"{b['sim_cpu'] / b['n'] * 1000:>11.1f}ms{busy:>6.0%}{b['rss_mib']:>8.1f}")  # fmt: skip
+              f"{b['sim_cpu'] / b['n'] * 1000:>11.1f}ms{busy:>6.0%}{b['tool_cpu'] / b['seconds']:>6.0%}"
+              f"{b['rss_mib']:>8.1f}")  # fmt: skip
 
 
 def print_timelines(rows: list[dict[str, Any]]) -> None:
