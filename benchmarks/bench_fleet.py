@@ -7,12 +7,12 @@ working tree's code, in the same run, against the same harness.
 For each batch it prints VMs/s, requests per VM (counted by the harness: every SOAP call and /folder request,
 login included), the floor for that setting and the ratio of the rate reached to it, the CPU seconds per VM of the
 tool and of vcsim, how busy the two together kept the machine's cores, and how busy the tool kept one core (its
-threads share one interpreter lock: near 100 %, they wait for it rather than for vSphere). The floor:
-N x (k x latency + task time) / concurrency, k being the requests on one VM's critical path (attach: folder, upload, reconfigure, the
-poll that sees it end = 4; update: download, upload, reconfigure, poll, delete = 5), the task time the
-reconfigure's (an update's delete is confirmed off the critical path). Each batch runs under
+threads share one interpreter lock: near 100 %, they wait for it rather than for vSphere). The floor is
+N x (k x latency + task time) / concurrency, k being the requests on one VM's critical path (attach: folder,
+upload, reconfigure, the poll that sees it end = 4; update: download, upload, reconfigure, poll, delete = 5), the
+task time the reconfigure's (an update's delete is confirmed off the critical path). Each batch runs under
 benchmarks/timeline.py, whose per-VM timeline gives where the time went (startup, per VM: on the wire, in a task,
-seen late after it ended, the client's own) and how much of the wall time that accounts for.
+seen late after it ended, the client's own; idle worker slots) and how much of the wall time that accounts for.
 
 ``--large``: 2,000 VMs (vcsim -vms 1000) attached at concurrency 32: it finishes, the CLI's peak RSS stays under
 100 MiB, and its time per VM is within 20 % of the 200-VM batch's at concurrency 32 (run in the same invocation).
