@@ -4,9 +4,10 @@ package main
 // ReconfigVM_Task and datastore file tasks run for hundreds of milliseconds to seconds. With task_seconds > 0
 // the harness lets the simulator do the work, then shows the task as running (info.state running, no
 // completeTime, result and error withheld) for that long before it reports the real outcome. A second
-// ReconfigVM_Task on a VM whose reconfigure is still running fails with TaskInProgress, as vSphere's does
-// ("TaskInProgress: an operation cannot complete because a task on the object is in progress", vSphere Web
-// Services API reference, vim.fault.TaskInProgress: thrown by ReconfigVM_Task among others).
+// ReconfigVM_Task on a VM whose reconfigure is still running fails with TaskInProgress naming it, as vSphere's
+// does (vSphere Web Services API reference, vim.fault.TaskInProgress: "a fault when an operation tries to access
+// an entity that already has another (long) operation in progress", thrown by ReconfigVM_Task among others; its
+// task: "the task already in progress when the operation was attempted").
 
 import (
 	"net/http"
