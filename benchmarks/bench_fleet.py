@@ -1,14 +1,23 @@
-"""A fleet: attach then update (password rotation) on every VM of a simulator holding 200 VMs, with the real CLI in
-batch mode, at concurrency 1, 8 and 32, with an injected per-request latency (vcsim answers in microseconds on
-loopback; a real vCenter takes tens of milliseconds per call). The previous release (0.1.0, from
-tests/data/) runs the same batches beside the current code, in the same run.
+"""A fleet near the latency floor (issue 20): attach then update (password rotation) on every VM of a harness
+holding 200 VMs, with the real CLI in batch mode at concurrency 1, 8, 32 and 64, 30 ms injected per request,
+without and with task time (each ReconfigVM_Task and file task running 0.5 s, as on vCenter: harness fault 10).
+The previous commit (``--base``, default main, unpacked with ``git archive``) runs the same batches beside the
+working tree's code, in the same run, against the same harness.
 
-Prints VMs per second and requests per VM (counted by the harness: every SOAP call and /folder request, login
-included) for both, the goals (attach <= 3.2 and update <= 4.2 requests per VM at concurrency 8: the floor is 3
-and 4, what must be done per VM), where throughput stops growing with concurrency, and the CLI's peak memory
-for a quarter of the fleet and for all of it (it should not grow with the number of VMs).
+For each batch it prints VMs/s, requests per VM (counted by the harness: every SOAP call and /folder request,
+login included), the floor for that setting and the ratio of the rate reached to it, the CPU seconds per VM of the
+tool and of vcsim, how busy the two together kept the machine's cores, and how busy the tool kept one core (its
+threads share one interpreter lock: near 100 %, they wait for it rather than for vSphere). The floor is
+N x (k x latency + task time) / concurrency, k being the requests on one VM's critical path (attach: folder,
+upload, reconfigure, the poll that sees it end = 4; update: download, upload, reconfigure, poll, delete = 5), the
+task time the reconfigure's (an update's delete is confirmed off the critical path). Each batch runs under
+benchmarks/timeline.py, whose per-VM timeline gives where the time went (startup, per VM: on the wire, in a task,
+seen late after it ended, the client's own; idle worker slots) and how much of the wall time that accounts for.
 
-Run: .venv/bin/python benchmarks/bench_fleet.py [--vms-per-host 100] [--latency-ms 30] [--concurrency 1 8 32]
+``--large``: 2,000 VMs (vcsim -vms 1000) attached at concurrency 32: it finishes, the CLI's peak RSS stays under
+100 MiB, and its time per VM is within 20 % of the 200-VM batch's at concurrency 32 (run in the same invocation).
+
+Run: .venv/bin/python benchmarks/bench_fleet.py [--concurrency 1 8 32 64] [--task-seconds 0 0.5] [--large]
 """
 
 from __future__ import annotations
@@ -18,21 +27,25 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks"), str(ROOT)]
 
 from pyVmomi import vim  # noqa: E402
+from timeline import add_task_times, summarize  # noqa: E402
 from vsphere_harness import Vcsim, connect, disconnect, retrieve  # noqa: E402
 
 PYTHON = str(ROOT / ".venv/bin/python")
-PREVIOUS_ARCHIVE = ROOT / "tests/data/esxi_configdrive-0.1.0-7e465ed.tar.gz"
-GOALS = {"attach": 3.2, "update": 4.2}  # requests per VM at concurrency 8, 200 VMs (issue 13)
-GOAL_CONCURRENCY = 8
+TIMELINE = str(ROOT / "benchmarks/timeline.py")
+CRITICAL_PATH = {"attach": 4, "update": 5}  # requests on one VM's critical path (the floor's k)
+REQUEST_GOALS = {"attach": 3.2, "update": 4.2}  # requests per VM at concurrency 8 (issue 13)
+RATIO_GOALS = {(0.0, 8): 0.80, (0.0, 32): 0.40, ("task", 8): 0.70, ("task", 32): 0.70}  # issue 20
+LARGE_VMS_PER_HOST, LARGE_CONCURRENCY, LARGE_RSS_MIB, LARGE_SLOWER = 1000, 32, 100, 1.20
+CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def vmdata(i: int) -> dict:
@@ -40,108 +53,200 @@ def vmdata(i: int) -> dict:
             "userdata": f"#cloud-config\n# node {i}\n", "password": f"First-pw-{i}"}  # fmt: skip
 
 
-def cli(package_dir: Path | None) -> list[str]:
-    """The current CLI, or the previous release's unpacked into ``package_dir``."""
-    if package_dir is None:
-        return [PYTHON, "-m", "esxi_configdrive.cli"]
-    code = "import sys; from esxi_configdrive_previous.cli import main; sys.exit(main(sys.argv[1:]))"
-    return [PYTHON, "-c", f"import sys; sys.path.insert(0, {str(package_dir)!r}); {code}"]
-
-
-def unpack_previous(tmp: Path) -> Path:
-    root = tmp / "previous"
-    with tarfile.open(PREVIOUS_ARCHIVE) as archive:
-        archive.extractall(root, filter="data")
-    (root / "esxi_configdrive").rename(root / "esxi_configdrive_previous")
+def unpack_base(base: str, tmp: Path) -> Path:
+    """The package of commit ``base``, unpacked (no worktree: nothing to clean up in the repository)."""
+    root = tmp / "base"
+    root.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", base, "esxi_configdrive"], capture_output=True,
+                             check=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
     return root
 
 
-class Fleet:
-    def __init__(self, sim: Vcsim, env: dict, tmp: Path) -> None:
-        self.sim, self.env, self.tmp = sim, env, tmp
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICK  # utime, stime
 
-    def batch(self, command_line: list[str], command: str, lines: list[dict], concurrency: int) -> dict:
-        """Run one batch; its seconds, requests (harness-counted), peak RSS (KiB) and results."""
-        path = self.tmp / f"{command}.jsonl"
-        path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
-        out = self.tmp / "out.jsonl"
-        latency = self.sim.faults().get("latency_ms", 0)
+
+class Fleet:
+    def __init__(self, sim: Vcsim, tmp: Path) -> None:
+        self.sim, self.tmp = sim, tmp
+        self.env = {**os.environ, "GOVC_URL": sim.url, "GOVC_USERNAME": sim.username, "GOVC_PASSWORD": sim.password,
+                    "GOVC_TLS_CA_CERTS": sim.ca_file or ""}  # fmt: skip
+        si = connect(sim)
+        try:
+            self.names = sorted(r["name"] for r in retrieve(si, vim.VirtualMachine, ["name"]))
+        finally:
+            disconnect(si)
+        self.lines = {
+            "attach": [{"vm": n, "vmdata": vmdata(i)} for i, n in enumerate(self.names)],
+            "update": [{"vm": n, "password": f"Rotated-pw-{i}"} for i, n in enumerate(self.names)],
+            "remove": [{"vm": n} for n in self.names],
+        }
+
+    def batch(self, package: Path | None, command: str, concurrency: int, latency_ms: float = 0,
+              task_seconds: float = 0) -> dict[str, Any]:  # fmt: skip
+        """Run one batch under the timeline; its figures."""
+        path, out, events = self.tmp / f"{command}.jsonl", self.tmp / "out.jsonl", self.tmp / "events.json"
+        path.write_text("\n".join(json.dumps(line) for line in self.lines[command]) + "\n")
         self.sim.reset_faults()  # counters to zero
-        self.sim.set_faults(latency_ms=latency)
+        self.sim.set_faults(latency_ms=latency_ms, task_seconds=task_seconds)
+        where = ["--package-dir", str(package)] if package else []
+        argv = [PYTHON, TIMELINE, *where, str(events), "--", command, "--batch", str(path),
+                "--concurrency", str(concurrency)]  # fmt: skip
+        sim_pid = self.sim.process.pid if self.sim.process else 0
+        sim_cpu = cpu_seconds(sim_pid)
         t0 = time.perf_counter()
         with open(out, "w") as stdout:
-            proc = subprocess.Popen([*command_line, command, "--batch", str(path), "--concurrency", str(concurrency)],
-                                    env=self.env, stdout=stdout, stderr=subprocess.PIPE)  # fmt: skip
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+            proc = subprocess.Popen(argv, env=self.env, stdout=stdout, stderr=subprocess.PIPE)
+            _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
+        sim_cpu = cpu_seconds(sim_pid) - sim_cpu
         counters = self.sim.counters()
         results = [json.loads(x) for x in out.read_text().splitlines() if x.strip()]
         failed = [r for r in results if "error" in r]
-        if os.waitstatus_to_exitcode(status) != 0 or failed or len(results) != len(lines):
-            raise SystemExit(f"{command} batch failed: {failed[:3]} {proc.stderr.read()[-2000:]}")
-        requests = counters["soap_calls"] + sum(counters["folder_requests"].values())
-        return {"seconds": seconds, "requests": requests, "rss": usage.ru_maxrss, "n": len(lines)}
+        n = len(self.lines[command])
+        if os.waitstatus_to_exitcode(status) != 0 or failed or len(results) != n:
+            raise SystemExit(f"{command} batch failed: {failed[:3]} {proc.stderr.read()[-2000:]!r}")  # type: ignore[union-attr]
+        timeline = json.loads(events.read_text())
+        si = connect(self.sim)
+        try:
+            add_task_times(si, timeline)
+        finally:
+            disconnect(si)
+        handled = sum(counters.get("handled", {}).values())
+        return {
+            "n": n,
+            "seconds": seconds,
+            "requests": counters["soap_calls"] + sum(counters["folder_requests"].values()),
+            "rss_mib": usage.ru_maxrss / 1024,
+            "tool_cpu": usage.ru_utime + usage.ru_stime,
+            "sim_cpu": sim_cpu,
+            "handler_mean": sum(counters.get("handler_seconds", {}).values()) / max(handled, 1),
+            "timeline": summarize(timeline, concurrency, seconds),
+        }
+
+    def clean(self) -> None:
+        self.batch(None, "remove", 32)
+
+
+def floor_rate(command: str, concurrency: int, latency_ms: float, task_seconds: float) -> float:
+    """VMs per second at the floor: concurrency / (k x latency + task time)."""
+    return concurrency / (CRITICAL_PATH[command] * latency_ms / 1000 + task_seconds)
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    print(f"{'task s':>6}{'conc':>5} {'command':<7} {'tool':<7}{'VMs/s':>7}{'req/VM':>7}{'floor':>7}{'ratio':>7}"
+          f"{'tool CPU/VM':>12}{'vcsim CPU/VM':>13}{'busy':>6}{'tool':>6}{'RSS MiB':>8}")  # fmt: skip
+    for r in rows:
+        b = r["result"]
+        rate = b["n"] / b["seconds"]
+        floor = floor_rate(r["command"], r["concurrency"], r["latency_ms"], r["task_seconds"])
+        busy = (b["tool_cpu"] + b["sim_cpu"]) / (b["seconds"] * (os.cpu_count() or 1))
+        print(f"{r['task_seconds']:>6.1f}{r['concurrency']:>5} {r['command']:<7} {r['tool']:<7}{rate:>7.1f}"
+              f"{b['requests'] / b['n']:>7.2f}{floor:>7.1f}{rate / floor:>7.0%}{b['tool_cpu'] / b['n'] * 1000:>10.1f}ms"
+              f"{b['sim_cpu'] / b['n'] * 1000:>11.1f}ms{busy:>6.0%}{b['tool_cpu'] / b['seconds']:>6.0%}"
+              f"{b['rss_mib']:>8.1f}")  # fmt: skip
+
+
+def print_timelines(rows: list[dict[str, Any]]) -> None:
+    print("\nwhere the time went (per-VM timeline; s: wall, startup, tail, starved and drain (idle worker slots / "
+          "concurrency); ms per VM: op, wire, req (requests per VM) and req ms (client) vs harness (in the handler), "
+          "in task, seen late, client (the rest of op); rounds: shared polls; unacc.: wall not accounted for by "
+          "startup + (sum op + idle slots) / concurrency + tail)")  # fmt: skip
+    print(f"{'task s':>6}{'conc':>5} {'command':<7} {'tool':<7}{'wall s':>7}{'startup':>8}{'tail':>6}{'op':>7}"
+          f"{'wire':>7}{'req':>5}{'req ms':>7}{'harness':>8}{'in task':>8}{'late':>6}{'client':>7}{'rounds':>7}"
+          f"{'unacc.':>7}")  # fmt: skip
+    for r in rows:
+        b, t = r["result"], r["result"]["timeline"]
+        ms = lambda x: x * 1000  # noqa: E731
+        print(f"{r['task_seconds']:>6.1f}{r['concurrency']:>5} {r['command']:<7} {r['tool']:<7}{t['wall']:>7.2f}"
+              f"{t['startup']:>8.2f}{t['tail']:>6.2f}{ms(t['op']):>7.0f}{ms(t['wire']):>7.0f}{t['requests']:>5.1f}"
+              f"{ms(t['request_mean']):>7.1f}{ms(b['handler_mean']):>8.1f}{ms(t['in_task']):>8.0f}"
+              f"{ms(t['seen_late']):>6.0f}{ms(t['client']):>7.0f}{t['starved']:>8.2f}{t['drain']:>6.2f}"
+              f"{t['poller_rounds']:>7}"
+              f"{t['unaccounted_share']:>7.1%}")  # fmt: skip
+
+
+def check_goals(rows: list[dict[str, Any]]) -> bool:
+    ok = True
+    for r in rows:
+        if r["tool"] != "branch":
+            continue
+        b = r["result"]
+        key = ("task" if r["task_seconds"] else 0.0, r["concurrency"])
+        ratio = b["n"] / b["seconds"] / floor_rate(r["command"], r["concurrency"], r["latency_ms"], r["task_seconds"])
+        if key in RATIO_GOALS:
+            met = ratio >= RATIO_GOALS[key]
+            print(f"goal {r['command']} at concurrency {r['concurrency']}, task {r['task_seconds']} s: >= "
+                  f"{RATIO_GOALS[key]:.0%} of the floor: {ratio:.0%} ({'met' if met else 'MISSED'})")  # fmt: skip
+        if r["concurrency"] == 8 and not r["task_seconds"]:
+            per_vm = b["requests"] / b["n"]
+            met = per_vm <= REQUEST_GOALS[r["command"]]
+            ok &= met
+            print(f"goal {r['command']}: <= {REQUEST_GOALS[r['command']]} requests per VM at concurrency 8: "
+                  f"{per_vm:.2f} ({'met' if met else 'MISSED'})")  # fmt: skip
+        share = b["timeline"]["unaccounted_share"]
+        if share > 0.05:
+            print(f"timeline of {r['command']} at concurrency {r['concurrency']}: {share:.1%} of the wall time not "
+                  "accounted for (> 5 %)")  # fmt: skip
+    return ok
+
+
+def large(tmp: Path, latency_ms: float, reference: dict[str, Any] | None) -> bool:
+    with Vcsim(vms=LARGE_VMS_PER_HOST, startup_timeout=600) as sim:
+        fleet = Fleet(sim, tmp)
+        result = fleet.batch(None, "attach", LARGE_CONCURRENCY, latency_ms)
+    per_vm = result["seconds"] / result["n"]
+    print(f"\nlarge: {result['n']} VMs attached at concurrency {LARGE_CONCURRENCY}: {result['seconds']:.1f} s, "
+          f"{per_vm * 1000:.1f} ms per VM, {result['requests'] / result['n']:.2f} requests per VM, peak RSS "
+          f"{result['rss_mib']:.1f} MiB (goal < {LARGE_RSS_MIB})")  # fmt: skip
+    ok = result["rss_mib"] < LARGE_RSS_MIB
+    if reference is not None:
+        ref = reference["seconds"] / reference["n"]
+        ok &= per_vm <= ref * LARGE_SLOWER
+        print(f"large: time per VM {per_vm / ref:.2f}x the 200-VM batch's (goal <= {LARGE_SLOWER:.2f}x)")
+    return ok
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vms-per-host", type=int, default=100, help="vcsim -vms (200 VMs at 100)")
     ap.add_argument("--latency-ms", type=float, default=30)
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    ap.add_argument("--task-seconds", type=float, nargs="+", default=[0.0, 0.5])
+    ap.add_argument("--base", default="main", help="the previous commit, run side by side ('' for none)")
+    ap.add_argument("--large", action="store_true", help="also 2,000 VMs at concurrency 32")
     args = ap.parse_args()
 
-    with Vcsim(vms=args.vms_per_host) as sim, tempfile.TemporaryDirectory() as tmpdir:
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        si = connect(sim)
-        try:
-            names = sorted(r["name"] for r in retrieve(si, vim.VirtualMachine, ["name"]))
-        finally:
-            disconnect(si)
-        env = {**os.environ, "GOVC_URL": sim.url, "GOVC_USERNAME": sim.username, "GOVC_PASSWORD": sim.password,
-               "GOVC_TLS_CA_CERTS": sim.ca_file}  # fmt: skip
-        fleet = Fleet(sim, env, tmp)
-        attach = [{"vm": n, "vmdata": vmdata(i)} for i, n in enumerate(names)]
-        rotate = [{"vm": n, "password": f"Rotated-pw-{i}"} for i, n in enumerate(names)]
-        remove = [{"vm": n} for n in names]
-        tools = {"0.1.0": cli(unpack_previous(tmp)), "current": cli(None)}
-        print(f"fleet: {len(names)} VMs in vcsim, {args.latency_ms:.0f} ms injected per request")
-
-        # memory: a quarter of the fleet, then all of it (no latency: memory does not depend on it)
-        quarter = len(names) // 4
-        rss_quarter = fleet.batch(tools["current"], "attach", attach[:quarter], 8)["rss"]
-        fleet.batch(tools["current"], "remove", remove[:quarter], 8)
-        rss_all = fleet.batch(tools["current"], "attach", attach, 8)["rss"]
-        fleet.batch(tools["current"], "remove", remove, 8)
-
-        rows = {}
-        for concurrency in args.concurrency:
-            for tool, command_line in tools.items():
-                sim.set_faults(latency_ms=args.latency_ms)
-                a = fleet.batch(command_line, "attach", attach, concurrency)
-                u = fleet.batch(command_line, "update", rotate, concurrency)
-                sim.set_faults(latency_ms=0)
-                fleet.batch(tools["current"], "remove", remove, 32)
-                rows[(tool, concurrency)] = (a, u)
-
-    print(f"{'tool':<9}{'concurrency':>12}{'attach VMs/s':>14}{'req/VM':>8}{'update VMs/s':>14}{'req/VM':>8}")
-    for (tool, c), (a, u) in rows.items():
-        print(f"{tool:<9}{c:>12}{a['n'] / a['seconds']:>14.1f}{a['requests'] / a['n']:>8.2f}"
-              f"{u['n'] / u['seconds']:>14.1f}{u['requests'] / u['n']:>8.2f}")  # fmt: skip
-    ok = True
-    if ("current", GOAL_CONCURRENCY) in rows:
-        a, u = rows[("current", GOAL_CONCURRENCY)]
-        for command, result in (("attach", a), ("update", u)):
-            per_vm = result["requests"] / result["n"]
-            met = per_vm <= GOALS[command]
-            ok &= met
-            print(f"goal {command}: <= {GOALS[command]} requests per VM at concurrency {GOAL_CONCURRENCY}: "
-                  f"{per_vm:.2f} ({'met' if met else 'MISSED'})")  # fmt: skip
-    current = sorted((c, rows[("current", c)]) for t, c in rows if t == "current")
-    for (c1, (a1, u1)), (c2, (a2, u2)) in zip(current, current[1:]):
-        gain = (a1["seconds"] + u1["seconds"]) / (a2["seconds"] + u2["seconds"])
-        print(f"throughput concurrency {c2} / {c1}: {gain:.1f}x")
-    print(f"peak RSS of the CLI: {rss_quarter / 1024:.1f} MiB for {quarter} VMs, {rss_all / 1024:.1f} MiB for "
-          f"{len(names)} VMs")  # fmt: skip
+        tools: dict[str, Path | None] = {"branch": None}
+        if args.base:
+            tools = {args.base: unpack_base(args.base, tmp), **tools}
+        with Vcsim(vms=args.vms_per_host) as sim:
+            fleet = Fleet(sim, tmp)
+            print(f"fleet: {len(fleet.names)} VMs, {args.latency_ms:.0f} ms injected per request, "
+                  f"{os.cpu_count()} cores; tools: {', '.join(tools)}", flush=True)  # fmt: skip
+            for task_seconds in args.task_seconds:
+                for concurrency in args.concurrency:
+                    for tool, package in tools.items():
+                        for command in ("attach", "update"):
+                            result = fleet.batch(package, command, concurrency, args.latency_ms, task_seconds)
+                            rows.append({"tool": tool, "command": command, "concurrency": concurrency,
+                                         "task_seconds": task_seconds, "latency_ms": args.latency_ms,
+                                         "result": result})  # fmt: skip
+                        fleet.clean()
+                    print_rows(rows[-2 * len(tools) :])
+        print()
+        print_rows(rows)
+        print_timelines(rows)
+        ok = check_goals(rows)
+        if args.large:
+            reference = next((r["result"] for r in rows if r["tool"] == "branch" and r["command"] == "attach"
+                              and r["concurrency"] == LARGE_CONCURRENCY and not r["task_seconds"]), None)  # fmt: skip
+            ok &= large(tmp, args.latency_ms, reference)
     return 0 if ok else 1
 
 

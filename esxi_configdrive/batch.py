@@ -224,17 +224,20 @@ def run_batch(
     names = controller.name_index()  # every VM name in one call, not a look-up per line
     seen: set[str] = set()
     with (
-        controller.fleet() as poller,
+        controller.fleet(concurrency) as poller,
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
     ):
         running = poller.operation
-        for window in _windows(items, PAGE):
+        # the first page as large as the concurrency, so the workers start after a short read, then each twice the
+        # last up to a full page: the next page's read overlaps the workers' operations on the last
+        for window in _windows(items, min(concurrency, PAGE), PAGE):
             _resolve(controller, window, names, seen)
             for item in window:
                 while len(pending) >= max(concurrency * 2, PAGE):  # read ahead a page, not the whole file
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     finish(done)
                 pending.add(pool.submit(_run_one, controller, command, item, defaults, running))
+        poller.draining()
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             finish(done)
@@ -244,13 +247,14 @@ def run_batch(
     return summary
 
 
-def _windows(items: Iterable[BatchItem], size: int) -> Iterator[list[BatchItem]]:
+def _windows(items: Iterable[BatchItem], first: int, size: int) -> Iterator[list[BatchItem]]:
+    """The items a window at a time: ``first`` of them, then twice as many each time, up to ``size``."""
     window: list[BatchItem] = []
     for item in items:
         window.append(item)
-        if len(window) >= size:
+        if len(window) >= first:
             yield window
-            window = []
+            window, first = [], min(first * 2, size)
     if window:
         yield window
 

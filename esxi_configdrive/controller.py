@@ -226,9 +226,11 @@ class ConfigDriveController:
         return fetch_many_vm_facts(self.session, vms)
 
     @contextlib.contextmanager
-    def fleet(self) -> Iterator[SharedTaskPoller]:
-        """While many operations run at once: every task in flight is polled in one call per round (run each
-        operation inside the poller's ``operation()``)."""
+    def fleet(self, concurrency: int = 1) -> Iterator[SharedTaskPoller]:
+        """While up to ``concurrency`` operations run at once: a connection kept for each (and the poller's), and
+        every task in flight polled in one call per round (run each operation inside the poller's
+        ``operation()``)."""
+        self.session.serve_threads(concurrency + 1)
         with SharedTaskPoller(self.session) as poller:
             yield poller
 

@@ -110,6 +110,13 @@ class Session:
         except (OSError, ssl.SSLError) as e:
             raise ConfigDriveError(f"cannot connect to {self.settings.url}: {e}") from None
 
+    def serve_threads(self, threads: int) -> None:
+        """Keep an idle connection for each of ``threads`` threads: pyVmomi's stub keeps 5 (``poolSize``) and
+        closes any other after its call, so more threads than that would pay a new TCP and TLS handshake on most
+        calls."""
+        stub = self.stub
+        stub.poolSize = max(stub.poolSize, threads)
+
     def property_collector(self) -> Any:
         """The property collector for the calling thread: one of the current session (a collector goes with the
         session that created it)."""

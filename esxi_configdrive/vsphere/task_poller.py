@@ -4,9 +4,11 @@ question of every VM they belong to, in one RetrievePropertiesEx per round, so t
 for the whole batch instead of one or more per VM.
 
 A thread that waits registers its ``TaskWait`` and blocks. The poller's thread polls as soon as every operation
-running is waiting (nothing else can happen before a poll, and one round then serves them all), else a moment
-after a new wait arrived (at most ``GATHER_DELAY``: the others are a request or two away from theirs), backing off
-for tasks that run long. Each wait is settled exactly as a wait of its own would be (tasks.py
+running is waiting (nothing else can happen before a poll, and one round then serves them all), or no operation
+is left to run (``draining``: only confirmations remain), else a moment after a new wait arrived (at most
+``GATHER_DELAY``: the others are a request or two away from theirs). A task still running is read again when
+its own next look is due (``TaskWait.next_look``: a quarter of the time waited for it so far), and each round
+reads every task in flight. Each wait is settled exactly as a wait of its own would be (tasks.py
 ``TaskWait.settle``: the same results, faults, question answers and deadlines).
 """
 
@@ -21,10 +23,8 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from pyVmomi import vim, vmodl
-
 from ..errors import ConfigDriveError, OutcomeUnknown
-from .tasks import FIRST_POLL_DELAY, MAX_POLL_DELAY, TaskTimeout, TaskWait
+from .tasks import TaskTimeout, TaskWait, lost_track, read_task_states
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class _Pending:
         self.blocking = blocking  # a thread blocks on it (False: confirmed later, see ``start``)
         self.future: Future[Any] = Future()
         self.polls = 0
+        self.due = time.monotonic() + GATHER_DELAY  # when it is read next (first: unless everyone waits sooner)
 
 
 class SharedTaskPoller:
@@ -52,6 +53,7 @@ class SharedTaskPoller:
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._stopped = False
+        self._draining = False
         self._failed_rounds = 0
         self._thread = threading.Thread(target=self._run, name="task-poller", daemon=True)
 
@@ -78,6 +80,12 @@ class SharedTaskPoller:
             with self._cond:
                 self._running -= 1
                 self._cond.notify_all()
+
+    def draining(self) -> None:
+        """No operation will start any more: once none is running, what is left is read at once."""
+        with self._cond:
+            self._draining = True
+            self._cond.notify_all()
 
     def wait(self, wait: TaskWait) -> Any:
         pending = self._register(wait, blocking=True)
@@ -106,47 +114,46 @@ class SharedTaskPoller:
     # ---- the poller's thread
 
     def _run(self) -> None:
-        backoff = FIRST_POLL_DELAY
         while True:
             with self._cond:
-                if not self._wait_for_round(backoff):
+                if not self._wait_for_round():
                     return
                 batch = list(self._pending)
             self._poll(batch)
-            answered = any(p.wait.answered_now for p in batch)
-            backoff = FIRST_POLL_DELAY if answered else min(backoff * 2, MAX_POLL_DELAY)
 
-    def _wait_for_round(self, backoff: float) -> bool:
+    def _wait_for_round(self) -> bool:
         """Under the lock: until the next poll is due (False: stopped, nothing pending)."""
         while not self._pending:
             if self._stopped:
                 return False
             self._cond.wait()
-        start = time.monotonic()
         while True:
-            everyone_waits = 0 < self._running <= sum(p.blocking for p in self._pending)
+            blocked = sum(p.blocking for p in self._pending)
             fresh = any(p.polls == 0 for p in self._pending)
-            due = start + (GATHER_DELAY if fresh else backoff)
-            if (everyone_waits and fresh) or self._stopped or time.monotonic() >= due:
+            everyone_waits = 0 < self._running <= blocked
+            nothing_left = self._draining and self._running == 0
+            due = min(p.due for p in self._pending)
+            if (everyone_waits and fresh) or nothing_left or self._stopped or time.monotonic() >= due:
                 return True
             self._cond.wait(max(due - time.monotonic(), 0.001))
 
     def _poll(self, batch: list[_Pending]) -> None:
         try:
-            by_id = self._collect([p.wait for p in batch])
+            by_id, calls = read_task_states(self.session, [p.wait for p in batch])
+            self.polls += calls
             self._failed_rounds = 0
         except Exception as e:  # the tasks may still complete: their outcome is unknown, not failed
+            self.polls += 1
             self._failed_rounds += 1
             log.warning(
                 "polling %d task(s) failed (%s, %d in a row)", len(batch), type(e).__name__, self._failed_rounds
             )
             if self._failed_rounds < FAILED_ROUNDS and not isinstance(e, ConfigDriveError):
+                for p in batch:  # tried again when each is due
+                    p.due = time.monotonic() + p.wait.next_look()
                 return
             for p in batch:
-                self._settled(p, error=OutcomeUnknown(
-                    f"{p.wait.what}: lost track of task {p.wait.task._moId} ({type(e).__name__}); it may still "
-                    "complete. Run the same command again to finish or confirm it"
-                ))  # fmt: skip
+                self._settled(p, error=lost_track(p.wait.what, p.wait.task, e))
             return
         for p in batch:
             p.polls += 1
@@ -157,32 +164,8 @@ class SharedTaskPoller:
                 continue
             if done:
                 self._settled(p, result=value)
-
-    def _collect(self, waits: list[TaskWait]) -> dict[str, dict[str, Any]]:
-        PC = vmodl.query.PropertyCollector
-        objects, seen = [], set()
-        for w in waits:
-            for spec in w.object_specs():
-                if spec.obj._moId not in seen:
-                    seen.add(spec.obj._moId)
-                    objects.append(spec)
-        task_props = sorted({p for w in waits for p in w.task_properties()})
-        props = [PC.PropertySpec(type=vim.Task, pathSet=task_props)]
-        if any(w.vm is not None for w in waits):
-            props.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
-        spec = PC.FilterSpec(objectSet=objects, propSet=props)
-        self.polls += 1
-        result = self.session.collect(lambda pc: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")
-        by_id: dict[str, dict[str, Any]] = {}
-        while result is not None:
-            for obj in result.objects or []:
-                by_id[obj.obj._moId] = {p.name: p.val for p in obj.propSet or []}
-            if not result.token:
-                break
-            token = result.token
-            self.polls += 1
-            result = self.session.collect(lambda pc, t=token: pc.ContinueRetrievePropertiesEx(t), "task wait")
-        return by_id
+            else:  # an answer given: look at once; else when its own next look is due
+                p.due = time.monotonic() + (0 if p.wait.answered_now else p.wait.next_look())
 
     def _settled(self, pending: _Pending, result: Any = None, error: BaseException | None = None) -> None:
         self._forget(pending)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from pyVmomi import vim, vmodl
 
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 QuestionHandler = Callable[[Any], "int | str | None"]
 
 FIRST_POLL_DELAY, MAX_POLL_DELAY = 0.05, 2.0
+LOOK_AGAIN = 0.25  # a running task is read again after this share of the time waited for it so far
+T = TypeVar("T")
 
 
 class TaskTimeout(OutcomeUnknown):
@@ -53,21 +55,49 @@ def wait_for_task(
     waiter = getattr(session, "task_waiter", None)
     if waiter is not None:
         return waiter.start(wait) if background else waiter.wait(wait)
-    PC = vmodl.query.PropertyCollector
-    spec = PC.FilterSpec(objectSet=wait.object_specs(), propSet=wait.property_specs())
-    delay = FIRST_POLL_DELAY
     while True:
-        poll = lambda: session.collect(lambda pc: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")  # noqa: E731
-        result = _waiting(poll, task, what)
-        by_id = {obj.obj._moId: {p.name: p.val for p in obj.propSet or []} for obj in result.objects or []}
+        by_id, _ = _waiting(lambda: read_task_states(session, [wait]), task, what)
         done, value = wait.settle(session, by_id)
         if done:
             return value
-        if wait.answered_now:
-            delay = FIRST_POLL_DELAY
-            continue
-        time.sleep(delay)
-        delay = min(delay * 2, MAX_POLL_DELAY)
+        if not wait.answered_now:
+            time.sleep(wait.next_look())
+
+
+def read_task_states(session: Any, waits: list[TaskWait]) -> tuple[dict[str, dict[str, Any]], int]:
+    """The state of every task of ``waits`` and the question of every VM they belong to, in one
+    RetrievePropertiesEx (and its continuations, if vSphere pages the answer): by managed object id, and the
+    number of calls it took."""
+    PC = vmodl.query.PropertyCollector
+    objects, seen = [], set()
+    for w in waits:
+        for spec in w.object_specs():
+            if spec.obj._moId not in seen:
+                seen.add(spec.obj._moId)
+                objects.append(spec)
+    props = [PC.PropertySpec(type=vim.Task, pathSet=list(dict.fromkeys(p for w in waits for p in w.task_properties())))]
+    if any(w.vm is not None for w in waits):
+        props.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
+    spec = PC.FilterSpec(objectSet=objects, propSet=props)
+    result = session.collect(lambda pc: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")
+    calls, by_id = 1, {}
+    while result is not None:
+        for obj in result.objects or []:
+            by_id[obj.obj._moId] = {p.name: p.val for p in obj.propSet or []}
+        if not result.token:
+            break
+        token = result.token
+        calls += 1
+        result = session.collect(lambda pc, t=token: pc.ContinueRetrievePropertiesEx(t), "task wait")
+    return by_id, calls
+
+
+def lost_track(what: str, task: vim.Task, error: BaseException) -> OutcomeUnknown:
+    """Waiting failed, not the task: it may still complete."""
+    return OutcomeUnknown(
+        f"{what}: lost track of task {task._moId} ({type(error).__name__}); it may still complete. Run the same "
+        "command again to finish or confirm it"
+    )
 
 
 class TaskWait:
@@ -84,9 +114,16 @@ class TaskWait:
     ) -> None:
         self.task, self.what, self.vm, self.on_question = task, what, vm, on_question
         self.timeout, self.want_result = timeout, want_result
-        self.deadline = time.monotonic() + timeout
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
         self.answered: set[str] = set()
         self.answered_now = False
+
+    def next_look(self) -> float:
+        """Seconds until the task is worth reading again: a quarter of the time waited so far (within
+        ``FIRST_POLL_DELAY``..``MAX_POLL_DELAY``), so a task's end is seen at most about a quarter late, at a
+        cost of requests that grows with the log of its run time."""
+        return min(max((time.monotonic() - self.started) * LOOK_AGAIN, FIRST_POLL_DELAY), MAX_POLL_DELAY)
 
     def task_properties(self) -> list[str]:
         return ["info.state", "info.error"] + (["info.result"] if self.want_result else [])
@@ -94,13 +131,6 @@ class TaskWait:
     def object_specs(self) -> list[Any]:
         PC = vmodl.query.PropertyCollector
         return [PC.ObjectSpec(obj=self.task)] + ([PC.ObjectSpec(obj=self.vm)] if self.vm is not None else [])
-
-    def property_specs(self) -> list[Any]:
-        PC = vmodl.query.PropertyCollector
-        specs = [PC.PropertySpec(type=vim.Task, pathSet=self.task_properties())]
-        if self.vm is not None:
-            specs.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
-        return specs
 
     def settle(self, session: Any, by_id: dict[str, dict[str, Any]]) -> tuple[bool, Any]:
         """(True, result) when the task succeeded; raises its fault when it failed; answers the VM's question
@@ -140,16 +170,13 @@ class TaskWait:
             self.answered.discard(question_id)
 
 
-def _waiting(send: Callable[[], Any], task: vim.Task, what: str) -> Any:
+def _waiting(send: Callable[[], T], task: vim.Task, what: str) -> T:
     try:
         return send()
     except AnswerLost:
         raise
     except Exception as e:
-        raise OutcomeUnknown(
-            f"{what}: lost track of task {task._moId} ({type(e).__name__}); it may still complete. Run the same "
-            "command again to finish or confirm it"
-        ) from e
+        raise lost_track(what, task, e) from e
 
 
 def _message_ids(question: Any) -> str:

@@ -82,6 +82,8 @@ type faultConfig struct {
 	// Namespace and FileLocks: vSAN/vVol datastores and locked files (namespace.go).
 	Namespace namespaceConfig `json:"namespace"`
 	FileLocks fileLockConfig  `json:"file_locks"`
+	// TaskSeconds: ReconfigVM_Task and datastore file tasks run this long (tasktime.go); 0 = vcsim's, at once.
+	TaskSeconds float64 `json:"task_seconds"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -106,6 +108,9 @@ var reconfigFaultNames = []string{"GenericVmConfigFault", "SystemError", "Invali
 func (c *faultConfig) validate() error {
 	if c.LatencyMS < 0 || c.LatencyMS > 60000 {
 		return fmt.Errorf("latency_ms must be within 0..60000")
+	}
+	if c.TaskSeconds < 0 || c.TaskSeconds > 600 {
+		return fmt.Errorf("task_seconds must be within 0..600")
 	}
 	if c.LockedDoor.TimeoutSeconds <= 0 {
 		return fmt.Errorf("locked_door.timeout_seconds must be > 0")
@@ -159,6 +164,9 @@ type counters struct {
 	SOAPByMethod map[string]int `json:"soap_by_method"`
 	Folder       map[string]int `json:"folder_requests"`
 	Faults       map[string]int `json:"faults"`
+	// HandlerSeconds and Handled: time spent in the handler and requests handled, by "sdk" and "folder".
+	HandlerSeconds map[string]float64 `json:"handler_seconds"`
+	Handled        map[string]int     `json:"handled"`
 }
 
 // Fault counter names (keys of counters.Faults).
@@ -187,7 +195,8 @@ var allFaultCounters = []string{fNotAuthenticated, fSessionsExpired, fQuestionsA
 	fNamespaceRefused, fNamespaceRace, fFileLocked}
 
 func newCounters() counters {
-	c := counters{SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{}}
+	c := counters{SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{},
+		HandlerSeconds: map[string]float64{}, Handled: map[string]int{}}
 	for _, k := range allFaultCounters {
 		c.Faults[k] = 0
 	}
@@ -195,7 +204,14 @@ func newCounters() counters {
 }
 
 func (c counters) copy() counters {
-	out := counters{SOAPCalls: c.SOAPCalls, SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{}}
+	out := counters{SOAPCalls: c.SOAPCalls, SOAPByMethod: map[string]int{}, Folder: map[string]int{}, Faults: map[string]int{},
+		HandlerSeconds: map[string]float64{}, Handled: map[string]int{}}
+	for k, v := range c.HandlerSeconds {
+		out.HandlerSeconds[k] = v
+	}
+	for k, v := range c.Handled {
+		out.Handled[k] = v
+	}
 	for k, v := range c.SOAPByMethod {
 		out.SOAPByMethod[k] = v
 	}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/pprof"
 	"os"
 	"path"
 	"regexp"
@@ -63,6 +64,7 @@ type harness struct {
 	questions map[string]*pendingQuestion
 	qseq      int
 	vmLocks   map[string]*sync.Mutex
+	running   map[string]*simulator.Task // VM id -> its reconfigure held running (task_seconds, tasktime.go)
 	lastCV    time.Time
 }
 
@@ -80,6 +82,7 @@ func newHarness(mux http.Handler, client *vim25.Client, username, password strin
 		tickets:   map[string]bool{},
 		questions: map[string]*pendingQuestion{},
 		vmLocks:   map[string]*sync.Mutex{},
+		running:   map[string]*simulator.Task{},
 	}
 }
 
@@ -104,17 +107,31 @@ func (h *harness) countFault(name string) {
 
 func (h *harness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
+	case strings.HasPrefix(r.URL.Path, "/_harness/pprof/") && profiling:
+		pprof.Handler(strings.TrimPrefix(r.URL.Path, "/_harness/pprof/")).ServeHTTP(w, r)
 	case r.URL.Path == "/_harness" || strings.HasPrefix(r.URL.Path, "/_harness/"):
 		h.serveControl(w, r)
 	case r.URL.Path == "/sdk" || r.URL.Path == "/sdk/vimService":
+		defer h.timed("sdk", time.Now())
 		h.sleep()
 		h.serveSDK(w, r)
 	case strings.HasPrefix(r.URL.Path, "/folder/") || r.URL.Path == "/folder":
+		defer h.timed("folder", time.Now())
 		h.sleep()
 		h.serveFolder(w, r)
 	default:
 		h.mux.ServeHTTP(w, r)
 	}
+}
+
+// timed adds the time this handler took (the injected latency included) to the counters: what a request costs
+// inside the harness, to tell apart from what it costs on the wire and in the client (benchmarks/timeline.py).
+func (h *harness) timed(kind string, start time.Time) {
+	d := time.Since(start).Seconds()
+	h.mu.Lock()
+	h.ctr.HandlerSeconds[kind] += d
+	h.ctr.Handled[kind]++
+	h.mu.Unlock()
 }
 
 func (h *harness) sleep() {
@@ -186,6 +203,8 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 		h.reconfigure(w, r, body, method.Body.(*types.ReconfigVM_Task))
 	case "AnswerVM":
 		h.answer(w, method.Body.(*types.AnswerVM))
+	case "DeleteDatastoreFile_Task", "CopyDatastoreFile_Task", "MoveDatastoreFile_Task":
+		h.fileTask(w, r, body, cfg)
 	case "AcquireGenericServiceTicket":
 		rec := h.capture(r, body)
 		if m := ticketIDPattern.FindSubmatch(rec.Body.Bytes()); m != nil {
@@ -510,6 +529,8 @@ func (h *harness) serveControl(w http.ResponseWriter, r *http.Request) {
 			"soap_by_method":    c.SOAPByMethod,
 			"folder_requests":   c.Folder,
 			"faults":            c.Faults,
+			"handler_seconds":   c.HandlerSeconds,
+			"handled":           c.Handled,
 			"pending_questions": h.pendingQuestions(),
 		})
 	case route == "reset" && r.Method == http.MethodPost:

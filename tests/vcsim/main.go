@@ -31,6 +31,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,9 @@ import (
 )
 
 const defaultUsername = "administrator@vsphere.local"
+
+// profiling: -profile (Go's block and mutex profiles, for finding where requests wait).
+var profiling bool
 
 type startupInfo struct {
 	URL        string `json:"url"`
@@ -70,9 +74,14 @@ func main() {
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "exit when stdin reaches EOF (the parent died or closed it): no orphans")
 	verbose := flag.Bool("verbose", false, "log every SOAP method name and injected fault to stderr (never bodies)")
 	esx := flag.Bool("esx", false, "serve a standalone ESXi host (simulator.ESX(): ha-datacenter, apiType HostAgent) instead of a vCenter; -hosts, -clusters and -cluster-hosts do not apply")
+	flag.BoolVar(&profiling, "profile", false, "record where goroutines block and wait for locks, served as Go profiles at /_harness/pprof/{block,mutex,goroutine,profile} (benchmarks)")
 	stock := flag.Bool("stock", false, "serve govmomi's simulator as the stock vcsim command does: no handler in front, no repairs, no control API (stock.go)")
 	flag.Parse()
 
+	if profiling {
+		runtime.SetBlockProfileRate(int(time.Millisecond / 10)) // blocking events of 100 µs and more
+		runtime.SetMutexProfileFraction(1)
+	}
 	username := os.Getenv("VCSIM_USERNAME")
 	if username == "" {
 		username = defaultUsername

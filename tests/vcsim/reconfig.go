@@ -108,6 +108,11 @@ func (h *harness) reconfigure(w http.ResponseWriter, r *http.Request, body []byt
 				"an answer to question "+q.id+") is in progress.")
 		return
 	}
+	if t := h.runningReconfigure(req.This.Value); t != nil {
+		fail(fReconfigInProgress, &types.TaskInProgress{Task: t.Self},
+			"The operation is not allowed in the current state: another task ("+t.Self.Value+") is in progress.")
+		return
+	}
 	if fault, msg, ok := h.takeReconfigFailure(st.name); ok {
 		fail(fReconfigFailed, fault, msg)
 		return
@@ -149,6 +154,9 @@ func (h *harness) reconfigure(w http.ResponseWriter, r *http.Request, body []byt
 			simulator.Map.WithLock(t, func() { state = t.Info.State })
 			if state == types.TaskInfoStateSuccess {
 				h.afterReconfigure(vm, &req.Spec)
+			}
+			if cfg.TaskSeconds > 0 {
+				h.holdTask(t, cfg.taskDuration(), req.This.Value)
 			}
 		}
 	}

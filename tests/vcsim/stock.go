@@ -31,7 +31,7 @@ type serveOptions struct {
 }
 
 // Flags that configure the harness's handler, which -stock does not have.
-var harnessFlags = []string{"latency", "locked-door", "question-timeout", "verbose"}
+var harnessFlags = []string{"latency", "locked-door", "question-timeout", "verbose", "profile"}
 
 func harnessOnlyFlags() []string {
 	var bad []string
