@@ -22,7 +22,7 @@ from . import network as network_section
 from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ValidationError, changed_after, describe_failure, one_line
 from .fields import check_concurrency, check_password, userdata_from
-from .vmdata import VmData
+from .vmdata import ContentChange, VmData
 
 if TYPE_CHECKING:  # the controller loads the vSphere layer: a batch is handed one
     from .controller import ConfigDriveController
@@ -153,9 +153,7 @@ def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
         out["hostname"] = obj["hostname"]
     if obj.get("network") is not None:
         out["network"] = network_section.normalized(obj["network"])
-    if out:
-        # the same checks the drive will get
-        VmData(metadata={"vm-id": "check"}).with_overrides(**out, max_userdata_bytes=max_userdata_bytes)
+    ContentChange.parse(out, {}, max_userdata_bytes=max_userdata_bytes)  # the checks the request's parse gives
     return out
 
 

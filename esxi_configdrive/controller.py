@@ -33,7 +33,7 @@ from .drive.state import DriveState
 from .drive.status import status
 from .drive.steps import download_drive
 from .drive.update import UpdateRequest, update
-from .vmdata import VmData
+from .vmdata import ContentChange, VmData
 from .vsphere.connection import Session
 from .vsphere.fleet import VsphereFleet
 from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
@@ -249,7 +249,7 @@ class ConfigDriveController:
     def _reset_password(self, call: Call, reset: PasswordReset) -> Result:
         """A generated password is valid by construction: the update needs no check."""
         password = generate_password(reset.length)
-        result = self.run(Call(call.vm, UpdateRequest(overrides={"password": password}), call.dry_run))
+        result = self.run(Call(call.vm, UpdateRequest(change=ContentChange(password=password)), call.dry_run))
         if not call.dry_run:
             result.extra["password"] = password
         return result

@@ -17,7 +17,7 @@ from .errors import ValidationError
 from .fields import check_datastore_name
 from .iso import check_size
 from .layout import build_tree
-from .vmdata import NETWORK_DATA_FIELDS, VmData, check_network_choice
+from .vmdata import NETWORK_DATA_FIELDS, ContentChange, VmData, check_network_choice
 
 COMMANDS = ("attach", "update", "reset-password", "detach", "remove", "prepare-migration", "status")
 
@@ -98,17 +98,15 @@ def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
 
 
 def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
-    """update's request, checked: new content, the fields to change (the same checks the drive will get), and the
-    network-data choice against the network they give."""
-    data, overrides, choice = fields.data, fields.overrides, fields.network_data
+    """update's request, checked: new content, the change (``ContentChange``: its fields with the checks the drive
+    will give them), and the network-data choice against the network they give."""
+    data, choice = fields.data, fields.network_data
     if data is not None:
         check_content(data, max_userdata_bytes)
-    if overrides:
-        VmData(metadata={"vm-id": "check"}).with_overrides(**overrides, max_userdata_bytes=max_userdata_bytes)
-    network = overrides.get("network") or (data.network if data is not None else None)
+    change = ContentChange.parse(fields.overrides, fields.options, choice, max_userdata_bytes)
+    network = change.network or (data.network if data is not None else None)
     check_network_choice(choice, network, data.network_data if data is not None else {})
-    layout = {**fields.options, **NETWORK_DATA_FIELDS.get(choice or "", {})}
-    return UpdateRequest(data, dict(overrides), layout, choice == "auto", fields.new_instance_id)
+    return UpdateRequest(data, change, fields.new_instance_id)
 
 
 def _prepare_migration(fields: Request, max_userdata_bytes: int | None) -> Operation:

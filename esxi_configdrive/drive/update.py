@@ -5,10 +5,9 @@ reconfigure, delete the old file. A crash at any step leaves the VM pointing at 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ConfigDriveError
-from ..vmdata import VM_ID_KEY, VmData
+from ..vmdata import VM_ID_KEY, ContentChange, VmData
 from .effects import Effects, VmAccess
 from .policy import Policy
 from .result import Outcome
@@ -23,9 +22,7 @@ LAYOUT_FIELDS = ("label", "password_vendor_data", "dated_versions", "empty_netwo
 @dataclass(frozen=True)
 class UpdateRequest:
     data: VmData | None = None  # replaces the content
-    overrides: dict[str, Any] = field(default_factory=dict)  # userdata, password, public_keys, hostname
-    options: dict[str, Any] = field(default_factory=dict)  # VmData fields set as given (label, network data …)
-    network_data_auto: bool = False
+    change: ContentChange = field(default_factory=ContentChange)  # fields, layout, network-data choice
     new_instance_id: bool = False  # vm-id := the VM's instance UUID (a clone's fresh id)
 
 
@@ -36,10 +33,9 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
     now = download_drive(vm, state)
     new = now if request.data is None else _replacing(now, request.data)
-    for key, value in request.options.items():
-        setattr(new, key, value)
-    new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
-    new = content_for_vm(new, facts, policy, request.network_data_auto, request.new_instance_id)
+    change = request.change
+    new = change.applied_to(new)  # checked where it entered; the result validated without the input limit
+    new = content_for_vm(new, facts, policy, change.network_data_auto, request.new_instance_id)
     outcome = swap_in(vm, effects, state, new, policy)
     outcome.warnings += warnings_for(new, facts)
     return outcome

@@ -15,6 +15,7 @@ from typing import Any
 
 with contextlib.suppress(ImportError):  # reported by common.require_package
     from esxi_configdrive.content import describe
+    from esxi_configdrive.vmdata import ContentChange
 
 NO_DRIVE: dict[str, Any] = {"attached": False}
 
@@ -30,9 +31,7 @@ def planned_update(before: Any, overrides: dict[str, Any], options: dict[str, An
     """The content after an update that replaces some fields of the current drive (``before``, a ``VmData``)."""
     if before is None:
         return dict(NO_DRIVE)
-    after = before.with_overrides(**overrides, max_userdata_bytes=None)
-    for key, value in options.items():
-        setattr(after, key, value)
+    after = ContentChange.parse(overrides, options, max_userdata_bytes=None).applied_to(before)  # as update does
     return view(after, iso)
 
 

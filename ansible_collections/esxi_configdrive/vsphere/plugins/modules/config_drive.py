@@ -488,6 +488,7 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.content i
     check_overrides,
     content_spec,
     given,
+    layout_options,
     load,
 )
 from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.diff import (  # noqa: E402
@@ -573,7 +574,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
             lambda before, result: view(data, result.get("iso")),
         )
     overrides = check_overrides(params)
-    options = {"label": params["label"]} if params["label"] else {}
+    options = layout_options(params)
     request = replace(request, overrides=overrides, options=options)
     if not has_change(request):
         raise ValidationError(
