@@ -144,9 +144,10 @@ class ConfigDriveController:
         dry_run: bool = False,
     ) -> Result:
         """Change the drive's content: download it, apply ``data`` (whole) and/or ``overrides`` (fields:
-        userdata, password, public_keys, hostname, network), upload under a new name, swap the backing, delete the
-        old. The vm-id stays (``data`` without one keeps the drive's), unless ``new_instance_id`` makes it the
-        VM's instance UUID."""
+        userdata, password, public_keys, hostname, network) and ``options`` (the layout: label,
+        password_vendor_data, dated_versions), upload under a new name, swap the backing, delete the old. Both are
+        checked first (``vmdata.ContentChange``). The vm-id stays (``data`` without one keeps the drive's), unless
+        ``new_instance_id`` makes it the VM's instance UUID."""
         auto = "auto" if network_data_auto else None
         fields = Request(vm, data, dict(overrides or {}), dict(options or {}), network_data=auto,
                          new_instance_id=new_instance_id, dry_run=dry_run)  # fmt: skip

@@ -28,10 +28,10 @@ class Request:
 
     vm: Any  # a name, inventory path, UUID, id (vm-42) or the VM's managed object
     data: VmData | None = None  # attach: the content; update: replaces it
-    overrides: dict[str, Any] = field(
-        default_factory=dict
-    )  # update: userdata, password, public_keys, hostname, network
-    options: dict[str, Any] = field(default_factory=dict)  # update: layout fields (label, dated_versions …)
+    # update: the edge's fields as given (parse makes them one ContentChange): userdata, password, public_keys,
+    # hostname, network; and the layout: label, password_vendor_data, dated_versions
+    overrides: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     datastore: str | None = None
     controller: str = "auto"
     network_data: str | None = None  # one of NETWORK_DATA_CHOICES[command]; None: the command's default
