@@ -10,6 +10,7 @@ of the same name may keep its drive there).
 from __future__ import annotations
 
 from ..record import DriveRecord
+from ..transport import transport_field
 from .devices import can_hot_remove, plan_empty, plan_remove
 from .effects import Effects, VmAccess
 from .model import DatastorePath, DeviceChange
@@ -27,7 +28,10 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
     doomed = DatastorePath.parse(detached) if detached else None
     if doomed is not None and not state.is_ours(doomed):
         doomed = None  # a clone's inherited drive: its file belongs to the parent
-    new_record = DriveRecord(owner=record.owner, folder=record.folder, previous=str(doomed or ""))
+    # The transport stays recorded: status and audit still say what was detached.
+    new_record = DriveRecord(
+        owner=record.owner, folder=record.folder, previous=str(doomed or ""), transport=record.transport
+    )
     changes: list[DeviceChange] = []
     if cdrom is not None:
         removable = not facts.powered_on or (remove and can_hot_remove(facts.devices, cdrom))
@@ -48,4 +52,4 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
     folder = state.own_folder() if remove else None
     if folder is not None:
         effects.delete_folder_if_empty(folder)
-    return Outcome(facts.name, effects.steps)
+    return Outcome(facts.name, effects.steps, extra=transport_field(record.drive_transport))

@@ -9,6 +9,7 @@ from ..content import summary
 from ..errors import ValidationError
 from ..iso import read_iso
 from ..record import DriveRecord
+from ..transport import transport_field
 from .devices import describe_device
 from .effects import VmAccess
 from .model import DatastorePath
@@ -25,6 +26,7 @@ def status(vm: VmAccess) -> Outcome:
         out["device"] = describe_device(facts.devices, cdrom)
         out["attached"] = cdrom.iso is not None
     out["record"] = {k: v for k, v in vars(record).items() if v}
+    out.update(transport_field(record.drive_transport))
     path = state.current
     if path:
         out.update(inspect_file(vm, DatastorePath.parse(path), record))

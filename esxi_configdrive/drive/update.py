@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigDriveError
+from ..transport import Transport
 from ..vmdata import VM_ID_KEY, VmData
 from .effects import Effects, VmAccess
 from .policy import Policy
@@ -27,6 +28,7 @@ class UpdateRequest:
     options: dict[str, Any] = field(default_factory=dict)  # VmData fields set as given (label, network data …)
     network_data_auto: bool = False
     new_instance_id: bool = False  # vm-id := the VM's instance UUID (a clone's fresh id)
+    transport: Transport | None = None  # another ISO transport to move to; None: the drive's own stays
 
 
 def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Policy) -> Outcome:
@@ -34,13 +36,13 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
     facts = state.facts
     if state.cdrom is None or not state.current:
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
-    now = download_drive(vm, state)
+    current_transport, now = download_drive(vm, state)
     new = now if request.data is None else _replacing(now, request.data)
     for key, value in request.options.items():
         setattr(new, key, value)
     new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
     new = for_guest(new, facts, policy, request.network_data_auto, request.new_instance_id)
-    outcome = swap_in(vm, effects, state, new, policy)
+    outcome = swap_in(vm, effects, state, new, policy, request.transport or current_transport)
     outcome.warnings += warnings_for(new, facts)
     return outcome
 
