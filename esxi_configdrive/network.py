@@ -523,3 +523,40 @@ def section_of_netplan(config: dict[str, Any]) -> dict[str, Any] | None:
         return None
     section = net.to_dict()
     return section if netplan(section) == config else None
+
+
+def section_of_network_data(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The network section a ``network_data(section)`` came from (a config drive read back, moved to a transport
+    that carries the section's other forms); None for nova network data in a form ``network_data`` does not write."""
+    try:
+        interfaces: dict[str, dict[str, Any]] = {}
+        for link in data.get("links", []):
+            iface: dict[str, Any] = {"id": link["id"], "mac": link["ethernet_mac_address"]}
+            if "mtu" in link:
+                iface["mtu"] = link["mtu"]
+            interfaces[link["id"]] = iface
+        for network in data.get("networks", []):
+            iface = interfaces[network["link"]]
+            kind = network["type"]
+            if kind in ("ipv4_dhcp", "ipv6_dhcp", "ipv6_slaac"):
+                iface[{"ipv4_dhcp": "dhcp4", "ipv6_dhcp": "dhcp6", "ipv6_slaac": "slaac"}[kind]] = True
+                continue
+            address = ipaddress.ip_interface(f"{network['ip_address']}/{network['netmask']}")
+            iface.setdefault("addresses", []).append(str(address))
+            for route in network.get("routes", []):
+                to = ipaddress.ip_network(f"{route['network']}/{route['netmask']}")
+                if to.prefixlen == 0:
+                    iface[f"gateway{to.version}"] = route["gateway"]
+                else:
+                    iface.setdefault("routes", []).append({"to": str(to), "via": route["gateway"]})
+        section: dict[str, Any] = {"interfaces": list(interfaces.values())}
+        services = data.get("services", [])
+        if services:
+            section["dns"] = [s["address"] for s in services]
+            if services[0].get("search"):
+                section["dns_search"] = services[0]["search"]
+        net = parse(section)
+    except (KeyError, TypeError, AttributeError, ValueError, ValidationError):
+        return None
+    section = net.to_dict()
+    return section if network_data(section) == {"services": [], **data} else None

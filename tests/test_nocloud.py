@@ -51,7 +51,7 @@ def test_no_network_section_no_network_config_so_the_guest_uses_dhcp() -> None:
     assert tree.all_paths() == ["meta-data"]
 
 
-def test_nova_network_data_has_no_seed_form() -> None:
+def test_foreign_nova_network_data_has_no_seed_form() -> None:
     with pytest.raises(ValidationError, match="network section only"):
         build_tree(sd.sample_vmdata())
 
@@ -117,3 +117,19 @@ def test_netplan_reads_back_into_the_section() -> None:
     assert section_of_netplan({"version": 1, "config": []}) is None
     assert section_of_netplan({"version": 2, "ethernets": {"eth0": {"dhcp4": True}}}) is None  # no MAC
     assert [f.path for f in SEED_FILES] == ["meta-data", "user-data", "vendor-data", "network-config"]
+
+
+def test_a_config_drives_network_data_moves_to_the_seed_as_its_section() -> None:
+    """What update reads back from a config drive is nova's form; moved to a seed it becomes version 2 again."""
+    from esxi_configdrive.network import network_data, section_of_network_data
+
+    section = dict(
+        NETWORK, interfaces=[*NETWORK["interfaces"], {"id": "eth1", "mac": "00:50:56:aa:bb:02", "dhcp4": True}]
+    )
+    back = read_iso(build_iso(sd.minimal_vmdata(network=section)))
+    assert back.network is None and section_of_network_data(back.network_data) == section
+    seed = read_iso(build_iso(back, transport=Transport.NOCLOUD))
+    assert seed.network == section and build_iso(seed) == build_iso(sd.minimal_vmdata(network=section))
+    assert section_of_network_data(network_data(NETWORK) | {"extra": 1}) is None
+    with pytest.raises(ValidationError, match="network section only"):
+        build_tree(sd.minimal_vmdata(network_data={"links": [{"id": "x"}]}))
