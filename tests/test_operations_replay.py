@@ -150,3 +150,51 @@ def test_replayed_download_is_a_readable_drive(vsphere_cassettes) -> None:
         else:
             assert drive.password == "*" * len(REPLAY_PASSWORD)
         tool.remove(vm)
+
+
+NOCLOUD_VM = "replay-nocloud"
+
+
+def test_nocloud_seed_through_the_command_line(vsphere_cassettes, tmp_path, monkeypatch, capsys) -> None:
+    """The NoCloud transport's path (issue 21): attach, unchanged re-run, update, status, the moves to a config
+    drive and back, detach, remove. No password in this scenario: a seed carries it only inside the vendor data's
+    base64 MIME part, which the cassettes' masking of downloads does not reach."""
+    target = vsphere_cassettes.target
+    vmdata = tmp_path / "vm.json"
+    vmdata.write_text(json.dumps(data().to_dict()))
+    keyfile = tmp_path / "key.pub"
+    keyfile.write_text(RSA_KEY + "\n")
+    monkeypatch.setenv("GOVC_URL", target.url)
+    monkeypatch.setenv("GOVC_USERNAME", target.username)
+    monkeypatch.setenv("GOVC_PASSWORD", target.password)
+    if target.ca_file:
+        monkeypatch.setenv("GOVC_TLS_CA_CERTS", target.ca_file)
+
+    def cli(*args: str) -> dict[str, Any]:
+        status = main([*args, "--json"])
+        out = capsys.readouterr().out
+        assert status == 0, out
+        return json.loads(out)
+
+    with (
+        vsphere_cassettes.cassette("ops_nocloud_cli", secrets=[REPLAY_PASSWORD]),
+        Session(settings_for(target)) as session,
+    ):
+        create_vm(session.si, NOCLOUD_VM)
+        first = cli("attach", NOCLOUD_VM, "--vmdata", str(vmdata), "--transport", "nocloud")
+        assert first["changed"] and first["transport"] == "nocloud"
+        again = cli("attach", NOCLOUD_VM, "--vmdata", str(vmdata), "--transport", "nocloud")
+        assert again["changed"] is False
+        updated = cli("update", NOCLOUD_VM, "--ssh-key-file", str(keyfile))
+        assert updated["changed"] and updated["transport"] == "nocloud"
+        status = cli("status", NOCLOUD_VM)
+        assert status["transport"] == "nocloud" and status["matches_record"]
+        assert status["content"]["public_keys"] == 1 and status["content"]["hostname"] == "replayed"
+        moved = cli("update", NOCLOUD_VM, "--transport", "configdrive")
+        assert moved["changed"] and "transport" not in moved
+        assert "transport" not in cli("status", NOCLOUD_VM)
+        back = cli("update", NOCLOUD_VM, "--transport", "nocloud")
+        assert back["changed"] and back["transport"] == "nocloud"
+        assert cli("detach", NOCLOUD_VM)["transport"] == "nocloud"
+        assert cli("remove", NOCLOUD_VM)["changed"]
+        destroy_vm(session.si, vim.VirtualMachine(find_vm(session, NOCLOUD_VM)._moId, session.si._stub))
