@@ -8,6 +8,8 @@ cloudbase-init's NoCloud service reads meta-data, user-data and network-config; 
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
