@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigDriveError
-from ..transport import Transport
+from ..transport import Transport, check_label_for
 from ..vmdata import VM_ID_KEY, VmData
 from .effects import Effects, VmAccess
 from .policy import Policy
@@ -37,12 +37,14 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
     if state.cdrom is None or not state.current:
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
     current_transport, now = download_drive(vm, state)
+    transport = request.transport or current_transport
+    check_label_for(transport, request.options.get("label"))  # a seed's label is its transport's
     new = now if request.data is None else _replacing(now, request.data)
     for key, value in request.options.items():
         setattr(new, key, value)
     new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
     new = for_guest(new, facts, policy, request.network_data_auto, request.new_instance_id)
-    outcome = swap_in(vm, effects, state, new, policy, request.transport or current_transport)
+    outcome = swap_in(vm, effects, state, new, policy, transport)
     outcome.warnings += warnings_for(new, facts)
     return outcome
 
