@@ -201,3 +201,19 @@ def test_a_label_the_transport_does_not_take_is_refused_not_ignored(tmp_path: Pa
     assert [k for k, _ in vm.calls()] == []  # refused before any change
     assert status(vm).extra["content"]["label"] == "cidata"  # the ISO's label, not the data's config-2
     assert dispatch.parse("attach", dispatch.Request("vm", data=vmdata().copy(label="CONFIG-2"))).request
+
+
+@pytest.mark.parametrize("to", [Transport.NOCLOUD, Transport.CONFIGDRIVE])
+def test_a_moves_dry_run_lists_exactly_what_the_move_does(to: Transport) -> None:
+    def start() -> FakeVsphereVm:
+        vm = FakeVsphereVm()
+        run(vm, attach_op(transport=Transport.CONFIGDRIVE if to is Transport.NOCLOUD else Transport.NOCLOUD))
+        vm.log.clear()
+        return vm
+
+    planned_vm, real_vm = start(), start()
+    planned = run(planned_vm, update_op(transport=to), dry_run=True)
+    assert planned_vm.calls() == []  # nothing changed
+    real = run(real_vm, update_op(transport=to))
+    assert [(s.kind, s.target) for s in planned.steps] == [(s.kind, s.target) for s in real.steps]
+    assert planned.changed == real.changed is True and planned.iso == real.iso
