@@ -8,7 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .defaults import CONTROLLER_CHOICES, DEFAULT_MAX_USERDATA_BYTES, NETWORK_DATA_CHOICES, PASSWORD_LENGTH
+from .defaults import (
+    CONTROLLER_CHOICES,
+    DEFAULT_LABEL,
+    DEFAULT_MAX_USERDATA_BYTES,
+    NETWORK_DATA_CHOICES,
+    PASSWORD_LENGTH,
+)
 from .drive.attach import AttachRequest
 from .drive.migrate import MigrationRequest
 from .drive.steps import sized_stand_in
@@ -16,7 +22,14 @@ from .drive.update import UpdateRequest
 from .errors import ValidationError
 from .fields import check_datastore_name
 from .iso import check_size
-from .layout import build_tree
+from .transport import (
+    DEFAULT_TRANSPORT,
+    Transport,
+    build_drive_tree,
+    check_label_for,
+    parse_optional_transport,
+    parse_transport,
+)
 from .vmdata import NETWORK_DATA_FIELDS, ContentChange, VmData, check_network_choice
 
 COMMANDS = ("attach", "update", "reset-password", "detach", "remove", "prepare-migration", "status")
@@ -40,6 +53,7 @@ class Request:
     host: str = ""  # prepare-migration
     migrate: bool = False
     length: int = PASSWORD_LENGTH  # reset-password
+    transport: Any = None  # attach: a transport name (None: configdrive); update: None keeps the VM's own
 
 
 @dataclass(frozen=True)
@@ -76,10 +90,11 @@ def check_network_data_option(command: str, choice: str | None, where: str = "ne
         raise ValidationError(where, f"must be one of {', '.join(choices)}" if choices else f"not for {command}")
 
 
-def check_content(data: VmData, max_userdata_bytes: int | None) -> None:
-    """Content handed in whole: checked against the input limit, and sized as an ISO without writing one."""
+def check_content(data: VmData, max_userdata_bytes: int | None, transport: Transport = DEFAULT_TRANSPORT) -> None:
+    """Content handed in whole: checked against the input limit, and sized as an ISO of ``transport`` without
+    writing one."""
     data.validate(max_userdata_bytes)
-    check_size(build_tree(sized_stand_in(data), max_userdata_bytes=None))
+    check_size(build_drive_tree(sized_stand_in(data), transport, max_userdata_bytes=None))
 
 
 def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
@@ -89,24 +104,30 @@ def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
         raise ValidationError("vmdata", "attach needs VM data")
     check_network_choice(choice, data.network, data.network_data)
     data = data.copy(**NETWORK_DATA_FIELDS.get(choice or "", {}))
-    check_content(data, max_userdata_bytes)
+    transport = parse_transport(fields.transport or DEFAULT_TRANSPORT)
+    check_label_for(transport, data.label if data.label != DEFAULT_LABEL else None)
+    check_content(data, max_userdata_bytes, transport)
     if fields.controller not in CONTROLLER_CHOICES:
         raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
     if fields.datastore is not None:  # an explicit empty name is a mistake, not "the default"
         check_datastore_name(fields.datastore)
-    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id)
+    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id, transport)
 
 
 def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
-    """update's request, checked: new content, the change (``ContentChange``: its fields with the checks the drive
-    will give them), and the network-data choice against the network they give."""
+    """update's request, checked: the transport to move to, the change (``ContentChange``: its fields with the
+    checks the drive will give them; a label the transport takes), new content, and the network-data choice against
+    the network they give."""
     data, choice = fields.data, fields.network_data
-    if data is not None:
-        check_content(data, max_userdata_bytes)
+    transport = parse_optional_transport(fields.transport)
     change = ContentChange.parse(fields.overrides, fields.options, choice, max_userdata_bytes)
+    if transport is not None:
+        check_label_for(transport, change.label)
+    if data is not None:
+        check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT)
     network = change.network or (data.network if data is not None else None)
     check_network_choice(choice, network, data.network_data if data is not None else {})
-    return UpdateRequest(data, change, fields.new_instance_id)
+    return UpdateRequest(data, change, fields.new_instance_id, transport)
 
 
 def _prepare_migration(fields: Request, max_userdata_bytes: int | None) -> Operation:
@@ -132,6 +153,8 @@ def parse(command: str, fields: Request, max_userdata_bytes: int | None = DEFAUL
     if parser is None:
         raise ValidationError("command", f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})")
     check_network_data_option(command, fields.network_data)
+    if fields.transport is not None and command not in ("attach", "update"):
+        raise ValidationError("transport", f"not for {command}: it reads the VM's transport from its drive record")
     return Call(fields.vm, parser(fields, max_userdata_bytes), fields.dry_run)
 
 
@@ -143,4 +166,5 @@ def has_change(request: Request) -> bool:
         or request.options
         or request.network_data
         or request.new_instance_id
+        or request.transport is not None
     )

@@ -24,6 +24,7 @@ from esxi_configdrive.drive.result import Outcome, Result
 from esxi_configdrive.drive.update import UpdateRequest, update
 from esxi_configdrive.errors import Stale, VsphereFault
 from esxi_configdrive.record import PREFIX
+from esxi_configdrive.transport import Transport
 from esxi_configdrive.vmdata import ContentChange
 from esxi_configdrive.vsphere_values import AddCdrom, RemoveDevice, SetMedia
 
@@ -51,9 +52,11 @@ def attach_op(data: VmData | None = None, **request: Any) -> Operation:
     return lambda vm, effects: attach(vm, effects, AttachRequest(data or vmdata(), **request), POLICY)
 
 
-def update_op(data: VmData | None = None, new_instance_id: bool = False, **change: Any) -> Operation:
+def update_op(
+    data: VmData | None = None, new_instance_id: bool = False, transport: Transport | None = None, **change: Any
+) -> Operation:
     """update with ``data``, and a ``ContentChange`` of the fields given (``public_keys=(key,)``, ``network_data``)."""
-    request = UpdateRequest(data, ContentChange(**change), new_instance_id)
+    request = UpdateRequest(data, ContentChange(**change), new_instance_id, transport)
     return lambda vm, effects: update(vm, effects, request, POLICY)
 
 

@@ -10,6 +10,7 @@ of the same name may keep its drive there).
 from __future__ import annotations
 
 from ..record import DriveRecord
+from ..transport import transport_field
 from ..vsphere_values import DatastorePath, DeviceChange
 from .devices import can_hot_remove, plan_empty, plan_remove
 from .effects import Effects, VmAccess
@@ -27,7 +28,10 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
     file_to_delete = DatastorePath.parse(detached) if detached else None
     if file_to_delete is not None and not state.is_ours(file_to_delete):
         file_to_delete = None  # a clone's inherited drive: its file belongs to the parent
-    new_record = DriveRecord(owner=record.owner, folder=record.folder, previous=str(file_to_delete or ""))
+    # The transport stays recorded: status and audit still say what was detached.
+    new_record = DriveRecord(
+        owner=record.owner, folder=record.folder, previous=str(file_to_delete or ""), transport=record.transport
+    )
     changes: list[DeviceChange] = []
     if cdrom is not None:
         removable = not facts.powered_on or (remove and can_hot_remove(facts.devices, cdrom))
@@ -48,4 +52,4 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
     folder = state.own_folder() if remove else None
     if folder is not None:
         effects.delete_folder_if_empty(folder)
-    return Outcome(facts.name, effects.steps)
+    return Outcome(facts.name, effects.steps, extra=transport_field(record.drive_transport))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import ConfigDriveError
+from ..transport import Transport, check_label_for
 from ..vmdata import VM_ID_KEY, ContentChange, VmData
 from .effects import Effects, VmAccess
 from .policy import Policy
@@ -24,6 +25,7 @@ class UpdateRequest:
     data: VmData | None = None  # replaces the content
     change: ContentChange = field(default_factory=ContentChange)  # fields, layout, network-data choice
     new_instance_id: bool = False  # vm-id := the VM's instance UUID (a clone's fresh id)
+    transport: Transport | None = None  # another ISO transport to move to; None: the drive's own stays
 
 
 def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Policy) -> Outcome:
@@ -31,12 +33,13 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
     facts = state.facts
     if state.cdrom is None or not state.current:
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
-    now = download_drive(vm, state)
+    current_transport, now = download_drive(vm, state)
+    transport, change = request.transport or current_transport, request.change
+    check_label_for(transport, change.label)  # a seed's label is its transport's
     new = now if request.data is None else _replacing(now, request.data)
-    change = request.change
     new = change.applied_to(new)  # checked where it entered; the result validated without the input limit
     new = content_for_vm(new, facts, policy, change.network_data_auto, request.new_instance_id)
-    outcome = swap_in(vm, effects, state, new, policy)
+    outcome = swap_in(vm, effects, state, new, policy, transport)
     outcome.warnings += warnings_for(new, facts)
     return outcome
 
