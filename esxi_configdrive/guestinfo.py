@@ -22,12 +22,12 @@ import base64
 import json
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import ValidationError
 from .layout import openstack_vendor_data
-from .network import netplan
+from .network import from_netplan, netplan
 from .vmdata import VmData
 
 PREFIX = "guestinfo."
@@ -35,6 +35,13 @@ METADATA, USERDATA, VENDORDATA = "metadata", "userdata", "vendordata"
 NAMES = (METADATA, USERDATA, VENDORDATA)
 PLAIN, BASE64, GZIP_BASE64 = "", "base64", "gzip+base64"  # PLAIN: no encoding key, as cloud-init reads it
 REDACTED = "---"  # what cloud-init writes over a redacted key; it reads "---" (and "") as "no value"
+# Sizes (docs/usage.md, "Guestinfo: sizes"; REFERENCE.md §10). No VMware document states a per-key limit for
+# values set through the API. VMware's own API for the same data, CloudinitPrep, takes metadata and user data of at
+# most 524288 bytes each: the per-key limit. The VMX file (which holds every extraConfig key) and the guest-set
+# data default to 1 MB, and a guest's ``info-get`` reply is "about 1MB": all the keys together stay at 768 KiB,
+# leaving a quarter of the VMX's megabyte to the VM's own configuration.
+MAX_KEY_BYTES = 512 * 1024
+MAX_TOTAL_BYTES = 768 * 1024
 # gzip's header with no file name, no time stamp (mtime 0), maximum compression, OS "unknown": reproducible bytes
 _GZIP_HEADER = bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 2, 255])
 
@@ -69,7 +76,69 @@ def guestinfo_keys(data: VmData, *, password: bool = False, redact: Iterable[str
         raw = values[name]
         value, encoding = encode(raw) if raw else ("", PLAIN)
         out[key(name)], out[encoding_key(name)] = value, encoding
+    check_size(out)
     return out
+
+
+def all_keys() -> tuple[str, ...]:
+    """Every extraConfig key this transport writes (the values, then their encodings)."""
+    return tuple(key(n) for n in NAMES) + tuple(encoding_key(n) for n in NAMES)
+
+
+class GuestinfoTooLarge(ValidationError):
+    """The VM data does not fit guestinfo (it may fit the ISO transports: the message says so)."""
+
+
+def check_size(keys: dict[str, str]) -> None:
+    """Refused before anything is changed: a key above MAX_KEY_BYTES, or all of them above MAX_TOTAL_BYTES (each
+    counted as the key's name and value, as the VMX holds them). The same data may fit an ISO transport."""
+    way_out = "the same VM data fits the ISO transports: use --transport configdrive or --transport nocloud"
+    for name, value in keys.items():
+        size = len(value.encode("utf-8"))
+        if size > MAX_KEY_BYTES:
+            raise GuestinfoTooLarge(
+                name, f"{size} bytes once encoded, above guestinfo's {MAX_KEY_BYTES}-byte limit per key; {way_out}"
+            )
+    total = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in keys.items())
+    if total > MAX_TOTAL_BYTES:
+        raise GuestinfoTooLarge(
+            "guestinfo", f"{total} bytes in all, above guestinfo's {MAX_TOTAL_BYTES}-byte limit; {way_out}"
+        )
+
+
+def read_keys(keys: Mapping[str, str]) -> VmData:
+    """The VM data the keys carry, for an update to start from: the metadata (vm-id, hostname, public keys, the
+    network section), the user data, the caller's vendor data. Not the password: the vendor data this tool wrote
+    for it (a MIME message of its own) is left out, as is a value cloud-init has blanked (``---``)."""
+    raw = {n: _value(keys, n) for n in NAMES}
+    try:
+        meta = json.loads(raw[METADATA] or b"{}")
+    except ValueError:
+        raise ValidationError(key(METADATA), "is not JSON: not written by this tool") from None
+    if not isinstance(meta, dict):
+        raise ValidationError(key(METADATA), "is not a JSON object: not written by this tool")
+    metadata = {"vm-id": str(meta.get("instance-id", ""))}
+    if meta.get("local-hostname"):
+        metadata["local-hostname"] = str(meta["local-hostname"])
+    vendor = raw[VENDORDATA]
+    vendor_data = {} if not vendor or vendor.startswith(OWN_VENDOR_DATA) else {"cloud-init": vendor.decode("utf-8")}
+    network = from_netplan(meta["network"]) if isinstance(meta.get("network"), dict) else None
+    return VmData(metadata=metadata, public_keys=[str(k) for k in meta.get("public-keys") or []],
+                  userdata=raw[USERDATA] or None, vendor_data=vendor_data, network=network)  # fmt: skip
+
+
+# How the vendor data this tool writes for a password begins (layout.multipart's boundary).
+OWN_VENDOR_DATA = b'Content-Type: multipart/mixed; boundary="esxi-configdrive-'
+
+
+def _value(keys: Mapping[str, str], name: str) -> bytes:
+    value = keys.get(key(name), "")
+    if value in ("", REDACTED):
+        return b""
+    try:
+        return decode(value, keys.get(encoding_key(name), ""))
+    except (ValueError, zlib.error):
+        raise ValidationError(key(name), "cannot be decoded by its encoding: not written by this tool") from None
 
 
 def metadata(data: VmData, redact: list[str]) -> dict[str, Any]:

@@ -486,3 +486,40 @@ def _netplan_ethernet(iface: Interface, nameservers: dict[str, Any]) -> dict[str
 
 def _gateways(iface: Interface) -> list[IPAddress]:
     return [g for g in (iface.gateway4, iface.gateway6) if g is not None]
+
+
+def from_netplan(config: dict[str, Any]) -> dict[str, Any]:
+    """The section back from the version 2 form ``netplan`` writes (an update over guestinfo starts from what the
+    VM's keys hold); checked as any section is. Default routes become the gateways again, the per-interface name
+    servers the section's."""
+    interfaces: list[dict[str, Any]] = []
+    dns: list[str] = []
+    search: list[str] = []
+    ethernets = config.get("ethernets") or {}
+    if not isinstance(ethernets, dict):
+        raise ValidationError("guestinfo.metadata.network", "ethernets is not a mapping: not written by this tool")
+    for name, eth in ethernets.items():
+        iface: dict[str, Any] = {"id": name, "mac": (eth.get("match") or {}).get("macaddress")}
+        for key in ("mtu", "addresses", "dhcp4", "dhcp6"):
+            if eth.get(key):
+                iface[key] = eth[key]
+        if eth.get("accept-ra"):
+            iface["slaac"] = True
+        routes = []
+        for route in eth.get("routes") or []:
+            if route.get("to") in ("0.0.0.0/0", "::/0"):
+                iface["gateway4" if route["to"] == "0.0.0.0/0" else "gateway6"] = route.get("via")
+            else:
+                routes.append({"to": route.get("to"), "via": route.get("via")})
+        if routes:
+            iface["routes"] = routes
+        names = eth.get("nameservers") or {}
+        dns += [a for a in names.get("addresses") or [] if a not in dns]
+        search += [d for d in names.get("search") or [] if d not in search]
+        interfaces.append(iface)
+    section: dict[str, Any] = {"interfaces": interfaces}
+    if dns:
+        section["dns"] = dns
+    if search:
+        section["dns_search"] = search
+    return normalized(section, "guestinfo.metadata.network")

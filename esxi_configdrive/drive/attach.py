@@ -17,6 +17,7 @@ from ..record import DriveRecord
 from ..vmdata import VmData
 from .devices import DevicePlanError, plan_attach
 from .effects import Effects, VmAccess
+from .keys import leaving_keys, put_keys
 from .model import DeviceChange, VmFacts
 from .policy import Policy
 from .result import Outcome
@@ -32,13 +33,17 @@ class AttachRequest:
     controller: str = "auto"
     network_data_auto: bool = False
     new_instance_id: bool = False  # vm-id := the VM's instance UUID, whatever the data says (a clone's fresh id)
+    guestinfo_password: bool = False  # a password may go over guestinfo (drive/keys.py check_password)
+    guestinfo: bool = False  # the guestinfo transport (drive/keys.py) instead of an ISO
 
 
 def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
     data = for_guest(request.data, facts, policy, request.network_data_auto, request.new_instance_id)
-    if state.cdrom is not None:
+    if request.guestinfo:
+        outcome = put_keys(vm, effects, state, data, policy, request.guestinfo_password)
+    elif state.cdrom is not None:
         outcome = swap_in(vm, effects, state, data, policy, request.datastore, verify_current=True)
     else:
         outcome = _attach_new(vm, effects, state, data, request, policy)
@@ -78,7 +83,8 @@ def _attach_new(
             folder=str(folder),
             cluster=placement.cluster,
         )
-        effects.apply_change(config_change(facts, changes, (new_record, state.record), policy), uploaded=target)
+        change = config_change(facts, changes, (new_record, state.record), policy, keys=leaving_keys(state))
+        effects.apply_change(change, uploaded=target)
     except (Stale, OutcomeUnknown):
         raise  # the retry loop, or the next run, finishes what this one started
     except (ConfigDriveError, FileNotFoundError):  # FileNotFoundError: a datastore /folder does not find

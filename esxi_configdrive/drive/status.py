@@ -11,6 +11,7 @@ from ..iso import read_iso
 from ..record import DriveRecord
 from .devices import describe_device
 from .effects import VmAccess
+from .keys import is_guestinfo, keys_status
 from .model import DatastorePath
 from .result import Outcome
 from .state import DriveState
@@ -25,6 +26,9 @@ def status(vm: VmAccess) -> Outcome:
         out["device"] = describe_device(facts.devices, cdrom)
         out["attached"] = cdrom.iso is not None
     out["record"] = {k: v for k, v in vars(record).items() if v}
+    if is_guestinfo(record) and cdrom is None:
+        out.update(keys_status(state))
+        return Outcome(facts.name, [], extra=out)
     path = state.current
     if path:
         out.update(inspect_file(vm, DatastorePath.parse(path), record))

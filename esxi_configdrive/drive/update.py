@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigDriveError
+from ..guestinfo import read_keys
 from ..vmdata import VM_ID_KEY, VmData
 from .effects import Effects, VmAccess
+from .keys import current_keys, is_guestinfo, put_keys
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState
@@ -27,20 +29,25 @@ class UpdateRequest:
     options: dict[str, Any] = field(default_factory=dict)  # VmData fields set as given (label, network data …)
     network_data_auto: bool = False
     new_instance_id: bool = False  # vm-id := the VM's instance UUID (a clone's fresh id)
+    guestinfo_password: bool = False  # a password may go over guestinfo (drive/keys.py check_password)
 
 
 def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
-    if state.cdrom is None or not state.current:
+    keys = is_guestinfo(state.record) and state.cdrom is None
+    if not keys and (state.cdrom is None or not state.current):
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
-    now = download_drive(vm, state)
+    now = read_keys(current_keys(facts)) if keys else download_drive(vm, state)
     new = now if request.data is None else _replacing(now, request.data)
     for key, value in request.options.items():
         setattr(new, key, value)
     new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
     new = for_guest(new, facts, policy, request.network_data_auto, request.new_instance_id)
-    outcome = swap_in(vm, effects, state, new, policy)
+    if keys:
+        outcome = put_keys(vm, effects, state, new, policy, request.guestinfo_password)
+    else:
+        outcome = swap_in(vm, effects, state, new, policy)
     outcome.warnings += warnings_for(new, facts)
     return outcome
 
