@@ -207,7 +207,7 @@ class ConfigDriveController:
 
         def content(access: VsphereVm, effects: Effects) -> Outcome:
             state = DriveState.of(access.facts())
-            data = download_drive(access, state) if state.current else None
+            data = download_drive(access, state)[1] if state.current else None
             return Outcome(state.facts.name, extra={"data": data})
 
         access = self._access(vm)

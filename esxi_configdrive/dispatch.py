@@ -16,7 +16,7 @@ from .drive.update import UpdateRequest
 from .errors import ValidationError
 from .fields import check_datastore_name
 from .iso import check_size
-from .layout import build_tree
+from .transport import DEFAULT_TRANSPORT, Transport, build_drive_tree, parse_optional_transport, parse_transport
 from .vmdata import NETWORK_DATA_FIELDS, VmData, check_network_choice
 
 COMMANDS = ("attach", "update", "reset-password", "detach", "remove", "prepare-migration", "status")
@@ -40,6 +40,7 @@ class Request:
     host: str = ""  # prepare-migration
     migrate: bool = False
     length: int = PASSWORD_LENGTH  # reset-password
+    transport: Any = None  # attach: a transport name (None: configdrive); update: None keeps the VM's own
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,11 @@ def check_network_data_option(command: str, choice: str | None, where: str = "ne
         raise ValidationError(where, f"must be one of {', '.join(choices)}" if choices else f"not for {command}")
 
 
-def check_content(data: VmData, max_userdata_bytes: int | None) -> None:
-    """Content handed in whole: checked against the input limit, and sized as an ISO without writing one."""
+def check_content(data: VmData, max_userdata_bytes: int | None, transport: Transport = DEFAULT_TRANSPORT) -> None:
+    """Content handed in whole: checked against the input limit, and sized as an ISO of ``transport`` without
+    writing one."""
     data.validate(max_userdata_bytes)
-    check_size(build_tree(sized_stand_in(data), max_userdata_bytes=None))
+    check_size(build_drive_tree(sized_stand_in(data), transport, max_userdata_bytes=None))
 
 
 def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
@@ -89,26 +91,28 @@ def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
         raise ValidationError("vmdata", "attach needs VM data")
     check_network_choice(choice, data.network, data.network_data)
     data = data.copy(**NETWORK_DATA_FIELDS.get(choice or "", {}))
-    check_content(data, max_userdata_bytes)
+    transport = parse_transport(fields.transport or DEFAULT_TRANSPORT)
+    check_content(data, max_userdata_bytes, transport)
     if fields.controller not in CONTROLLER_CHOICES:
         raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
     if fields.datastore is not None:  # an explicit empty name is a mistake, not "the default"
         check_datastore_name(fields.datastore)
-    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id)
+    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id, transport)
 
 
 def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
     """update's request, checked: new content, the fields to change (the same checks the drive will get), and the
     network-data choice against the network they give."""
     data, overrides, choice = fields.data, fields.overrides, fields.network_data
+    transport = parse_optional_transport(fields.transport)
     if data is not None:
-        check_content(data, max_userdata_bytes)
+        check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT)
     if overrides:
         VmData(metadata={"vm-id": "check"}).with_overrides(**overrides, max_userdata_bytes=max_userdata_bytes)
     network = overrides.get("network") or (data.network if data is not None else None)
     check_network_choice(choice, network, data.network_data if data is not None else {})
     layout = {**fields.options, **NETWORK_DATA_FIELDS.get(choice or "", {})}
-    return UpdateRequest(data, dict(overrides), layout, choice == "auto", fields.new_instance_id)
+    return UpdateRequest(data, dict(overrides), layout, choice == "auto", fields.new_instance_id, transport)
 
 
 def _prepare_migration(fields: Request, max_userdata_bytes: int | None) -> Operation:
@@ -134,6 +138,8 @@ def parse(command: str, fields: Request, max_userdata_bytes: int | None = DEFAUL
     if parser is None:
         raise ValidationError("command", f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})")
     check_network_data_option(command, fields.network_data)
+    if fields.transport is not None and command not in ("attach", "update"):
+        raise ValidationError("transport", f"not for {command}: it reads the VM's transport from its drive record")
     return Call(fields.vm, parser(fields, max_userdata_bytes), fields.dry_run)
 
 
@@ -145,4 +151,5 @@ def has_change(request: Request) -> bool:
         or request.options
         or request.network_data
         or request.new_instance_id
+        or request.transport is not None
     )

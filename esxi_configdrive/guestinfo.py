@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .layout import openstack_vendor_data
-from .network import from_netplan, netplan
+from .network import netplan, section_of_netplan
 from .vmdata import VmData
 
 PREFIX = "guestinfo."
@@ -122,7 +122,9 @@ def read_keys(keys: Mapping[str, str]) -> VmData:
         metadata["local-hostname"] = str(meta["local-hostname"])
     vendor = raw[VENDORDATA]
     vendor_data = {} if not vendor or vendor.startswith(OWN_VENDOR_DATA) else {"cloud-init": vendor.decode("utf-8")}
-    network = from_netplan(meta["network"]) if isinstance(meta.get("network"), dict) else None
+    network = section_of_netplan(meta["network"]) if isinstance(meta.get("network"), dict) else None
+    if meta.get("network") is not None and network is None:
+        raise ValidationError(key(METADATA), "holds network config this tool does not write: give --vmdata")
     return VmData(metadata=metadata, public_keys=[str(k) for k in meta.get("public-keys") or []],
                   userdata=raw[USERDATA] or None, vendor_data=vendor_data, network=network)  # fmt: skip
 

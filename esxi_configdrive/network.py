@@ -488,38 +488,75 @@ def _gateways(iface: Interface) -> list[IPAddress]:
     return [g for g in (iface.gateway4, iface.gateway6) if g is not None]
 
 
-def from_netplan(config: dict[str, Any]) -> dict[str, Any]:
-    """The section back from the version 2 form ``netplan`` writes (an update over guestinfo starts from what the
-    VM's keys hold); checked as any section is. Default routes become the gateways again, the per-interface name
-    servers the section's."""
+def section_of_netplan(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The network section a ``netplan(section)`` came from (a NoCloud seed read back); None for version 2 in a
+    form ``netplan`` does not write (the reader keeps that file as it is)."""
+    ethernets = config.get("ethernets")
+    if config.get("version") != 2 or set(config) - {"version", "ethernets"} or not isinstance(ethernets, dict):
+        return None
     interfaces: list[dict[str, Any]] = []
-    dns: list[str] = []
-    search: list[str] = []
-    ethernets = config.get("ethernets") or {}
-    if not isinstance(ethernets, dict):
-        raise ValidationError("guestinfo.metadata.network", "ethernets is not a mapping: not written by this tool")
-    for name, eth in ethernets.items():
-        iface: dict[str, Any] = {"id": name, "mac": (eth.get("match") or {}).get("macaddress")}
-        for key in ("mtu", "addresses", "dhcp4", "dhcp6"):
-            if eth.get(key):
-                iface[key] = eth[key]
-        if eth.get("accept-ra"):
-            iface["slaac"] = True
-        routes = []
-        for route in eth.get("routes") or []:
-            if route.get("to") in ("0.0.0.0/0", "::/0"):
-                iface["gateway4" if route["to"] == "0.0.0.0/0" else "gateway6"] = route.get("via")
-            else:
-                routes.append({"to": route.get("to"), "via": route.get("via")})
-        if routes:
-            iface["routes"] = routes
-        names = eth.get("nameservers") or {}
-        dns += [a for a in names.get("addresses") or [] if a not in dns]
-        search += [d for d in names.get("search") or [] if d not in search]
-        interfaces.append(iface)
-    section: dict[str, Any] = {"interfaces": interfaces}
-    if dns:
-        section["dns"] = dns
-    if search:
-        section["dns_search"] = search
-    return normalized(section, "guestinfo.metadata.network")
+    nameservers: list[Any] = []
+    try:
+        for name, eth in ethernets.items():
+            iface: dict[str, Any] = {"id": name, "mac": eth["match"]["macaddress"]}
+            for key in ("mtu", "addresses", "dhcp4", "dhcp6"):
+                if key in eth:
+                    iface[key] = eth[key]
+            if eth.get("accept-ra"):
+                iface["slaac"] = True
+            for route in eth.get("routes", []):
+                default = {"0.0.0.0/0": "gateway4", "::/0": "gateway6"}.get(route["to"])
+                if default:
+                    iface[default] = route["via"]
+                else:
+                    iface.setdefault("routes", []).append({"to": route["to"], "via": route["via"]})
+            nameservers.append(eth.get("nameservers", {}))
+            interfaces.append(iface)
+        section: dict[str, Any] = {"interfaces": interfaces}
+        first = nameservers[0] if nameservers and all(n == nameservers[0] for n in nameservers) else {}
+        if first.get("addresses"):
+            section["dns"] = first["addresses"]
+        if first.get("search"):
+            section["dns_search"] = first["search"]
+        net = parse(section)
+    except (KeyError, TypeError, AttributeError, ValidationError):
+        return None
+    section = net.to_dict()
+    return section if netplan(section) == config else None
+
+
+def section_of_network_data(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The network section a ``network_data(section)`` came from (a config drive read back, moved to a transport
+    that carries the section's other forms); None for nova network data in a form ``network_data`` does not write."""
+    try:
+        interfaces: dict[str, dict[str, Any]] = {}
+        for link in data.get("links", []):
+            iface: dict[str, Any] = {"id": link["id"], "mac": link["ethernet_mac_address"]}
+            if "mtu" in link:
+                iface["mtu"] = link["mtu"]
+            interfaces[link["id"]] = iface
+        for network in data.get("networks", []):
+            iface = interfaces[network["link"]]
+            kind = network["type"]
+            if kind in ("ipv4_dhcp", "ipv6_dhcp", "ipv6_slaac"):
+                iface[{"ipv4_dhcp": "dhcp4", "ipv6_dhcp": "dhcp6", "ipv6_slaac": "slaac"}[kind]] = True
+                continue
+            address = ipaddress.ip_interface(f"{network['ip_address']}/{network['netmask']}")
+            iface.setdefault("addresses", []).append(str(address))
+            for route in network.get("routes", []):
+                to = ipaddress.ip_network(f"{route['network']}/{route['netmask']}")
+                if to.prefixlen == 0:
+                    iface[f"gateway{to.version}"] = route["gateway"]
+                else:
+                    iface.setdefault("routes", []).append({"to": str(to), "via": route["gateway"]})
+        section: dict[str, Any] = {"interfaces": list(interfaces.values())}
+        services = data.get("services", [])
+        if services:
+            section["dns"] = [s["address"] for s in services]
+            if services[0].get("search"):
+                section["dns_search"] = services[0]["search"]
+        net = parse(section)
+    except (KeyError, TypeError, AttributeError, ValueError, ValidationError):
+        return None
+    section = net.to_dict()
+    return section if network_data(section) == {"services": [], **data} else None

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from .transport import DEFAULT_TRANSPORT, Transport
+
 PREFIX = "esxi-configdrive."
 
 
@@ -41,6 +43,19 @@ class DriveRecord:
     transport: str = ""
     keys: str = ""
     redact: str = ""
+
+    @property
+    def drive_transport(self) -> Transport:
+        """The recorded transport; none recorded (or one this version does not know): a config drive."""
+        try:
+            return Transport(self.transport) if self.transport else DEFAULT_TRANSPORT
+        except ValueError:
+            return DEFAULT_TRANSPORT
+
+    @staticmethod
+    def transport_value(transport: Transport) -> str:
+        """What the record holds for ``transport``: nothing for the default, so old records stay as they were."""
+        return "" if transport is DEFAULT_TRANSPORT else transport.value
 
     @classmethod
     def from_extra_config(cls, extra: dict[str, str]) -> DriveRecord:

@@ -20,13 +20,14 @@ from esxi_configdrive.drive.state import DriveState
 from esxi_configdrive.drive.status import status
 from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.record import PREFIX, DriveRecord
+from esxi_configdrive.transport import Transport
 
 PASSWORD = "gi-0per-Passw0rd-9"
 NETWORK = {"interfaces": [{"addresses": ["10.1.2.3/24"], "gateway4": "10.1.2.1"}], "dns": ["10.1.0.2"]}
 
 
 def keys_op(data: Any = None, **request: Any) -> Operation:
-    return attach_op(data, guestinfo=True, **request)
+    return attach_op(data, transport=Transport.GUESTINFO, **request)
 
 
 def reconfigures(vm: FakeVsphereVm) -> list[dict[str, str]]:

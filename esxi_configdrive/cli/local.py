@@ -13,14 +13,16 @@ from ..content import describe
 from ..errors import ValidationError
 from ..network import require_macs
 from ..network_options import NETWORK_OPTIONS, as_option_error
+from ..transport import parse_transport, transport_field
 from ..vmdata import NETWORK_DATA_FIELDS, check_network_choice
-from .options import add_content_options, add_network_data_option, load_vmdata
+from .options import add_content_options, add_network_data_option, add_transport_option, load_vmdata
 
 
 def add_local_commands(sub: Any) -> None:
     p = sub.add_parser("build", help="build a config drive ISO from VM data")
     add_content_options(p, vmdata_required=True)
     add_network_data_option(p, "build")
+    add_transport_option(p, "build")
     p.add_argument("-o", "--output", required=True, metavar="OUT.iso", help="where to write the ISO ('-': stdout)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_build)
@@ -44,7 +46,8 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
         except ValidationError as e:
             raise as_option_error(e, data.network) from None
     data = data.copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
-    iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes)
+    transport = parse_transport(args.transport)
+    iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes, transport=transport)
     if args.output == "-":
         sys.stdout.buffer.write(iso)
         sys.stdout.flush()
@@ -57,6 +60,7 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
         "sha256": iso_digest(iso),
         "label": data.label,
         "vm_id": data.vm_id,
+        **transport_field(transport),
     }
 
 
@@ -80,8 +84,9 @@ def write_file_atomically(path: str, content: bytes, mode: int = 0o600) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
     from ..iso import iso_to_tree
-    from ..layout import parse_tree
+    from ..transport import read_drive_tree
 
     tree = iso_to_tree(args.iso)
-    data = parse_tree(tree)
-    return {"changed": False, "iso": args.iso, **describe(data, tree.all_paths(), args.show_password)}
+    transport, data = read_drive_tree(tree)
+    described = describe(data, tree.all_paths(), args.show_password)
+    return {"changed": False, "iso": args.iso, **described, **transport_field(transport)}

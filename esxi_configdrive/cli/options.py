@@ -14,6 +14,7 @@ from ..defaults import (
 )
 from ..inputs import read_password_file, read_ssh_key_file, read_userdata_file
 from ..network_options import NETWORK_OPTIONS, from_options
+from ..transport import DEFAULT_TRANSPORT, TRANSPORT_CHOICES
 from ..vmdata import VmData
 
 VM_HELP = "name, inventory path, instance/BIOS UUID or id (vm-42); a name starting with '-' goes after --"
@@ -109,6 +110,18 @@ def add_network_data_option(p: argparse.ArgumentParser, command: str) -> None:
         choices=choices,
         default=choices[0],
         help="; ".join(f"{c}: {NETWORK_DATA_HELP[c]}" for c in choices),
+    )
+
+
+def add_transport_option(p: argparse.ArgumentParser, command: str) -> None:
+    """--transport: how the data reaches the guest (transport.py); update keeps the VM's own unless given."""
+    default = DEFAULT_TRANSPORT.value if command != "update" else None
+    keeps = "default: the drive's own" if command == "update" else f"default: {DEFAULT_TRANSPORT.value}"
+    p.add_argument(
+        "--transport",
+        default=default,
+        metavar="|".join(TRANSPORT_CHOICES),
+        help=f"configdrive: a config-2 ISO; nocloud: a NoCloud seed ISO labelled cidata ({keeps})",
     )
 
 

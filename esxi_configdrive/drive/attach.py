@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from ..errors import ConfigDriveError, OutcomeUnknown, Stale, ValidationError
 from ..iso import tree_to_iso
-from ..layout import build_tree
 from ..record import DriveRecord
+from ..transport import DEFAULT_TRANSPORT, Transport, build_drive_tree
 from ..vmdata import VmData
 from .devices import DevicePlanError, plan_attach
 from .effects import Effects, VmAccess
@@ -33,25 +33,25 @@ class AttachRequest:
     controller: str = "auto"
     network_data_auto: bool = False
     new_instance_id: bool = False  # vm-id := the VM's instance UUID, whatever the data says (a clone's fresh id)
+    transport: Transport = DEFAULT_TRANSPORT
     guestinfo_password: bool = False  # a password may go over guestinfo (drive/keys.py check_password)
-    guestinfo: bool = False  # the guestinfo transport (drive/keys.py) instead of an ISO
 
 
 def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
     data = for_guest(request.data, facts, policy, request.network_data_auto, request.new_instance_id)
-    if request.guestinfo:
+    if request.transport is Transport.GUESTINFO:
         outcome = put_keys(vm, effects, state, data, policy, request.guestinfo_password)
     elif state.cdrom is not None:
-        outcome = swap_in(vm, effects, state, data, policy, request.datastore, verify_current=True)
+        outcome = swap_in(vm, effects, state, data, policy, request.transport, request.datastore, verify_current=True)
     else:
-        outcome = _attach_new(vm, effects, state, data, request, policy)
+        outcome = attach_new(vm, effects, state, data, request, policy)
     outcome.warnings += warnings_for(data, facts)
     return outcome
 
 
-def _attach_new(
+def attach_new(
     vm: VmAccess, effects: Effects, state: DriveState, data: VmData, request: AttachRequest, policy: Policy
 ) -> Outcome:
     facts = state.facts
@@ -62,7 +62,7 @@ def _attach_new(
     folder = state.folder(ds)
     target = folder.child(FIRST_ISO_NAME)
     changes = _plan(facts, str(target), request.controller)  # a slot must be free before anything is written
-    tree = build_tree(data, max_userdata_bytes=None)
+    tree = build_drive_tree(data, request.transport, max_userdata_bytes=None)
     left: list = []
     created = effects.make_folder(folder)
     if not created:
@@ -82,6 +82,7 @@ def _attach_new(
             owner=facts.instance_uuid,
             folder=str(folder),
             cluster=placement.cluster,
+            transport=DriveRecord.transport_value(request.transport),
         )
         change = config_change(facts, changes, (new_record, state.record), policy, keys=leaving_keys(state))
         effects.apply_change(change, uploaded=target)

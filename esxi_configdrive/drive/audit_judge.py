@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from ..defaults import ORPHAN_MIN_AGE
 from ..errors import ValidationError
 from ..record import DriveRecord
+from ..transport import DEFAULT_TRANSPORT, Transport, transport_field
 from .effects import FileAccess, VmAccess
 from .keys import changed_behind_our_back, is_guestinfo
 from .model import DatastoreInfo, DatastorePath, DriveFolder, Fleet, SearchPlan, VmFacts, safe_path_component
@@ -71,6 +72,7 @@ class Finding:
     attention: bool = True
     notes: tuple[str, ...] = ()
     fix: str = ""  # what --fix does (REATTACH, RECONNECT, FINISH, DELETE, DELETE_FOLDER), "" for nothing
+    transport: Transport = DEFAULT_TRANSPORT  # a VM's, from its record
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class Finding:
             "size": self.size,
             "notes": list(self.notes),
             "fix": self.fix or None,
+            **transport_field(self.transport),
         }
 
 
@@ -170,7 +173,10 @@ def judge_vm(fleet: Fleet, facts: VmFacts, digests: Mapping[str, str] | None = N
 
     def row(state_: str, *notes: str, path: str = "", size: int | None = None, fix: str = "", **kw: Any) -> Finding:
         text = tuple(n for n in notes if n) + ((FIX_TEXT[fix],) if fix else ())
-        return Finding(state_, facts.name, facts.id, fleet.datacenter, path, size, notes=text, fix=fix, **kw)
+        return Finding(
+            state_, facts.name, facts.id, fleet.datacenter, path, size, notes=text, fix=fix,
+            transport=record.drive_transport, **kw,
+        )  # fmt: skip
 
     if is_guestinfo(record) and cdrom is None:
         return judge_keys(facts, state, row)

@@ -10,6 +10,7 @@ of the same name may keep its drive there).
 from __future__ import annotations
 
 from ..record import DriveRecord
+from ..transport import transport_field
 from .devices import can_hot_remove, plan_empty, plan_remove
 from .effects import Effects, VmAccess
 from .keys import clear_keys, is_guestinfo
@@ -26,13 +27,16 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
     if is_guestinfo(record) and cdrom is None:  # the keys and the record go in one reconfigure (drive/keys.py)
         clear_keys(effects, state, policy)
         _delete_left(effects, state, [DatastorePath.parse(record.previous) if record.previous else None], remove)
-        return Outcome(facts.name, effects.steps)
+        return Outcome(facts.name, effects.steps, extra=transport_field(record.drive_transport))
     # The file that stops being used: deleted after the reconfigure, and named in the record until then.
     detached = (cdrom.iso if cdrom is not None else None) or record.iso or record.previous
     doomed = DatastorePath.parse(detached) if detached else None
     if doomed is not None and not state.is_ours(doomed):
         doomed = None  # a clone's inherited drive: its file belongs to the parent
-    new_record = DriveRecord(owner=record.owner, folder=record.folder, previous=str(doomed or ""))
+    # The transport stays recorded: status and audit still say what was detached.
+    new_record = DriveRecord(
+        owner=record.owner, folder=record.folder, previous=str(doomed or ""), transport=record.transport
+    )
     changes: list[DeviceChange] = []
     if cdrom is not None:
         removable = not facts.powered_on or (remove and can_hot_remove(facts.devices, cdrom))
@@ -48,7 +52,7 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
         effects.apply_change(config_change(facts, changes, (new_record, record), policy))
     previous = DatastorePath.parse(record.previous) if record.previous else None
     _delete_left(effects, state, [doomed, previous], remove)
-    return Outcome(facts.name, effects.steps)
+    return Outcome(facts.name, effects.steps, extra=transport_field(record.drive_transport))
 
 
 def _delete_left(effects: Effects, state: DriveState, paths: list[DatastorePath | None], remove: bool) -> None:

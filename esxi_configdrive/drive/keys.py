@@ -23,6 +23,7 @@ from typing import Any
 from .. import guestinfo
 from ..errors import ValidationError
 from ..record import DriveRecord
+from ..transport import Transport
 from ..vmdata import VmData
 from .devices import can_hot_remove, plan_empty, plan_remove
 from .effects import Effects, VmAccess
@@ -32,7 +33,7 @@ from .result import Outcome
 from .state import DriveState
 from .steps import config_change
 
-GUESTINFO = "guestinfo"  # the record's transport
+GUESTINFO = Transport.GUESTINFO.value  # the record's transport
 SET, UNSET, AS_WRITTEN, CHANGED, REDACTED = "set", "unset", "as-written", "changed", "redacted"
 
 READERS = (

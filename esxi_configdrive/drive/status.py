@@ -9,6 +9,7 @@ from ..content import summary
 from ..errors import ValidationError
 from ..iso import read_iso
 from ..record import DriveRecord
+from ..transport import transport_field
 from .devices import describe_device
 from .effects import VmAccess
 from .keys import is_guestinfo, keys_status
@@ -26,6 +27,7 @@ def status(vm: VmAccess) -> Outcome:
         out["device"] = describe_device(facts.devices, cdrom)
         out["attached"] = cdrom.iso is not None
     out["record"] = {k: v for k, v in vars(record).items() if v}
+    out.update(transport_field(record.drive_transport))
     if is_guestinfo(record) and cdrom is None:
         out.update(keys_status(state))
         return Outcome(facts.name, [], extra=out)

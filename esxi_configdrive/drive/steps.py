@@ -7,10 +7,11 @@ import hashlib
 from collections.abc import Mapping, Sequence
 
 from ..errors import ConfigDriveError, Stale, ValidationError
-from ..iso import read_iso
+from ..iso import read_drive, read_iso
 from ..layout import network_data_for_macs
 from ..network import for_nics as network_for_nics
 from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
+from ..transport import Transport
 from ..vmdata import VM_ID_KEY, VmData, check_network_choice
 from .devices import nic_macs
 from .effects import Effects, VmAccess
@@ -240,8 +241,9 @@ def config_change(
     return ConfigChange(facts, tuple(changes), extra)
 
 
-def download_drive(vm: VmAccess, state: DriveState) -> VmData:
-    """The content of the attached ISO (update's starting point); a missing or unreadable file is said plainly."""
+def download_drive(vm: VmAccess, state: DriveState) -> tuple[Transport, VmData]:
+    """The transport and content of the attached ISO (update's starting point); a missing or unreadable file is
+    said plainly."""
     facts, current = state.facts, state.current or ""
     try:
         iso = vm.download(DatastorePath.parse(current))
@@ -251,7 +253,7 @@ def download_drive(vm: VmAccess, state: DriveState) -> VmData:
             f"the ISO attached to VM {facts.name} ({current}) is missing; run attach --vmdata to rebuild it"
         ) from None
     try:
-        return read_iso(iso)
+        return read_drive(iso)
     except ValidationError as e:  # the datastore's file is input too: say which, and the way out
         reason = e.message if e.field == "iso" else str(e)
         raise ValidationError(

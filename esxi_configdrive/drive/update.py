@@ -9,7 +9,9 @@ from typing import Any
 
 from ..errors import ConfigDriveError
 from ..guestinfo import read_keys
+from ..transport import Transport
 from ..vmdata import VM_ID_KEY, VmData
+from .attach import AttachRequest, attach_new
 from .effects import Effects, VmAccess
 from .keys import current_keys, is_guestinfo, put_keys
 from .policy import Policy
@@ -29,6 +31,7 @@ class UpdateRequest:
     options: dict[str, Any] = field(default_factory=dict)  # VmData fields set as given (label, network data …)
     network_data_auto: bool = False
     new_instance_id: bool = False  # vm-id := the VM's instance UUID (a clone's fresh id)
+    transport: Transport | None = None  # another transport to move to; None: the drive's own stays
     guestinfo_password: bool = False  # a password may go over guestinfo (drive/keys.py check_password)
 
 
@@ -38,16 +41,22 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
     keys = is_guestinfo(state.record) and state.cdrom is None
     if not keys and (state.cdrom is None or not state.current):
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
-    now = read_keys(current_keys(facts)) if keys else download_drive(vm, state)
+    if keys:
+        current_transport, now = Transport.GUESTINFO, read_keys(current_keys(facts))
+    else:
+        current_transport, now = download_drive(vm, state)
     new = now if request.data is None else _replacing(now, request.data)
     for key, value in request.options.items():
         setattr(new, key, value)
     new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
     new = for_guest(new, facts, policy, request.network_data_auto, request.new_instance_id)
-    if keys:
+    transport = request.transport or current_transport
+    if transport is Transport.GUESTINFO:
         outcome = put_keys(vm, effects, state, new, policy, request.guestinfo_password)
+    elif keys:  # from guestinfo to an ISO transport: attach's path, which clears the keys as it adds the CD-ROM
+        outcome = attach_new(vm, effects, state, new, AttachRequest(new, transport=transport), policy)
     else:
-        outcome = swap_in(vm, effects, state, new, policy)
+        outcome = swap_in(vm, effects, state, new, policy, transport)
     outcome.warnings += warnings_for(new, facts)
     return outcome
 

@@ -125,6 +125,9 @@ options:
       new_instance_id:
         description: Give this VM's drive the VM's own instance UUID as its id, as in O(new_instance_id).
         type: bool
+      transport:
+        description: C(configdrive) or C(nocloud) for this VM, as in O(transport); overrides O(transport).
+        type: str
   concurrency:
     description:
       - With O(vms), how many VMs are worked on at a time (1 to 64).
@@ -226,6 +229,15 @@ options:
       - When not set, the network data is the content's (O(vmdata)), or the current drive's.
     type: str
     choices: [auto, empty, none]
+  transport:
+    description:
+      - How the data reaches the guest. V(configdrive) is a config-2 ISO (cloud-init's ConfigDrive,
+        cloudbase-init); V(nocloud) is a NoCloud seed ISO labelled C(cidata) (cloud-init's NoCloud, which it reads
+        before ConfigDrive). V(guestinfo) is not available yet.
+      - When not set, V(configdrive) with O(vmdata) or O(vmdata_file), else the current drive's. Another transport
+        than the current drive's moves the VM to it in one swap (never two drives attached).
+    type: str
+    choices: [configdrive, nocloud, guestinfo]
   datastore:
     description:
       - The datastore for the ISO when attaching; when not set, the datastore of the VM's configuration file.
@@ -516,6 +528,7 @@ def argument_spec() -> dict[str, Any]:
         vms={"type": "list", "elements": "dict", "options": fanout.entry_spec()},
         concurrency={"type": "int", "default": 4},
         network_data={"type": "str", "choices": ["auto", "empty", "none"]},
+        transport={"type": "str", "choices": ["configdrive", "nocloud", "guestinfo"]},
         new_instance_id={"type": "bool", "default": False},
         datastore={"type": "str"},
         controller={"type": "str", "choices": ["auto", "ide", "sata"]},
@@ -548,7 +561,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
     state = params["state"]
     content = given(params, CONTENT_OPTIONS)
     if state != "present":
-        extra = content + given(params, ("network_data", *ATTACH_ONLY))
+        extra = content + given(params, ("network_data", "transport", *ATTACH_ONLY))
         extra += [key for key in ("reset_password", "new_instance_id") if params[key]]
         if extra:
             raise ValidationError(extra[0], f"does not apply with state={state}")
@@ -566,6 +579,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
         controller=params["controller"] or "auto",
         network_data=params["network_data"],
         new_instance_id=params["new_instance_id"],
+        transport=params["transport"],
     )
     if data is not None:
         return (
@@ -579,7 +593,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
         raise ValidationError(
             "vmdata",
             "state=present needs vmdata or vmdata_file (the whole content), a field to change (userdata, "
-            "vm_password, ssh_keys, local_hostname, network, label, network_data, new_instance_id), or "
+            "vm_password, ssh_keys, local_hostname, network, label, network_data, new_instance_id, transport), or "
             "reset_password",
         )
     attach_only = given(params, ATTACH_ONLY)
@@ -598,7 +612,7 @@ def _dispatched(command: str, request: Any) -> Operation:
 
 
 def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operation, Planned]:
-    extra = content + given(params, ("network_data", *ATTACH_ONLY))
+    extra = content + given(params, ("network_data", "transport", *ATTACH_ONLY))
     if params["new_instance_id"]:
         extra.append("new_instance_id")
     if extra:
@@ -656,6 +670,7 @@ def run_fleet(module: AnsibleModule) -> dict[str, Any]:
         datastore=params["datastore"],
         controller=params["controller"],
         network_data=params["network_data"],
+        transport=params["transport"],
     )
     with controller(params, **controller_options(params)) as c:
         results, counts = fanout.run(
