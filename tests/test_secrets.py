@@ -38,7 +38,7 @@ VMDATA = {
 }
 # Options allowed to mention a password: they take a file name, or nothing.
 PASSWORD_OPTIONS = {"--password-file": "FILE", "--vc-password-file": "FILE", "--no-password-vendor-data": None,
-                    "--show-password": None,
+                    "--show-password": None, "--guestinfo-password": None,  # a switch: send it over guestinfo
                     "--admin-pass": "{auto,yes,no}"}  # fmt: skip  # a choice of where the password goes, not one
 
 
