@@ -9,7 +9,8 @@ cloud-init describes a source's files.
 - ``meta-data``: ``instance-id`` (the VM id, as the config drive's ``uuid``: a VM moved between the transports
   stays the same instance to cloud-init), ``local-hostname``, ``public-keys``, and the rest of the VM data's
   metadata under ``metadata`` (CloudStack's keys: its ``instance-id`` is not cloud-init's).
-- ``user-data``: the user data as it is.
+- ``user-data``: the user data as it is; an empty file when there is none (cloud-init's NoCloud requires both
+  ``meta-data`` and ``user-data``: a seed without either is "not a valid seed" to it).
 - ``vendor-data``: the caller's ``cloud-init`` vendor data, or the password as the config drive carries it to
   cloud-init (layout.openstack_vendor_data: a cloud-config and the boothook that applies a changed password).
 - ``network-config``: version 2 from the network section (network.netplan); no file without one, so the guest
@@ -190,7 +191,7 @@ class SeedFile:
 
 SEED_FILES = (
     SeedFile(META_DATA, True, meta_data, _read_meta_data),
-    SeedFile(USER_DATA, False, lambda d: d.userdata, _read_user_data),
+    SeedFile(USER_DATA, True, lambda d: d.userdata or b"", _read_user_data),
     SeedFile(VENDOR_DATA, False, vendor_data, _read_vendor_data, private=lambda d: bool(d.password)),
     SeedFile(NETWORK_CONFIG, False, network_config, _read_network_config),
 )

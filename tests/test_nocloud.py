@@ -48,7 +48,7 @@ def test_the_seed_files() -> None:
 
 def test_no_network_section_no_network_config_so_the_guest_uses_dhcp() -> None:
     tree = build_tree(sd.minimal_vmdata())
-    assert tree.all_paths() == ["meta-data"]
+    assert tree.all_paths() == ["meta-data", "user-data"] and tree.files["user-data"] == b""  # cloud-init needs it
 
 
 def test_foreign_nova_network_data_has_no_seed_form() -> None:

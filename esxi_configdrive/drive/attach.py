@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..errors import ConfigDriveError, OutcomeUnknown, Stale, ValidationError
 from ..iso import tree_to_iso
 from ..record import DriveRecord
-from ..transport import DEFAULT_TRANSPORT, Transport, build_drive_tree
+from ..transport import DEFAULT_TRANSPORT, Transport, build_drive_tree, transport_field
 from ..vmdata import VmData
 from .devices import DevicePlanError, plan_attach
 from .effects import Effects, VmAccess
@@ -95,7 +95,7 @@ def attach_new(
     for stray in left:
         if stray != target:
             effects.delete(stray, known_to_exist=True)
-    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)
+    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha, extra=transport_field(request.transport))
 
 
 def _plan(facts: VmFacts, iso_path: str, controller: str) -> list[DeviceChange]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..iso import tree_to_iso
 from ..record import DriveRecord
-from ..transport import Transport, build_drive_tree
+from ..transport import Transport, build_drive_tree, transport_field
 from ..vmdata import VmData
 from .devices import plan_swap
 from .effects import Effects, VmAccess
@@ -55,7 +55,7 @@ def swap_in(
     if same_content and current is not None and (not verify_current or intact(vm, current, record)):
         finish_pending(vm, effects, state, current)
         if state.connected_as_it_should_be:
-            return Outcome(facts.name, effects.steps, iso=current)
+            return Outcome(facts.name, effects.steps, iso=current, extra=transport_field(transport))
         target = DatastorePath.parse(current)  # only the connection state needs fixing
     else:
         placement = placement or where()
@@ -88,4 +88,4 @@ def swap_in(
     effects.apply_change(change, target if iso is not None else None)
     if deletable_old is not None:
         retire(effects, deletable_old, str(target), known_to_exist=True)  # the device pointed at it until now
-    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)
+    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha, extra=transport_field(transport))
