@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .layout import openstack_vendor_data
-from .network import netplan, section_of_netplan
+from .network import netplan, section_of_netplan, section_of_network_data
 from .vmdata import VmData
 
 PREFIX = "guestinfo."
@@ -148,7 +148,10 @@ def metadata(data: VmData, redact: list[str]) -> dict[str, Any]:
     meta_data.json ``uuid``): a VM moved from one transport to the other stays the same instance to cloud-init."""
     if not data.vm_id:
         raise ValidationError("metadata.vm-id", "required: it becomes cloud-init's instance-id")
-    if data.network_data or data.empty_network_data:
+    section = data.network
+    if section is None and data.network_data:  # a config drive read back (a move): its section again, if ours
+        section = section_of_network_data(data.network_data)
+    if section is None and (data.network_data or data.empty_network_data):
         raise ValidationError(
             "network_data", "guestinfo carries the network section only (nova's network_data has no netplan form)"
         )
@@ -157,8 +160,8 @@ def metadata(data: VmData, redact: list[str]) -> dict[str, Any]:
         out["local-hostname"] = data.hostname
     if data.public_keys:
         out["public-keys"] = list(data.public_keys)
-    if data.network is not None:
-        out["network"] = netplan(data.network)
+    if section is not None:
+        out["network"] = netplan(section)
     if redact:
         out["redact"] = redact  # names without "guestinfo.": cloud-init puts the prefix in front
     return out
