@@ -2,9 +2,10 @@
 (``vmware-rpctool "info-get guestinfo.<key>"``; REFERENCE.md §10): the layout of the guestinfo transport.
 
 Three values, each with its ``<key>.encoding``: ``guestinfo.metadata`` (JSON: ``instance-id``, ``local-hostname``,
-``public-keys``, ``network`` in network config version 2, ``redact``), ``guestinfo.userdata`` and
-``guestinfo.vendordata``. Every key is always in the result; ``""`` means "not set", as vSphere removes an
-extraConfig key set to ``""``, so the same mapping also clears what an earlier version set and this one does not.
+``public-keys-data`` (one key a line: the form both cloud-init and cloudbase-init read), ``network`` in network
+config version 2, ``redact``), ``guestinfo.userdata`` and ``guestinfo.vendordata``. Every key is always in the
+result; ``""`` means "not set", as vSphere removes an extraConfig key set to ``""``, so the same mapping also clears
+what an earlier version set and this one does not.
 
 Encodings: a value goes as plain text when it is text cloud-init reads back unchanged, else base64; gzip+base64
 when that is shorter (guestinfo is kept small: a VMX and its guest-set data default to 1 MB). The bytes are
@@ -125,7 +126,9 @@ def read_keys(keys: Mapping[str, str]) -> VmData:
     network = section_of_netplan(meta["network"]) if isinstance(meta.get("network"), dict) else None
     if meta.get("network") is not None and network is None:
         raise ValidationError(key(METADATA), "holds network config this tool does not write: give --vmdata")
-    return VmData(metadata=metadata, public_keys=[str(k) for k in meta.get("public-keys") or []],
+    public = meta.get("public-keys-data") or meta.get("public-keys") or []
+    public = public.splitlines() if isinstance(public, str) else public
+    return VmData(metadata=metadata, public_keys=[str(k) for k in public if str(k).strip()],
                   userdata=raw[USERDATA] or None, vendor_data=vendor_data, network=network)  # fmt: skip
 
 
@@ -158,8 +161,8 @@ def metadata(data: VmData, redact: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"instance-id": data.vm_id}
     if data.hostname:
         out["local-hostname"] = data.hostname
-    if data.public_keys:
-        out["public-keys"] = list(data.public_keys)
+    if data.public_keys:  # one a line: what cloudbase-init reads (public-keys-data only); cloud-init reads it first
+        out["public-keys-data"] = "\n".join(data.public_keys)
     if section is not None:
         out["network"] = netplan(section)
     if redact:

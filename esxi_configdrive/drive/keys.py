@@ -73,8 +73,14 @@ def redacted(keys: Mapping[str, str]) -> list[str]:
 def digests(keys: Mapping[str, str], redact: Iterable[str]) -> str:
     """The record's ``keys``: each key set, with a digest of its value, except the redacted values (a digest of a
     password's key could be tried against guesses)."""
-    secret = {guestinfo.key(n) for n in redact}
+    secret = _redacted_keys(redact)
     return ",".join(f"{k}={_digest(v)}" for k, v in sorted(keys.items()) if v and k not in secret)
+
+
+def _redacted_keys(names: Iterable[str]) -> set[str]:
+    """The extraConfig keys cloud-init overwrites for the redacted values: the value (``---``) and its encoding
+    (one space: a key cannot be emptied from inside the guest; docs/guest-setup.md)."""
+    return {k for n in names if n for k in (guestinfo.key(n), guestinfo.encoding_key(n))}
 
 
 def _digest(value: str) -> str:
@@ -89,11 +95,11 @@ def key_states(facts: VmFacts, record: DriveRecord) -> dict[str, str]:
     """Each key against the record: as-written, changed (another client wrote or removed it), redacted (cloud-init
     blanked it, as the record's ``redact`` says it would), set or unset (no record of it to compare)."""
     current, recorded = current_keys(facts), _recorded(record)
-    secret = {guestinfo.key(n) for n in record.redact.split(",") if n}
+    secret = _redacted_keys(record.redact.split(","))
     out = {}
     for k, value in current.items():
         if k in secret:
-            out[k] = REDACTED if value in (guestinfo.REDACTED, "") else SET
+            out[k] = REDACTED if value.strip() in (guestinfo.REDACTED, "") else SET
         elif k in recorded:
             out[k] = AS_WRITTEN if _digest(value) == recorded[k] else CHANGED
         else:
