@@ -16,19 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import reliability_fixtures as rf
 from pyVmomi import vim
-from reliability_fixtures import (
-    Bed,
-    CallTap,
-    Crash,
-    assert_consistent,
-    cli_env,
-    cli_in_process,
-    first_cdrom,
-    iso_of,
-    run_cli_killed_after,
-    tool_session,
-)
+from reliability_fixtures import Bed
 from test_crash_every_step import LIMIT, OLD, controller
 from tool_fixtures import folder_listing
 from vsphere_harness import get_property
@@ -58,7 +48,7 @@ def keys_of(bed: Bed, vm: vim.VirtualMachine) -> dict[str, str]:
 def working_transport(bed: Bed, vm: vim.VirtualMachine, first: tuple) -> str:
     """The one transport that works now (asserting there is exactly one; none before a first attach)."""
     state = bed.state(vm)
-    assert_consistent(state, first, [iso_of(DATA), iso_of(BACK)])
+    rf.assert_consistent(state, first, [rf.iso_of(DATA), rf.iso_of(BACK)])
     keys = keys_of(bed, vm)
     if state.iso_backed:
         assert state.record.get("transport", "") == "", "an ISO attached under a guestinfo record"
@@ -92,9 +82,9 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[..., Any], str]] = {
 
 def _start(bed: Bed, name: str, powered_on: bool) -> tuple[vim.VirtualMachine, tuple]:
     vm = bed.make_vm(powered_on=powered_on)
-    with tool_session(bed.sim) as s:
+    with rf.tool_session(bed.sim) as s:
         CASES[name][0](controller(s), vm.name)
-    return vm, first_cdrom(vm)
+    return vm, rf.first_cdrom(vm)
 
 
 def _end(bed: Bed, vm: vim.VirtualMachine, first: tuple, name: str) -> None:
@@ -109,14 +99,14 @@ def test_interrupted_after_every_call_then_run_again(bed: Bed, name: str, powere
     points = 0
     for k in range(1, LIMIT):
         vm, first = _start(bed, name, powered_on)
-        with tool_session(bed.sim) as s, CallTap(s, crash_after=k) as tap, contextlib.suppress(Crash):
+        with rf.tool_session(bed.sim) as s, rf.CallTap(s, crash_after=k) as tap, contextlib.suppress(rf.Crash):
             CASES[name][1](controller(s), vm.name)
         working_transport(bed, vm, first)  # exactly one, at this point
         if not tap.crashed:
             _end(bed, vm, first, name)
             break
         points += 1
-        with tool_session(bed.sim) as s:  # the admin runs the same command again
+        with rf.tool_session(bed.sim) as s:  # the admin runs the same command again
             CASES[name][1](controller(s), vm.name)
         _end(bed, vm, first, name)
     else:
@@ -129,7 +119,7 @@ def test_interrupted_after_every_call_then_run_again(bed: Bed, name: str, powere
 def test_cli_killed_after_every_call_then_run_again(bed: Bed, name: str, tmp_path: Path, tally) -> None:
     vmdata = tmp_path / "vm.json"
     vmdata.write_text(json.dumps(DATA.to_dict()))
-    env = cli_env(bed.sim)
+    env = rf.cli_env(bed.sim)
     points = 0
     for k in range(1, LIMIT):
         vm, first = _start(bed, name, False)
@@ -138,14 +128,14 @@ def test_cli_killed_after_every_call_then_run_again(bed: Bed, name: str, tmp_pat
             "move-to-guestinfo": ["update", vm.name, "--transport", "guestinfo"],
             "move-to-configdrive": ["update", vm.name, "--transport", "configdrive"],
         }[name]
-        run = run_cli_killed_after(bed.sim, args, env, k, tmp_path)
+        run = rf.run_cli_killed_after(bed.sim, args, env, k, tmp_path)
         working_transport(bed, vm, first)
         if not run.killed:
             assert run.status == 0, run.err
             _end(bed, vm, first, name)
             break
         points += 1
-        again = cli_in_process(args, env)
+        again = rf.cli_in_process(args, env)
         assert again.status == 0, again.err
         _end(bed, vm, first, name)
     else:

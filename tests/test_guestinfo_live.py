@@ -19,11 +19,13 @@ from sample_data import ED25519_KEY
 from test_audit_live import started
 from test_batch_live import env_for, run_cli
 from test_transport_live import batch, requests_of
-from tool_fixtures import fetch_file, record_of
-from vsphere_harness import connect, disconnect, get_property, retrieve, set_extra_config
+from tool_fixtures import fetch_file, record_of, settings_for
+from vsphere_harness import get_property, set_extra_config
 
 from esxi_configdrive import guestinfo
+from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.guestinfo import gzip_bytes, read_keys
+from esxi_configdrive.vsphere.connection import Session
 
 pytestmark = pytest.mark.live
 
@@ -156,11 +158,8 @@ def test_moves_between_a_config_drive_and_guestinfo(vcsim_faults, vsphere, make_
 def test_a_batch_of_200_guestinfo_lines_at_most_1_3_requests_per_vm(vcsim_binary: Path) -> None:
     sim = started(vcsim_binary, vms=100)
     try:
-        si = connect(sim)
-        try:
-            names = sorted(r["name"] for r in retrieve(si, vim.VirtualMachine, ["name"]))
-        finally:
-            disconnect(si)
+        with Session(settings_for(sim)) as session:
+            names = sorted(ConfigDriveController(session).name_index())  # the tool's own read of every name
         assert len(names) == 200
         env = env_for(sim)
         with tempfile.TemporaryDirectory() as tmp:
