@@ -149,6 +149,9 @@ def test_moves_between_a_config_drive_and_guestinfo(vcsim_faults, vsphere, make_
     assert fetch_file(vcsim_faults, vsphere, drive["iso"]) is None  # the ISO went after the reconfigure
     assert not [c for c in vm.config.hardware.device if "ConfigDrive/" in str(getattr(c.backing, "fileName", ""))]
     assert read_keys(keys_on(vsphere, vm)).hostname == vm.name and record_of(vsphere, vm)["transport"] == "guestinfo"
+    status, again, calls = cli(vcsim_faults, ["update", vm.name, "--transport", "guestinfo"], monkeypatch, capsys)
+    assert status == 0 and again["changed"] is False  # once moved: nothing to write, nothing to delete
+    assert "ReconfigVM_Task" not in calls and "DeleteDatastoreFile_Task" not in calls
     status, back, calls = cli(vcsim_faults, ["update", vm.name, "--transport", "configdrive"], monkeypatch, capsys)
     assert status == 0 and calls.get("ReconfigVM_Task") == 1
     assert keys_on(vsphere, vm) == {} and record_of(vsphere, vm).get("transport", "") == ""  # keys cleared with it

@@ -154,9 +154,10 @@ def put_keys(
     pending = _pending(state)
     if changes or writes or new_record != record:
         effects.apply_change(config_change(facts, changes, (new_record, record), policy, keys=writes))
-    for path in dict.fromkeys([doomed, pending]):
-        if path is not None:
-            effects.delete(path, why="the drive moved to guestinfo", known_to_exist=path == doomed)
+    if doomed is not None:  # the device pointed at it until now
+        effects.delete(doomed, why="the drive moved to guestinfo", known_to_exist=True)
+    if pending is not None and pending != doomed and vm.exists(pending):  # a HEAD, as finish_pending looks
+        effects.delete(pending, why="left by an interrupted move", known_to_exist=True)
     outcome = Outcome(facts.name, effects.steps, extra={"transport": GUESTINFO})
     if data.password and password:
         outcome.warnings.append(password_warning(n for n in redact if n == guestinfo.VENDORDATA))
