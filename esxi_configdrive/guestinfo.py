@@ -132,6 +132,16 @@ def read_keys(keys: Mapping[str, str]) -> VmData:
                   userdata=raw[USERDATA] or None, vendor_data=vendor_data, network=network)  # fmt: skip
 
 
+def redacted(keys: Mapping[str, str]) -> list[str]:
+    """The names the metadata's ``redact`` list makes cloud-init blank (none when the metadata is not ours)."""
+    try:
+        meta = json.loads(_value(keys, METADATA) or b"{}")
+    except (ValueError, ValidationError):
+        return []
+    names = meta.get("redact") if isinstance(meta, dict) else None
+    return [n for n in names if n in NAMES] if isinstance(names, list) else []
+
+
 # How the vendor data this tool writes for a password begins (layout.multipart's boundary).
 OWN_VENDOR_DATA = b'Content-Type: multipart/mixed; boundary="esxi-configdrive-'
 

@@ -71,8 +71,8 @@ def build_guestinfo(data: VmData, args: argparse.Namespace) -> dict[str, Any] | 
     """``build --transport guestinfo``: the keys as one JSON object, ready for Terraform's ``extra_config`` or
     Packer's ``configuration_parameters`` (the keys set only: a key another tool never set needs no "" to clear
     it). The output names the keys, never their values."""
-    from ..drive.keys import check_password, password_warning, redacted
-    from ..guestinfo import VENDORDATA, guestinfo_keys
+    from ..drive.keys import check_password, password_warning
+    from ..guestinfo import VENDORDATA, guestinfo_keys, redacted
 
     data.validate(args.max_userdata_bytes)
     check_password(data, args.guestinfo_password)

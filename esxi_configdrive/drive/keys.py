@@ -57,19 +57,6 @@ def current_keys(facts: VmFacts) -> dict[str, str]:
     return {k: facts.extra_config.get(k, "") for k in guestinfo.all_keys()}
 
 
-def redacted(keys: Mapping[str, str]) -> list[str]:
-    """The names the metadata's ``redact`` list makes cloud-init blank."""
-    import json
-
-    try:
-        meta = json.loads(guestinfo.decode(keys[guestinfo.key(guestinfo.METADATA)], keys[guestinfo.encoding_key(
-            guestinfo.METADATA)]) or b"{}")  # fmt: skip
-    except (ValueError, KeyError):
-        return []
-    names = meta.get("redact") if isinstance(meta, dict) else None
-    return [n for n in names if n in guestinfo.NAMES] if isinstance(names, list) else []
-
-
 def digests(keys: Mapping[str, str], redact: Iterable[str]) -> str:
     """The record's ``keys``: each key set, with a digest of its value, except the redacted values (a digest of a
     password's key could be tried against guesses)."""
@@ -139,7 +126,7 @@ def put_keys(
     check_password(data, password)
     facts, record = state.facts, state.record
     wanted = guestinfo.guestinfo_keys(data, password=password)
-    redact = redacted(wanted)
+    redact = guestinfo.redacted(wanted)
     current = current_keys(facts)
     writes = {k: v for k, v in wanted.items() if current[k] != v}
     changes, doomed = _iso_removal(state)
