@@ -8,7 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .defaults import CONTROLLER_CHOICES, DEFAULT_MAX_USERDATA_BYTES, NETWORK_DATA_CHOICES, PASSWORD_LENGTH
+from .defaults import (
+    CONTROLLER_CHOICES,
+    DEFAULT_LABEL,
+    DEFAULT_MAX_USERDATA_BYTES,
+    NETWORK_DATA_CHOICES,
+    PASSWORD_LENGTH,
+)
 from .drive.attach import AttachRequest
 from .drive.keys import check_password
 from .drive.migrate import MigrationRequest
@@ -18,7 +24,14 @@ from .errors import ValidationError
 from .fields import check_datastore_name
 from .guestinfo import guestinfo_keys
 from .iso import check_size
-from .transport import DEFAULT_TRANSPORT, Transport, build_drive_tree, parse_optional_transport, parse_transport
+from .transport import (
+    DEFAULT_TRANSPORT,
+    Transport,
+    build_drive_tree,
+    check_label_for,
+    parse_optional_transport,
+    parse_transport,
+)
 from .vmdata import NETWORK_DATA_FIELDS, VmData, check_network_choice
 
 COMMANDS = ("attach", "update", "reset-password", "detach", "remove", "prepare-migration", "status")
@@ -102,6 +115,7 @@ def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
     check_network_choice(choice, data.network, data.network_data)
     data = data.copy(**NETWORK_DATA_FIELDS.get(choice or "", {}))
     transport = parse_transport(fields.transport or DEFAULT_TRANSPORT)
+    check_label_for(transport, data.label if data.label != DEFAULT_LABEL else None)
     check_content(data, max_userdata_bytes, transport, fields.guestinfo_password)
     if fields.controller not in CONTROLLER_CHOICES:
         raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
@@ -116,6 +130,8 @@ def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
     network-data choice against the network they give."""
     data, overrides, choice = fields.data, fields.overrides, fields.network_data
     transport = parse_optional_transport(fields.transport)
+    if transport is not None:
+        check_label_for(transport, fields.options.get("label"))
     if data is not None:
         check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT, fields.guestinfo_password)
     if transport is Transport.GUESTINFO and overrides.get("password"):

@@ -102,6 +102,22 @@ def _iso_transports() -> dict[Transport, IsoTransport]:
     }
 
 
+def drive_label(transport: Transport, data: VmData) -> str:
+    """The volume label of ``data``'s ISO over ``transport``."""
+    return iso_transport(transport).label or data.label
+
+
+def check_label_for(transport: Transport, label: str | None, where: str = "label") -> None:
+    """A label asked for (``--label``) that the transport does not take: refused, not ignored."""
+    if label is None:
+        return
+    if transport is Transport.GUESTINFO:
+        raise ValidationError(where, "guestinfo keys have no label; --label is for config drives")
+    fixed = iso_transport(transport).label
+    if fixed is not None and label != fixed:
+        raise ValidationError(where, f"a {transport.value} ISO is labelled {fixed}; --label is for config drives")
+
+
 def build_drive_tree(data: VmData, transport: Transport, **limits: Any) -> FileTree:
     """The ISO's file tree for ``data`` over ``transport`` (``limits``: ``max_userdata_bytes``)."""
     return iso_transport(transport).build(data, **limits)

@@ -8,7 +8,6 @@ cloudbase-init's NoCloud service reads meta-data, user-data and network-config; 
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import sample_data as sd
 import yaml
-from test_readers import STATIC_MACS, STATIC_NETWORK, blkid
+from test_readers import STATIC_MACS, STATIC_NETWORK, blkid, cloudbase_service, run_reader, seeded
 
 from esxi_configdrive import build_iso
 from esxi_configdrive.transport import Transport
@@ -61,19 +60,12 @@ def test_7z_lists_exact_names_and_bytes(extracted: dict[str, Path]) -> None:
 
 # ---- cloud-init ---------------------------------------------------------------------------------------------
 
-CLOUD_INIT_NOCLOUD_SCRIPT = r"""
-import base64, json, os, shutil, sys, tempfile
-sys.path.insert(0, sys.argv[1])
-import logging
-logging.disable(logging.CRITICAL)
-from cloudinit import helpers
+CLOUD_INIT_NOCLOUD_SCRIPT = (
+    seeded("nocloud")
+    + r"""
 from cloudinit import user_data as ud
 from cloudinit.net import netplan, network_state
 from cloudinit.sources import DataSourceNoCloud as dsnc
-tmp = tempfile.mkdtemp()
-cloud = os.path.join(tmp, "cloud")
-os.makedirs(os.path.join(cloud, "seed"))
-shutil.copytree(sys.argv[2], os.path.join(cloud, "seed", "nocloud"))
 paths = helpers.Paths({"cloud_dir": cloud, "run_dir": os.path.join(tmp, "run")})
 ds = dsnc.DataSourceNoCloud(sys_cfg={}, distro=None, paths=paths)
 out = {"found": ds.get_data()}
@@ -93,17 +85,11 @@ if config:
 shutil.rmtree(tmp)
 print(json.dumps(out))
 """
+)
 
 
 def cloud_init_read(seed: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", CLOUD_INIT_NOCLOUD_SCRIPT, sd.cloud_init_path(), str(seed)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_reader(CLOUD_INIT_NOCLOUD_SCRIPT, sd.cloud_init_path(), str(seed))
 
 
 def test_cloud_init_nocloud_reads_the_seed(extracted: dict[str, Path]) -> None:
@@ -140,13 +126,9 @@ def test_cloud_init_nocloud_minimal_seed_uses_dhcp(extracted: dict[str, Path]) -
 
 # ---- cloudbase-init -------------------------------------------------------------------------------------------
 
-CLOUDBASE_NOCLOUD_SCRIPT = r"""
-import base64, json, sys, logging
-logging.disable(logging.CRITICAL)
-from cloudbaseinit.metadata.services.nocloudservice import NoCloudConfigDriveService
-s = NoCloudConfigDriveService()
-s._metadata_path = sys.argv[1]
-net = s.get_network_details_v2()
+CLOUDBASE_NOCLOUD_SCRIPT = (
+    cloudbase_service("nocloudservice.NoCloudConfigDriveService")
+    + r"""
 print(json.dumps({
     "instance_id": s.get_instance_id(),
     "host_name": s.get_host_name(),
@@ -158,24 +140,13 @@ print(json.dumps({
     if net else [],
 }))
 """
+)
 
 
 def test_cloudbase_init_nocloud_reads_the_seed(extracted: dict[str, Path]) -> None:
-    probe = subprocess.run(
-        [sys.executable, "-c", "import cloudbaseinit.metadata.services.nocloudservice"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    sd.need("cloudbase-init", probe.returncode == 0, f"not importable (pip: .[test]): {probe.stderr[-300:]}")
-    proc = subprocess.run(
-        [sys.executable, "-c", CLOUDBASE_NOCLOUD_SCRIPT, str(extracted["sample"])],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    found = subprocess.run([sys.executable, "-c", "import cloudbaseinit"], capture_output=True, timeout=120)
+    sd.need("cloudbase-init", found.returncode == 0, "not importable (pip: .[test])")
+    got = run_reader(CLOUDBASE_NOCLOUD_SCRIPT, str(extracted["sample"]))
     assert got["instance_id"] == sd.VM_ID and got["host_name"] == sd.HOSTNAME
     assert sorted(got["public_keys"]) == sorted(sd.KEYS)
     assert base64.b64decode(got["user_data"]) == sd.USERDATA

@@ -99,6 +99,7 @@ def test_build_and_inspect_on_the_command_line(tmp_path: Path, capsys: pytest.Ca
     assert main(["inspect", str(seed), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["transport"] == "nocloud" and shown["vm_id"] == VMDATA["metadata"]["vm-id"]
+    assert shown["label"] == "cidata"
     assert "meta-data" in shown["files"]
     keys = tmp_path / "keys.json"
     assert main(["build", "--vmdata", str(vm), "--transport", "guestinfo", "-o", str(keys)]) == 0  # issue 22
@@ -187,3 +188,32 @@ def test_status_and_detach_show_the_transport() -> None:
     plain = FakeVsphereVm()
     run(plain, attach_op())
     assert "transport" not in status(plain).extra and "transport" not in run(plain, detach_op()).to_dict()
+
+
+def test_a_label_the_transport_does_not_take_is_refused_not_ignored(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="a nocloud ISO is labelled cidata"):
+        dispatch.parse("attach", dispatch.Request("vm", data=vmdata().copy(label="CONFIG-2"), transport="nocloud"))
+    with pytest.raises(ValidationError, match="label: a nocloud ISO is labelled cidata"):
+        dispatch.parse("update", dispatch.Request("vm", options={"label": "x"}, transport="nocloud"))
+    vm = nocloud_vm()
+    with pytest.raises(ValidationError, match="labelled cidata"):
+        run(vm, update_op(options={"label": "CONFIG-2"}))  # the seed's own transport, read from the VM
+    assert [k for k, _ in vm.calls()] == []  # refused before any change
+    assert status(vm).extra["content"]["label"] == "cidata"  # the ISO's label, not the data's config-2
+    assert dispatch.parse("attach", dispatch.Request("vm", data=vmdata().copy(label="CONFIG-2"))).request
+
+
+@pytest.mark.parametrize("to", [Transport.NOCLOUD, Transport.CONFIGDRIVE])
+def test_a_moves_dry_run_lists_exactly_what_the_move_does(to: Transport) -> None:
+    def start() -> FakeVsphereVm:
+        vm = FakeVsphereVm()
+        run(vm, attach_op(transport=Transport.CONFIGDRIVE if to is Transport.NOCLOUD else Transport.NOCLOUD))
+        vm.log.clear()
+        return vm
+
+    planned_vm, real_vm = start(), start()
+    planned = run(planned_vm, update_op(transport=to), dry_run=True)
+    assert planned_vm.calls() == []  # nothing changed
+    real = run(real_vm, update_op(transport=to))
+    assert [(s.kind, s.target) for s in planned.steps] == [(s.kind, s.target) for s in real.steps]
+    assert planned.changed == real.changed is True and planned.iso == real.iso

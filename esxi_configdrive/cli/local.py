@@ -14,7 +14,7 @@ from ..content import describe
 from ..errors import ValidationError
 from ..network import require_macs
 from ..network_options import NETWORK_OPTIONS, as_option_error
-from ..transport import Transport, parse_transport, transport_field
+from ..transport import Transport, check_label_for, parse_transport, transport_field
 from ..vmdata import NETWORK_DATA_FIELDS, VmData, check_network_choice
 from .options import add_content_options, add_network_data_option, add_transport_option, load_vmdata
 
@@ -48,6 +48,7 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
             raise as_option_error(e, data.network) from None
     data = data.copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
     transport = parse_transport(args.transport)
+    check_label_for(transport, args.label)
     if transport is Transport.GUESTINFO:
         return build_guestinfo(data, args)
     iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes, transport=transport)
@@ -114,5 +115,5 @@ def cmd_inspect(args: argparse.Namespace) -> dict[str, Any]:
 
     tree = iso_to_tree(args.iso)
     transport, data = read_drive_tree(tree)
-    described = describe(data, tree.all_paths(), args.show_password)
+    described = describe(data, tree.all_paths(), args.show_password, tree.label)
     return {"changed": False, "iso": args.iso, **described, **transport_field(transport)}

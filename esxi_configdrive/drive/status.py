@@ -7,9 +7,9 @@ from typing import Any
 
 from ..content import summary
 from ..errors import ValidationError
-from ..iso import read_iso
+from ..iso import read_drive
 from ..record import DriveRecord
-from ..transport import transport_field
+from ..transport import drive_label, transport_field
 from .devices import describe_device
 from .effects import VmAccess
 from .keys import is_guestinfo, keys_status
@@ -55,7 +55,8 @@ def inspect_file(vm: VmAccess, path: DatastorePath, record: DriveRecord) -> dict
         "matches_record": bool(record.sha256) and sha == record.sha256,
     }
     try:
-        out["content"] = summary(read_iso(iso))
+        transport, data = read_drive(iso)
+        out["content"] = summary(data, drive_label(transport, data))
     except ValidationError as e:
         out["problem"] = f"the ISO is not a readable config drive: {e}"
     return out

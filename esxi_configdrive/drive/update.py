@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import ConfigDriveError
 from ..guestinfo import read_keys
-from ..transport import Transport
+from ..transport import Transport, check_label_for
 from ..vmdata import VM_ID_KEY, VmData
 from .attach import AttachRequest, attach_new
 from .effects import Effects, VmAccess
@@ -45,12 +45,13 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
         current_transport, now = Transport.GUESTINFO, read_keys(current_keys(facts))
     else:
         current_transport, now = download_drive(vm, state)
+    transport = request.transport or current_transport
+    check_label_for(transport, request.options.get("label"))  # a seed's label is its transport's
     new = now if request.data is None else _replacing(now, request.data)
     for key, value in request.options.items():
         setattr(new, key, value)
     new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
     new = for_guest(new, facts, policy, request.network_data_auto, request.new_instance_id)
-    transport = request.transport or current_transport
     if transport is Transport.GUESTINFO:
         outcome = put_keys(vm, effects, state, new, policy, request.guestinfo_password)
     elif keys:  # from guestinfo to an ISO transport: attach's path, which clears the keys as it adds the CD-ROM

@@ -372,3 +372,36 @@ def test_transport_guestinfo(ansible, vcsim_faults, vsphere, make_vm):
     assert run.task("absent")["changed"] is True and record_of(vsphere, vm) == {}
     assert not [o.key for o in get_property(vsphere, vm, "config.extraConfig") or [] if o.key.startswith("guestinfo.")
                 and o.value]  # fmt: skip
+
+
+def test_nocloud_transport_attach_again_move_and_fan_out(ansible, vcsim_faults, vsphere, make_vm):
+    """``transport: nocloud``: a NoCloud seed, idempotent; a transport change on a present VM is the one-swap move;
+    the vms fan-out takes a per-entry transport."""
+    from esxi_configdrive.iso import read_drive
+    from esxi_configdrive.transport import Transport
+
+    vm, fleet = make_vm(), [make_vm(), make_vm()]
+    args = {"name": vm.name, "vmdata": vmdata("web-nc"), "transport": "nocloud"}
+    run = ansible.run(
+        [
+            task("seed", **args),
+            task("seed again", **args),
+            task("move to config-2", name=vm.name, transport="configdrive"),
+            task("fleet", vms=[{"vm": v.name, "vmdata": vmdata(f"nc-{i}", i + 2), "transport": "nocloud"}
+                               for i, v in enumerate(fleet)]),
+        ]
+    )  # fmt: skip
+    assert run.rc == 0, run.output
+    seed, again, moved = run.task("seed"), run.task("seed again"), run.task("move to config-2")
+    assert seed["changed"] is True and seed["transport"] == "nocloud"
+    assert again["changed"] is False and again["actions"] == []
+    assert moved["changed"] is True and "transport" not in moved
+    assert fetch_file(vcsim_faults, vsphere, seed["iso"]) is None  # the seed went once the swap was made
+    assert read_drive(fetch_file(vcsim_faults, vsphere, moved["iso"]))[0] is Transport.CONFIGDRIVE
+    assert record_of(vsphere, vm).get("transport") is None
+    for v in fleet:
+        paths = [p for p in iso_paths(vsphere, v) if "ConfigDrive/" in p]
+        assert read_drive(fetch_file(vcsim_faults, vsphere, paths[0]))[0] is Transport.NOCLOUD
+        assert record_of(vsphere, v)["transport"] == "nocloud"
+    refused = ansible.run([task("detach with a transport", name=vm.name, state="detached", transport="nocloud")])
+    assert refused.rc != 0 and "transport: does not apply with state=detached" in refused.output
