@@ -31,10 +31,10 @@ if TYPE_CHECKING:  # the controller loads the vSphere layer: a batch is handed o
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
     "attach": {"vm", "vmdata", "vmdata_file", "network", "datastore", "controller", "network_data", "new_instance_id",
-               "transport"},
+               "transport", "guestinfo_password"},
     "update": {
         "vm", "vmdata", "vmdata_file", "userdata", "userdata_base64", "password", "public_keys", "hostname",
-        "network", "network_data", "new_instance_id", "transport",
+        "network", "network_data", "new_instance_id", "transport", "guestinfo_password",
     },
     "detach": {"vm"},
     "remove": {"vm"},
@@ -131,10 +131,11 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
             item.options[key] = obj[key]
     if "transport" in obj:
         item.options["transport"] = parse_transport(obj["transport"])
-    if "new_instance_id" in obj:
-        if not isinstance(obj["new_instance_id"], bool):
-            raise ValidationError("new_instance_id", "must be true or false")
-        item.options["new_instance_id"] = obj["new_instance_id"]
+    for flag in ("new_instance_id", "guestinfo_password"):
+        if flag in obj:
+            if not isinstance(obj[flag], bool):
+                raise ValidationError(flag, "must be true or false")
+            item.options[flag] = obj[flag]
     changes_something = (
         item.options.get("network_data") is not None
         or item.options.get("new_instance_id")
@@ -176,12 +177,15 @@ def batch_defaults(
     controller: str | None = None,
     network_data: str | None = None,
     transport: str | None = None,
+    guestinfo_password: bool = False,
 ) -> dict[str, Any]:
     """What every line of a batch inherits from its command (the CLI's flags, the Ansible module's options): only
     what was chosen, so that a line's own value wins and an unchosen one keeps the operation's default."""
     defaults: dict[str, Any] = {"dry_run": dry_run}
     if new_instance_id:
         defaults["new_instance_id"] = True
+    if guestinfo_password:
+        defaults["guestinfo_password"] = True
     chosen = {"datastore": datastore, "controller": controller, "network_data": network_data, "transport": transport}
     defaults.update({key: value for key, value in chosen.items() if value})
     return defaults
@@ -299,6 +303,7 @@ def _run_one(
         new_instance_id=options.get("new_instance_id", False),
         dry_run=options.get("dry_run", False),
         transport=options.get("transport"),
+        guestinfo_password=options.get("guestinfo_password", False),
     )
     try:
         call = dispatch.parse(command, request, controller.policy.max_userdata_bytes)

@@ -126,13 +126,15 @@ class ConfigDriveController:
         new_instance_id: bool = False,
         dry_run: bool = False,
         transport: Transport | str = DEFAULT_TRANSPORT,
+        guestinfo_password: bool = False,
     ) -> Result:
         """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change).
         Without a vm-id in ``data``, or with ``new_instance_id``, the drive's vm-id is the VM's instance UUID.
         ``transport``: ``configdrive`` (config-2) or ``nocloud`` (a NoCloud seed labelled cidata)."""
         auto = "auto" if network_data_auto else None
         fields = Request(vm, data, datastore=datastore, controller=controller, network_data=auto,
-                         new_instance_id=new_instance_id, dry_run=dry_run, transport=transport)  # fmt: skip
+                         new_instance_id=new_instance_id, dry_run=dry_run, transport=transport,
+                         guestinfo_password=guestinfo_password)  # fmt: skip
         return self.run(parse("attach", fields, self.policy.max_userdata_bytes))
 
     def update(
@@ -146,6 +148,7 @@ class ConfigDriveController:
         new_instance_id: bool = False,
         dry_run: bool = False,
         transport: Transport | str | None = None,
+        guestinfo_password: bool = False,
     ) -> Result:
         """Change the drive's content: download it, apply ``data`` (whole) and/or ``overrides`` (fields:
         userdata, password, public_keys, hostname, network) and ``options`` (the layout: label,
@@ -155,7 +158,8 @@ class ConfigDriveController:
         transport, in the same one swap (None: the drive's own stays)."""
         auto = "auto" if network_data_auto else None
         fields = Request(vm, data, dict(overrides or {}), dict(options or {}), network_data=auto,
-                         new_instance_id=new_instance_id, dry_run=dry_run, transport=transport)  # fmt: skip
+                         new_instance_id=new_instance_id, dry_run=dry_run, transport=transport,
+                         guestinfo_password=guestinfo_password)  # fmt: skip
         return self.run(parse("update", fields, self.policy.max_userdata_bytes))
 
     def reset_password(self, vm: VmRef, *, length: int = PASSWORD_LENGTH, dry_run: bool = False) -> Result:

@@ -16,11 +16,13 @@ from .defaults import (
     PASSWORD_LENGTH,
 )
 from .drive.attach import AttachRequest
+from .drive.keys import check_password
 from .drive.migrate import MigrationRequest
 from .drive.steps import sized_stand_in
 from .drive.update import UpdateRequest
 from .errors import ValidationError
 from .fields import check_datastore_name
+from .guestinfo import guestinfo_keys
 from .iso import check_size
 from .transport import (
     DEFAULT_TRANSPORT,
@@ -54,6 +56,7 @@ class Request:
     migrate: bool = False
     length: int = PASSWORD_LENGTH  # reset-password
     transport: Any = None  # attach: a transport name (None: configdrive); update: None keeps the VM's own
+    guestinfo_password: bool = False  # attach, update: a password may go over guestinfo (drive/keys.py)
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,17 @@ def check_network_data_option(command: str, choice: str | None, where: str = "ne
         raise ValidationError(where, f"must be one of {', '.join(choices)}" if choices else f"not for {command}")
 
 
-def check_content(data: VmData, max_userdata_bytes: int | None, transport: Transport = DEFAULT_TRANSPORT) -> None:
+def check_content(
+    data: VmData, max_userdata_bytes: int | None, transport: Transport = DEFAULT_TRANSPORT, password: bool = False
+) -> None:
     """Content handed in whole: checked against the input limit, and sized as an ISO of ``transport`` without
-    writing one."""
+    writing one; for guestinfo, as its keys (the limits per key and in all, guestinfo.py), and a password only
+    when asked for (``password``)."""
     data.validate(max_userdata_bytes)
+    if transport is Transport.GUESTINFO:
+        check_password(data, password)
+        guestinfo_keys(sized_stand_in(data), password=password)
+        return
     check_size(build_drive_tree(sized_stand_in(data), transport, max_userdata_bytes=None))
 
 
@@ -106,12 +116,13 @@ def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
     data = data.copy(**NETWORK_DATA_FIELDS.get(choice or "", {}))
     transport = parse_transport(fields.transport or DEFAULT_TRANSPORT)
     check_label_for(transport, data.label if data.label != DEFAULT_LABEL else None)
-    check_content(data, max_userdata_bytes, transport)
+    check_content(data, max_userdata_bytes, transport, fields.guestinfo_password)
     if fields.controller not in CONTROLLER_CHOICES:
         raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
     if fields.datastore is not None:  # an explicit empty name is a mistake, not "the default"
         check_datastore_name(fields.datastore)
-    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id, transport)
+    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id, transport,
+                         fields.guestinfo_password)  # fmt: skip
 
 
 def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
@@ -124,10 +135,12 @@ def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
     if transport is not None:
         check_label_for(transport, change.label)
     if data is not None:
-        check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT)
+        check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT, fields.guestinfo_password)
+    if transport is Transport.GUESTINFO and change.password:
+        check_password(VmData(password=change.password), fields.guestinfo_password)
     network = change.network or (data.network if data is not None else None)
     check_network_choice(choice, network, data.network_data if data is not None else {})
-    return UpdateRequest(data, change, fields.new_instance_id, transport)
+    return UpdateRequest(data, change, fields.new_instance_id, transport, fields.guestinfo_password)
 
 
 def _prepare_migration(fields: Request, max_userdata_bytes: int | None) -> Operation:

@@ -12,8 +12,11 @@ after a crash. Keys (all under ``esxi-configdrive.``):
   leaves it for the next run to delete); ``folder``: the drive's folder, kept after detach so a re-run can
   finish deleting it; ``cluster``: the datastore cluster the drive's datastore was chosen from (a later update
 keeps the drive on that member while it can take a file, else chooses another; records written before it have
-none); ``transport``: how the ISO carries the data (transport.py), written only when it is not a config drive,
-so a config drive's record is what it was before transports, and a record without one reads as a config drive.
+none); ``transport``: how the data reaches the guest, written only when it is not a config drive (``guestinfo``:
+VMware guestinfo keys, drive/keys.py), so a config drive's record is what it was before transports; ``keys``:
+for guestinfo, a digest of each key written (``<key>=<sha256/16>``, comma-separated; never of a key in
+``redact``, whose value holds the password: a digest of it could be tried against guesses); ``redact``: the
+values cloud-init blanks after reading them (``vendordata`` …).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class DriveRecord:
     folder: str = ""
     cluster: str = ""
     transport: str = ""
+    keys: str = ""
+    redact: str = ""
 
     @property
     def drive_transport(self) -> Transport:

@@ -3,7 +3,8 @@ table (label, layout builder, layout reader), keyed by transport.
 
 - ``configdrive``: the config-2 ISO (layout.py), what cloud-init's ConfigDrive and cloudbase-init read;
 - ``nocloud``: a NoCloud seed ISO labelled ``cidata`` (nocloud.py), what cloud-init's NoCloud reads first;
-- ``guestinfo``: VMware guestinfo keys in the VM's extraConfig (guestinfo.py); not available yet (issue 22).
+- ``guestinfo``: VMware guestinfo keys in the VM's extraConfig (guestinfo.py, drive/keys.py): no ISO, no upload,
+  one reconfigure; what cloud-init's VMware datasource reads (after NoCloud and ConfigDrive).
 
 The ISO transports share one path on vSphere (upload, one reconfigure that swaps the backing and the record, delete
 the old file): the transport chooses the layout and the label only. A VM's transport is in its drive record
@@ -41,8 +42,8 @@ class Transport(StrEnum):
 
 DEFAULT_TRANSPORT = Transport.CONFIGDRIVE
 TRANSPORT_CHOICES = tuple(t.value for t in Transport)  # what the edges offer (the Ansible module's choices)
-# Defined, but refused where a request enters until its issue lands (22: guestinfo).
-NOT_AVAILABLE_YET = frozenset({Transport.GUESTINFO})
+# Defined, but refused where a request enters until its issue lands (none now: issue 22 brought guestinfo).
+NOT_AVAILABLE_YET: frozenset[Transport] = frozenset()
 
 
 def parse_transport(value: Any, where: str = "transport") -> Transport:
@@ -108,8 +109,12 @@ def drive_label(transport: Transport, data: VmData) -> str:
 
 def check_label_for(transport: Transport, label: str | None, where: str = "label") -> None:
     """A label asked for (``--label``) that the transport does not take: refused, not ignored."""
+    if label is None:
+        return
+    if transport is Transport.GUESTINFO:
+        raise ValidationError(where, "guestinfo keys have no label; --label is for config drives")
     fixed = iso_transport(transport).label
-    if label is not None and fixed is not None and label != fixed:
+    if fixed is not None and label != fixed:
         raise ValidationError(where, f"a {transport.value} ISO is labelled {fixed}; --label is for config drives")
 
 

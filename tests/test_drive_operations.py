@@ -53,10 +53,14 @@ def attach_op(data: VmData | None = None, **request: Any) -> Operation:
 
 
 def update_op(
-    data: VmData | None = None, new_instance_id: bool = False, transport: Transport | None = None, **change: Any
+    data: VmData | None = None,
+    new_instance_id: bool = False,
+    transport: Transport | None = None,
+    guestinfo_password: bool = False,
+    **change: Any,
 ) -> Operation:
     """update with ``data``, and a ``ContentChange`` of the fields given (``public_keys=(key,)``, ``network_data``)."""
-    request = UpdateRequest(data, ContentChange(**change), new_instance_id, transport)
+    request = UpdateRequest(data, ContentChange(**change), new_instance_id, transport, guestinfo_password)
     return lambda vm, effects: update(vm, effects, request, POLICY)
 
 

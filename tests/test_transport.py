@@ -43,8 +43,7 @@ def test_the_transports_and_the_one_default() -> None:
     assert parse_optional_transport(None) is None and parse_optional_transport("") is None
     with pytest.raises(ValidationError, match="transport: must be one of configdrive, nocloud, guestinfo"):
         parse_transport("iso")
-    with pytest.raises(ValidationError, match="guestinfo is not available yet"):
-        parse_transport("guestinfo")
+    assert parse_transport("guestinfo") is Transport.GUESTINFO  # issue 22 enabled it
 
 
 def test_only_the_iso_transports_have_a_table_entry() -> None:
@@ -68,8 +67,8 @@ def test_requests_carry_the_transport_typed() -> None:
     for command in ("detach", "remove", "status", "reset-password"):
         with pytest.raises(ValidationError, match=f"transport: not for {command}"):
             dispatch.parse(command, dispatch.Request("vm", transport="nocloud"))
-    with pytest.raises(ValidationError, match="not available yet"):
-        dispatch.parse("attach", dispatch.Request("vm", data=data, transport="guestinfo"))
+    guest = dispatch.parse("attach", dispatch.Request("vm", data=data, transport="guestinfo")).request
+    assert guest.transport is Transport.GUESTINFO  # type: ignore[union-attr]
 
 
 def test_batch_lines_parse_their_transport() -> None:
@@ -102,8 +101,9 @@ def test_build_and_inspect_on_the_command_line(tmp_path: Path, capsys: pytest.Ca
     assert shown["transport"] == "nocloud" and shown["vm_id"] == VMDATA["metadata"]["vm-id"]
     assert shown["label"] == "cidata"
     assert "meta-data" in shown["files"]
-    assert main(["build", "--vmdata", str(vm), "--transport", "guestinfo", "-o", str(drive)]) == 2
-    assert "guestinfo is not available yet" in capsys.readouterr().err
+    keys = tmp_path / "keys.json"
+    assert main(["build", "--vmdata", str(vm), "--transport", "guestinfo", "-o", str(keys)]) == 0  # issue 22
+    assert "guestinfo.metadata" in json.loads(keys.read_text())
 
 
 # ---- the record -----------------------------------------------------------------------------------------------

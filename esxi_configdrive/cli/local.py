@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 import tempfile
@@ -13,8 +14,8 @@ from ..content import describe
 from ..errors import ValidationError
 from ..network import require_macs
 from ..network_options import NETWORK_OPTIONS, as_option_error
-from ..transport import check_label_for, parse_transport, transport_field
-from ..vmdata import NETWORK_DATA_FIELDS, check_network_choice
+from ..transport import Transport, check_label_for, parse_transport, transport_field
+from ..vmdata import NETWORK_DATA_FIELDS, VmData, check_network_choice
 from .options import add_content_options, add_network_data_option, add_transport_option, load_vmdata
 
 
@@ -48,6 +49,8 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
     data = data.copy(**NETWORK_DATA_FIELDS.get(args.network_data, {}))
     transport = parse_transport(args.transport)
     check_label_for(transport, args.label)
+    if transport is Transport.GUESTINFO:
+        return build_guestinfo(data, args)
     iso = build_iso(data, max_userdata_bytes=args.max_userdata_bytes, transport=transport)
     if args.output == "-":
         sys.stdout.buffer.write(iso)
@@ -63,6 +66,29 @@ def cmd_build(args: argparse.Namespace) -> dict[str, Any] | None:
         "vm_id": data.vm_id,
         **transport_field(transport),
     }
+
+
+def build_guestinfo(data: VmData, args: argparse.Namespace) -> dict[str, Any] | None:
+    """``build --transport guestinfo``: the keys as one JSON object, ready for Terraform's ``extra_config`` or
+    Packer's ``configuration_parameters`` (the keys set only: a key another tool never set needs no "" to clear
+    it). The output names the keys, never their values."""
+    from ..drive.keys import check_password, password_warning
+    from ..guestinfo import VENDORDATA, guestinfo_keys, redacted
+
+    data.validate(args.max_userdata_bytes)
+    check_password(data, args.guestinfo_password)
+    keys = {k: v for k, v in guestinfo_keys(data, password=args.guestinfo_password).items() if v}
+    text = json.dumps(keys, indent=2, sort_keys=True) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return None  # the keys went to stdout; nothing else may
+    write_file_atomically(args.output, text.encode("utf-8"))
+    out: dict[str, Any] = {"changed": True, "output": args.output, "bytes": len(text.encode("utf-8"))}
+    out.update(vm_id=data.vm_id, transport=Transport.GUESTINFO.value, keys=sorted(keys))
+    if data.password and args.guestinfo_password:
+        out["warnings"] = [password_warning(n for n in redacted(keys) if n == VENDORDATA)]
+    return out
 
 
 def write_file_atomically(path: str, content: bytes, mode: int = 0o600) -> None:

@@ -113,6 +113,12 @@ def add_network_data_option(p: argparse.ArgumentParser, command: str) -> None:
     )
 
 
+GUESTINFO_PASSWORD_HELP = (
+    "with --transport guestinfo: send the password too (refused otherwise: anyone who may read the VM's "
+    "configuration in vCenter, and any process in the guest, can read guestinfo until cloud-init blanks it)"
+)
+
+
 def add_transport_option(p: argparse.ArgumentParser, command: str) -> None:
     """--transport: how the data reaches the guest (transport.py); update keeps the VM's own unless given."""
     default = DEFAULT_TRANSPORT.value if command != "update" else None
@@ -121,8 +127,10 @@ def add_transport_option(p: argparse.ArgumentParser, command: str) -> None:
         "--transport",
         default=default,
         metavar="|".join(TRANSPORT_CHOICES),
-        help=f"configdrive: a config-2 ISO; nocloud: a NoCloud seed ISO labelled cidata ({keeps})",
+        help=f"configdrive: a config-2 ISO; nocloud: a NoCloud seed ISO labelled cidata; guestinfo: VMware "
+        f"guestinfo keys in the VM's extraConfig, no ISO ({keeps})",
     )
+    p.add_argument("--guestinfo-password", action="store_true", help=GUESTINFO_PASSWORD_HELP)
 
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:

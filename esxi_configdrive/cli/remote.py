@@ -114,6 +114,7 @@ def cmd_attach(args: argparse.Namespace) -> dispatch.Request | int:
         new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
         transport=args.transport,
+        guestinfo_password=args.guestinfo_password,
     )
     return request
 
@@ -133,6 +134,7 @@ def cmd_update(args: argparse.Namespace) -> dispatch.Request | int:
         new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
         transport=args.transport,
+        guestinfo_password=args.guestinfo_password,
     )
     if not dispatch.has_change(request):
         raise ValidationError(
@@ -234,6 +236,7 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         controller=getattr(args, "controller", None),
         network_data=_network_data_unless_default(getattr(args, "network_data", "file")),
         transport=getattr(args, "transport", None),
+        guestinfo_password=getattr(args, "guestinfo_password", False),
     )
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
     with stream, Session(connection_settings(args)) as session:

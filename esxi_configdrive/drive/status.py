@@ -13,6 +13,7 @@ from ..transport import drive_label, transport_field
 from ..vsphere_values import DatastorePath
 from .devices import describe_device
 from .effects import VmAccess
+from .keys import is_guestinfo, keys_status
 from .result import Outcome
 from .state import DriveState
 from .steps import raise_if_changed
@@ -27,6 +28,9 @@ def status(vm: VmAccess) -> Outcome:
         out["attached"] = cdrom.iso is not None
     out["record"] = {k: v for k, v in vars(record).items() if v}
     out.update(transport_field(record.drive_transport))
+    if is_guestinfo(record) and cdrom is None:
+        out.update(keys_status(state))
+        return Outcome(facts.name, [], extra=out)
     path = state.current
     if path:
         out.update(inspect_file(vm, DatastorePath.parse(path), record))

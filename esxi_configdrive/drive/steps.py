@@ -4,7 +4,7 @@ interrupted run left, retiring a replaced ISO, and the reconfigure that carries 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import ConfigDriveError, Stale, ValidationError
 from ..iso import read_drive, read_iso
@@ -228,12 +228,17 @@ def extra_config_changes(
 
 
 def config_change(
-    facts: VmFacts, changes: Sequence[DeviceChange], records: tuple[DriveRecord, DriveRecord], policy: Policy
+    facts: VmFacts,
+    changes: Sequence[DeviceChange],
+    records: tuple[DriveRecord, DriveRecord],
+    policy: Policy,
+    keys: Mapping[str, str] | None = None,
 ) -> ConfigChange:
     """One reconfigure: the device change and the record (``records``: new, old) together, so no crash can part
-    them (``Effects.apply_change`` makes it)."""
+    them (``Effects.apply_change`` makes it); ``keys``: guestinfo keys to write ("" removes one) in the same one."""
     new, old = records
-    return ConfigChange(facts, tuple(changes), extra_config_changes(facts, new, old, policy.avoid_lock_question))
+    extra = {**(keys or {}), **extra_config_changes(facts, new, old, policy.avoid_lock_question)}
+    return ConfigChange(facts, tuple(changes), extra)
 
 
 def download_drive(vm: VmAccess, state: DriveState) -> tuple[Transport, VmData]:

@@ -353,6 +353,27 @@ def test_a_static_network_and_a_new_instance_id(ansible, vcsim_faults, vsphere, 
     assert net["routes"][0] == {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.2.1"}
 
 
+def test_transport_guestinfo(ansible, vcsim_faults, vsphere, make_vm):
+    """transport: guestinfo writes the keys on a running VM in one reconfigure; a password only with
+    guestinfo_password (then the result says who can read it); the same again changes nothing; absent clears."""
+    vm = make_vm(powered_on=True)
+    ansible.secrets.append("Guestinfo-pw-1234")
+    args = {"name": vm.name, "vmdata": vmdata("gi-1"), "vm_password": PASSWORD_FROM_ENV, "transport": "guestinfo"}
+    env = {"DRIVE_PASSWORD": "Guestinfo-pw-1234"}
+    refused = ansible.run([task("refused", **args)], env=env)
+    assert refused.rc != 0 and "guestinfo_password" in refused.output and record_of(vsphere, vm) == {}
+    run = ansible.run([task("attach", **args, guestinfo_password=True), task("again", **args, guestinfo_password=True),
+                       task("absent", name=vm.name, state="absent")], env=env)  # fmt: skip
+    assert run.rc == 0, run.output
+    first, again = run.task("attach"), run.task("again")
+    assert first["changed"] is True and first["transport"] == "guestinfo"
+    assert first["actions"] == ["wrote guestinfo keys guestinfo.metadata, guestinfo.userdata, guestinfo.vendordata"]
+    assert "vCenter" in first["warnings"][0] and again["changed"] is False
+    assert run.task("absent")["changed"] is True and record_of(vsphere, vm) == {}
+    assert not [o.key for o in get_property(vsphere, vm, "config.extraConfig") or [] if o.key.startswith("guestinfo.")
+                and o.value]  # fmt: skip
+
+
 def test_nocloud_transport_attach_again_move_and_fan_out(ansible, vcsim_faults, vsphere, make_vm):
     """``transport: nocloud``: a NoCloud seed, idempotent; a transport change on a present VM is the one-swap move;
     the vms fan-out takes a per-entry transport."""

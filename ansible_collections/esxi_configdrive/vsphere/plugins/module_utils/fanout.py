@@ -34,6 +34,7 @@ def entry_spec() -> dict[str, Any]:
         "password": {"type": "str", "no_log": True},
         "public_keys": {"type": "list", "elements": "str", "no_log": False},
         "new_instance_id": {"type": "bool"},
+        "guestinfo_password": {"type": "bool", "no_log": False},
     }
 
 

@@ -126,8 +126,11 @@ options:
         description: Give this VM's drive the VM's own instance UUID as its id, as in O(new_instance_id).
         type: bool
       transport:
-        description: C(configdrive) or C(nocloud) for this VM, as in O(transport); overrides O(transport).
+        description: C(configdrive), C(nocloud) or C(guestinfo) for this VM, as in O(transport); overrides O(transport).
         type: str
+      guestinfo_password:
+        description: With C(guestinfo), send this VM's password too, as in O(guestinfo_password).
+        type: bool
   concurrency:
     description:
       - With O(vms), how many VMs are worked on at a time (1 to 64).
@@ -233,11 +236,20 @@ options:
     description:
       - How the data reaches the guest. V(configdrive) is a config-2 ISO (cloud-init's ConfigDrive,
         cloudbase-init); V(nocloud) is a NoCloud seed ISO labelled C(cidata) (cloud-init's NoCloud, which it reads
-        before ConfigDrive). V(guestinfo) is not available yet.
+        before ConfigDrive). V(guestinfo) writes VMware guestinfo keys into the VM's extraConfig in one
+        reconfigure (cloud-init's VMware datasource; no ISO, no reboot); a password is refused over it unless
+        O(guestinfo_password) is set.
       - When not set, V(configdrive) with O(vmdata) or O(vmdata_file), else the current drive's. Another transport
         than the current drive's moves the VM to it in one swap (never two drives attached).
     type: str
     choices: [configdrive, nocloud, guestinfo]
+  guestinfo_password:
+    description:
+      - With O(transport=guestinfo), send the password too (vendor data that cloud-init blanks once read, by the
+        metadata's C(redact) list). Until then anyone who may read the VM's configuration in vCenter, and any
+        process in the guest, can read it. Without this option a password over guestinfo is refused.
+    type: bool
+    default: false
   datastore:
     description:
       - The datastore for the ISO when attaching; when not set, the datastore of the VM's configuration file.
@@ -530,6 +542,7 @@ def argument_spec() -> dict[str, Any]:
         concurrency={"type": "int", "default": 4},
         network_data={"type": "str", "choices": ["auto", "empty", "none"]},
         transport={"type": "str", "choices": ["configdrive", "nocloud", "guestinfo"]},
+        guestinfo_password={"type": "bool", "default": False, "no_log": False},
         new_instance_id={"type": "bool", "default": False},
         datastore={"type": "str"},
         controller={"type": "str", "choices": ["auto", "ide", "sata"]},
@@ -563,7 +576,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
     content = given(params, CONTENT_OPTIONS)
     if state != "present":
         extra = content + given(params, ("network_data", "transport", *ATTACH_ONLY))
-        extra += [key for key in ("reset_password", "new_instance_id") if params[key]]
+        extra += [key for key in ("reset_password", "new_instance_id", "guestinfo_password") if params[key]]
         if extra:
             raise ValidationError(extra[0], f"does not apply with state={state}")
         if state == "detached":
@@ -581,6 +594,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
         network_data=params["network_data"],
         new_instance_id=params["new_instance_id"],
         transport=params["transport"],
+        guestinfo_password=params["guestinfo_password"],
     )
     if data is not None:
         return (
@@ -672,6 +686,7 @@ def run_fleet(module: AnsibleModule) -> dict[str, Any]:
         controller=params["controller"],
         network_data=params["network_data"],
         transport=params["transport"],
+        guestinfo_password=params["guestinfo_password"],
     )
     with controller(params, **controller_options(params)) as c:
         results, counts = fanout.run(
