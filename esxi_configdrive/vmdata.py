@@ -383,7 +383,7 @@ class ContentChange:
         if self.label is not None:
             check_label(self.label)
         for name in ("password_vendor_data", "dated_versions"):
-            if getattr(self, name) not in (None, True, False):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ValidationError(name, "must be true or false")
 
     @property

@@ -561,6 +561,7 @@ BAD_CHANGES = [
     ({"colour": "blue"}, {}, "overrides.colour"),
     ({}, {"label": "x" * 17}, "label"),
     ({}, {"dated_versions": "yes"}, "dated_versions"),
+    ({}, {"password_vendor_data": 1}, "password_vendor_data"),
     ({}, {"network_data": {}}, "options.network_data"),
 ]
 
