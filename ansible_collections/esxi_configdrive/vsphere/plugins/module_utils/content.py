@@ -88,12 +88,11 @@ def layout_options(params: dict[str, Any]) -> dict[str, Any]:
     return {"label": params["label"]} if params.get("label") else {}
 
 
-def check_overrides(params: dict[str, Any]) -> dict[str, Any]:
-    """For a change to the current drive: the overrides, checked now (as the package's ``ContentChange``, what
-    the request's parse makes of them), before anything is sent to vSphere."""
+def content_change(params: dict[str, Any]) -> ContentChange:
+    """For a change to the current drive: the package's ``ContentChange`` from the override and layout options,
+    checked now (a bad one named by its option), before anything is sent to vSphere."""
     with _named_by_option():
-        ContentChange.parse(overrides(params), layout_options(params))
-    return overrides(params)
+        return ContentChange.parse(overrides(params), layout_options(params))
 
 
 def _with_options(data: VmData, params: dict[str, Any]) -> VmData:

@@ -509,11 +509,12 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.common im
 )
 from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.content import (  # noqa: E402
     CONTENT_OPTIONS,
-    check_overrides,
+    content_change,
     content_spec,
     given,
     layout_options,
     load,
+    overrides,
 )
 from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.diff import (  # noqa: E402
     NO_DRIVE,
@@ -527,6 +528,7 @@ with contextlib.suppress(ImportError):  # reported by require_package
     from esxi_configdrive.batch import batch_defaults
     from esxi_configdrive.dispatch import Request, has_change, parse
     from esxi_configdrive.fields import check_concurrency, check_password_length
+    from esxi_configdrive.vmdata import ContentChange
 
 # (controller, vm, dry_run) -> the operation's Result; (content before, result) -> the view check mode plans
 Operation = Callable[[Any, str, bool], Any]
@@ -601,9 +603,8 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
             _dispatched("attach", request),
             lambda before, result: view(data, result.get("iso")),
         )
-    overrides = check_overrides(params)
-    options = layout_options(params)
-    request = replace(request, overrides=overrides, options=options)
+    change = content_change(params)
+    request = replace(request, overrides=overrides(params), options=layout_options(params))
     if not has_change(request):
         raise ValidationError(
             "vmdata",
@@ -616,7 +617,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
         raise ValidationError(attach_only[0], "applies when attaching: give vmdata or vmdata_file")
     return (
         _dispatched("update", request),
-        lambda before, result: planned_update(before, overrides, options, result.get("iso")),
+        lambda before, result: planned_update(before, change, result.get("iso")),
     )
 
 
@@ -636,7 +637,7 @@ def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operati
     check_password_length(length, "password_length")
     return (
         lambda c, vm, dry: c.reset_password(vm, length=length, dry_run=dry),
-        lambda before, result: planned_update(before, {"password": "new"}, {}, result.get("iso")),
+        lambda before, result: planned_update(before, ContentChange(password="new"), result.get("iso")),
     )
 
 
