@@ -21,8 +21,9 @@ from esxi_configdrive import VmData  # noqa: E402
 from esxi_configdrive.iso import MAX_ISO_BYTES, tree_to_iso  # noqa: E402
 from esxi_configdrive.layout import build_tree  # noqa: E402
 from esxi_configdrive.vsphere.connection import ConnectionSettings, Session  # noqa: E402
-from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath  # noqa: E402
+from esxi_configdrive.vsphere.datastore import DatastoreFiles  # noqa: E402
 from esxi_configdrive.vsphere.inventory import fetch_vm_facts, find_vm  # noqa: E402
+from esxi_configdrive.vsphere_values import DatastorePath  # noqa: E402
 
 MiB = 1024 * 1024
 

@@ -27,7 +27,6 @@ from .drive.audit import AuditReport, AuditRequest, Progress, audit
 from .drive.detach import detach
 from .drive.effects import DryRunEffects, Effects, LiveEffects
 from .drive.migrate import MigrationRequest, prepare_migration
-from .drive.model import VmFacts
 from .drive.policy import Policy
 from .drive.result import Outcome, Result
 from .drive.state import DriveState
@@ -41,8 +40,9 @@ from .vsphere.fleet import VsphereFleet
 from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
 from .vsphere.task_poller import SharedTaskPoller
 from .vsphere.vm import VsphereVm
+from .vsphere_values import VmFacts
 
-__all__ = ["ConfigDriveController", "Result", "generate_password"]
+__all__ = ["ConfigDriveController", "generate_password"]
 
 VmRef = Any  # a name, inventory path, UUID or id (vm-42), the VM's managed object, or its facts (prefetch)
 

@@ -45,6 +45,10 @@ class Route:
     to: IPNetwork
     via: IPAddress
 
+    def as_dict(self) -> dict[str, str]:
+        """The route as the `network` section and netplan's v2 form both write it."""
+        return {"to": str(self.to), "via": str(self.via)}
+
 
 @dataclass(frozen=True)
 class Interface:
@@ -348,7 +352,7 @@ def _interface_dict(iface: Interface) -> dict[str, Any]:
         if getattr(iface, key) is not None:
             out[key] = str(getattr(iface, key))
     if iface.routes:
-        out["routes"] = [{"to": str(r.to), "via": str(r.via)} for r in iface.routes]
+        out["routes"] = [r.as_dict() for r in iface.routes]
     return out
 
 
@@ -475,8 +479,8 @@ def _netplan_ethernet(iface: Interface, nameservers: dict[str, Any]) -> dict[str
         out["accept-ra"] = True
     if iface.addresses:
         out["addresses"] = [str(a) for a in iface.addresses]
-    defaults = [(ipaddress.ip_network("0.0.0.0/0" if g.version == 4 else "::/0"), g) for g in _gateways(iface)]
-    routes = [{"to": str(to), "via": str(via)} for to, via in [*defaults, *((r.to, r.via) for r in iface.routes)]]
+    defaults = [Route(ipaddress.ip_network("0.0.0.0/0" if g.version == 4 else "::/0"), g) for g in _gateways(iface)]
+    routes = [r.as_dict() for r in (*defaults, *iface.routes)]
     if routes:
         out["routes"] = routes
     if nameservers:

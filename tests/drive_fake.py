@@ -13,7 +13,8 @@ import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from esxi_configdrive.drive.model import (
+from esxi_configdrive.errors import NotFound, Stale, VsphereFault
+from esxi_configdrive.vsphere_values import (
     IDE,
     SATA,
     AddCdrom,
@@ -32,7 +33,6 @@ from esxi_configdrive.drive.model import (
     SetMedia,
     VmFacts,
 )
-from esxi_configdrive.errors import NotFound, Stale, VsphereFault
 
 DS = "ds1"
 OTHER_DS = "ds2"

@@ -34,7 +34,8 @@ from esxi_configdrive.iso import read_drive
 from esxi_configdrive.record import DriveRecord
 from esxi_configdrive.transport import Transport
 from esxi_configdrive.vsphere.connection import Session
-from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath
+from esxi_configdrive.vsphere.datastore import DatastoreFiles
+from esxi_configdrive.vsphere_values import DatastorePath
 
 REPO = Path(__file__).resolve().parents[1]
 TALLY_FILE = REPO / ".cache" / "reliability-tally.json"

@@ -87,6 +87,16 @@ def minimal_vmdata(**changes: Any) -> VmData:
     return VmData(metadata={"vm-id": VM_ID}).copy(**changes)
 
 
+def numbered_vmdata(i: int, version: int, *, uuid_prefix: str, hostname_prefix: str) -> VmData:
+    """The data of VM number ``i`` of a many-VM test, its user data at ``version``: a vm-id and host name of the
+    test's own (``uuid_prefix``: 8 hex digits; ``hostname_prefix``) and an SSH key."""
+    return VmData.from_dict({
+        "metadata": {"vm-id": f"{uuid_prefix}-0000-4000-8000-{i:012d}", "local-hostname": f"{hostname_prefix}-{i}",
+                     "public-keys": [ED25519_KEY]},
+        "userdata": f"#cloud-config\n# {i} v{version}\n",
+    })  # fmt: skip
+
+
 def password_with_leading_zero_md5() -> str:
     """A password whose MD5 starts with a 0 nibble (so Java's BigInteger hex drops it)."""
     for n in itertools.count():

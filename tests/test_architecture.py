@@ -1,5 +1,6 @@
 """The rules of the package's shape (docs/architecture.md), checked on its source: only vsphere/ imports pyVmomi
-or pyVim, vsphere/ takes only values and path rules from drive/ (never an operation), no two modules import each
+or pyVim, the plain values both layers share (vsphere_values.py) import neither layer, vsphere/ takes only the
+path rules from drive/ (never an operation), no two modules import each
 other (directly or around a loop, deferred imports included), and the operations in drive/ never branch on a dry
 run (DryRunEffects makes the difference)."""
 
@@ -56,13 +57,20 @@ def test_only_the_vsphere_layer_imports_pyvmomi() -> None:
     assert offenders == []
 
 
-# What the adapter may take from the core: the value types it reads into (drive/model.py) and the path rules that
-# make a datastore path stable (drive/storage.py). The operations, the audit's judgement and its choice of what
-# to search stay in drive/ and reach vsphere/ only as values and callables passed in.
-VSPHERE_MAY_IMPORT_FROM_DRIVE = {"esxi_configdrive.drive.model", "esxi_configdrive.drive.storage"}
+# What the adapter may take from the core: the path rules that make a datastore path stable (drive/storage.py).
+# The value types it reads into live below both layers (vsphere_values.py). The operations, the audit's judgement
+# and its choice of what to search stay in drive/ and reach vsphere/ only as values and callables passed in.
+VSPHERE_MAY_IMPORT_FROM_DRIVE = {"esxi_configdrive.drive.storage"}
 
 
-def test_the_vsphere_layer_takes_only_values_and_path_rules_from_drive() -> None:
+def test_the_shared_values_import_neither_layer() -> None:
+    mods = modules()
+    tree, home = mods["esxi_configdrive.vsphere_values"]
+    layers = ("esxi_configdrive.drive", "esxi_configdrive.vsphere.")
+    assert {dep for dep in imported(tree, home, set(mods)) if dep.startswith(layers)} == set()
+
+
+def test_the_vsphere_layer_takes_only_path_rules_from_drive() -> None:
     mods = modules()
     offenders = {
         (name, dep)

@@ -35,9 +35,9 @@ from esxi_configdrive.drive.audit_judge import (
 )
 from esxi_configdrive.drive.detach import detach
 from esxi_configdrive.drive.effects import DryRunEffects, Effects, LiveEffects
-from esxi_configdrive.drive.model import DatastorePath, DriveFolder, DriveListing, FileEntry, Fleet
 from esxi_configdrive.drive.policy import Policy
 from esxi_configdrive.record import PREFIX
+from esxi_configdrive.vsphere_values import DatastorePath, DriveFolder, DriveListing, FileEntry, Fleet
 
 POLICY = Policy()
 NOW = 1_700_000_000.0

@@ -47,8 +47,8 @@ from esxi_configdrive import VmData
 from esxi_configdrive.cli import main
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.vsphere.connection import Session
-from esxi_configdrive.vsphere.datastore import DatastorePath
 from esxi_configdrive.vsphere.fleet import PAGE
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 DAY = 86400

@@ -15,7 +15,7 @@ from pyVmomi import vim
 from vsphere_harness import cdroms, create_local_datastore, datastore_mounts, destroy_vm, find_datastore, reconfigure
 
 from esxi_configdrive import VmData
-from esxi_configdrive.drive.model import DatastorePath
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 

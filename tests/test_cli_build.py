@@ -16,7 +16,8 @@ import sample_data as sd
 import yaml
 
 from esxi_configdrive import read_iso
-from esxi_configdrive.cli import MASK, main
+from esxi_configdrive.cli import main
+from esxi_configdrive.content import MASK
 
 SECRET = sd.PASSWORD
 # The password has quotes and a backslash, which JSON or repr() would escape; look for a plain part of it too.

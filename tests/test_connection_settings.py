@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from esxi_configdrive.errors import ValidationError
-from esxi_configdrive.vsphere.connection import ConnectionSettings, normalize_thumbprint, parse_url
+from esxi_configdrive.vsphere.connection import ConnectionSettings
+from esxi_configdrive.vsphere.settings import normalize_thumbprint, parse_url
 
 ENV = {"GOVC_URL": "vc.example.com", "GOVC_USERNAME": "admin@vsphere.local", "GOVC_PASSWORD": "env-secret"}
 

@@ -47,7 +47,7 @@ from esxi_configdrive import VmData
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.errors import ConfigDriveError, LockedDoor, ValidationError, VsphereFault
 from esxi_configdrive.transport import Transport
-from esxi_configdrive.vsphere.datastore import DatastorePath
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 

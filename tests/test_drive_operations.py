@@ -19,12 +19,12 @@ from esxi_configdrive.drive.attempts import run_attempts
 from esxi_configdrive.drive.detach import detach
 from esxi_configdrive.drive.effects import DryRunEffects, Effects, Kind, LiveEffects
 from esxi_configdrive.drive.migrate import MigrationRequest, prepare_migration
-from esxi_configdrive.drive.model import AddCdrom, RemoveDevice, SetMedia
 from esxi_configdrive.drive.policy import Policy
 from esxi_configdrive.drive.result import Outcome, Result
 from esxi_configdrive.drive.update import UpdateRequest, update
 from esxi_configdrive.errors import Stale, VsphereFault
 from esxi_configdrive.record import PREFIX
+from esxi_configdrive.vsphere_values import AddCdrom, RemoveDevice, SetMedia
 
 POLICY = Policy()
 Operation = Callable[[FakeVsphereVm, Effects], Outcome]

@@ -1,4 +1,4 @@
-"""What the operations make of the content for one VM (drive/steps.py ``for_guest``), on the recording stand-in:
+"""What the operations make of the content for one VM (drive/steps.py ``content_for_vm``), on the recording stand-in:
 the vm-id from the VM's instance UUID, a clone's fresh id, a `network` section's interfaces on the VM's NICs in
 device order, and the refusals that come before anything is changed. Live on vcsim: test_network_live.py."""
 
@@ -12,9 +12,9 @@ from drive_fake import DS, FakeVsphereVm
 from test_drive_operations import attach_op, attached, run, update_op
 
 from esxi_configdrive import VmData, read_iso
-from esxi_configdrive.drive.model import Nic
 from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.iso import iso_to_tree
+from esxi_configdrive.vsphere_values import Nic
 
 MACS = ("00:50:56:aa:bb:01", "00:50:56:aa:bb:02")
 CLONE_UUID = "5001aaaa-0000-4000-8000-0000000000c1"

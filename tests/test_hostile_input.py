@@ -24,7 +24,7 @@ from vsphere_harness import Vcsim, retrieve, upload
 from esxi_configdrive import build_iso, read_iso
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.iso import MAX_ISO_BYTES
-from esxi_configdrive.vsphere.datastore import DatastorePath
+from esxi_configdrive.vsphere_values import DatastorePath
 
 FUZZ = Path(__file__).parent / "fuzz"
 ERROR_LINE = re.compile(r"^esxi-configdrive: error: (\S[^\n]*)$")

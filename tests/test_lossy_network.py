@@ -28,13 +28,13 @@ from reliability_fixtures import (
     first_cdrom,
     iso_of,
 )
-from sample_data import ED25519_KEY
+from sample_data import numbered_vmdata
 from tool_fixtures import settings_for
 
 from esxi_configdrive import VmData
 from esxi_configdrive.controller import ConfigDriveController
-from esxi_configdrive.drive.model import DatastorePath
 from esxi_configdrive.vsphere.connection import Session
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 
@@ -45,11 +45,7 @@ SEEDS = {0.05: 4, 0.30: 4}
 
 
 def data(i: int, version: int = 1) -> VmData:
-    return VmData.from_dict({
-        "metadata": {"vm-id": f"3c9d1e7a-0000-4000-8000-{i:012d}", "local-hostname": f"lossy-{i}",
-                     "public-keys": [ED25519_KEY]},
-        "userdata": f"#cloud-config\n# {i} v{version}\n",
-    })  # fmt: skip
+    return numbered_vmdata(i, version, uuid_prefix="3c9d1e7a", hostname_prefix="lossy")
 
 
 @pytest.fixture(params=["stock", "harness"])

@@ -33,7 +33,7 @@ from esxi_configdrive import VmData, read_iso
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.errors import ConfigDriveError, LockedDoor, ValidationError, VsphereFault
 from esxi_configdrive.vsphere.connection import Session
-from esxi_configdrive.vsphere.datastore import DatastorePath
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 

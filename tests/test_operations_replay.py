@@ -151,7 +151,8 @@ def test_replayed_download_is_a_readable_drive(vsphere_cassettes) -> None:
         tool = ConfigDriveController(session, task_timeout=20)
         vm = "DC0_C0_RP0_VM1"
         tool.attach(vm, data(password=REPLAY_PASSWORD))
-        from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath
+        from esxi_configdrive.vsphere.datastore import DatastoreFiles
+        from esxi_configdrive.vsphere_values import DatastorePath
 
         facts = fetch_vm_facts(session, find_vm(session, vm))
         iso = DatastoreFiles(session, facts.datacenter, facts.datacenter_path).download(

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from esxi_configdrive.drive.model import DatastoreCluster, DatastoreInfo
 from esxi_configdrive.drive.placement import checked, choose_member, problem
 from esxi_configdrive.errors import ValidationError
+from esxi_configdrive.vsphere_values import DatastoreCluster, DatastoreInfo
 
 GIB = 2**30
 HOSTS = {"host-1": "esx1", "host-2": "esx2"}

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from reliability_fixtures import Bed, CliRun, assert_attached, cli_env, cli_in_process, first_cdrom, iso_of
-from sample_data import ED25519_KEY
+from sample_data import numbered_vmdata
 from vsphere_harness import connect, disconnect
 
 from esxi_configdrive import VmData
@@ -34,11 +34,7 @@ STALL = 60.0  # a batch that takes this long has lost track of something (the ta
 
 
 def data(i: int, version: int = 1) -> VmData:
-    return VmData.from_dict({
-        "metadata": {"vm-id": f"5e2b8c4d-0000-4000-8000-{i:012d}", "local-hostname": f"kill-{i}",
-                     "public-keys": [ED25519_KEY]},
-        "userdata": f"#cloud-config\n# {i} v{version}\n",
-    })  # fmt: skip
+    return numbered_vmdata(i, version, uuid_prefix="5e2b8c4d", hostname_prefix="kill")
 
 
 class StockTerminator:

@@ -36,7 +36,7 @@ from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.errors import ValidationError, VsphereFault
 from esxi_configdrive.record import PREFIX
 from esxi_configdrive.vsphere.connection import Session
-from esxi_configdrive.vsphere.datastore import DatastorePath
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from esxi_configdrive.drive.model import Cdrom, DatastoreInfo, DatastorePath, DeviceList
 from esxi_configdrive.drive.storage import (
     drive_root,
     namespace_id,
@@ -14,6 +13,7 @@ from esxi_configdrive.drive.storage import (
     uses_namespaces,
 )
 from esxi_configdrive.record import DriveRecord
+from esxi_configdrive.vsphere_values import Cdrom, DatastoreInfo, DatastorePath, DeviceList
 
 UUID = "52c4f1a0-6f8e-4a3b-9d2e-0a1b2c3d4e5f"
 VSAN = DatastoreInfo("vsanDatastore", top_level_create=False, namespaces=(("ConfigDrive", UUID),))

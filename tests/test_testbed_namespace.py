@@ -134,9 +134,9 @@ def test_a_powered_on_vms_iso_is_locked_until_switched_off(vcsim_faults, vsphere
     point_cdrom(vsphere, vm, path)
     fm, dc = vsphere.content.fileManager, find_datacenter(vsphere)
     vcsim_faults.set_faults(file_locks={"powered_on_isos": True})
-    for doomed in (path, "[LocalDS_0] locked-test"):  # the file, and the folder holding it
+    for to_delete in (path, "[LocalDS_0] locked-test"):  # the file, and the folder holding it
         with pytest.raises(TaskFailed) as failed:
-            wait_for_task(vsphere, fm.DeleteDatastoreFile_Task(doomed, dc))
+            wait_for_task(vsphere, fm.DeleteDatastoreFile_Task(to_delete, dc))
         assert isinstance(failed.value.fault, vim.fault.FileLocked) and "locked or in use" in failed.value.message
     assert vcsim_faults.counters()["faults"]["file_locked"] == 2
     vcsim_faults.set_faults(file_locks={"powered_on_isos": False})  # as if it were released

@@ -23,7 +23,8 @@ from vsphere_harness import Vcsim
 
 from esxi_configdrive import VmData
 from esxi_configdrive.errors import ConfigDriveError
-from esxi_configdrive.vsphere.datastore import DatastoreFiles, DatastorePath
+from esxi_configdrive.vsphere.datastore import DatastoreFiles
+from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
 

@@ -123,7 +123,7 @@ def test_constructed_with_wrong_types_validate_raises_validation_error(data, fie
 
 @pytest.mark.parametrize("metadata", [{}, {"instance-id": "i-1"}])
 def test_vm_id_may_be_left_out_of_the_data_but_a_drive_needs_it(metadata):
-    # the vSphere commands fill in the VM's instance UUID (drive/steps.py for_guest); a drive for no VM cannot
+    # the vSphere commands fill in the VM's instance UUID (drive/steps.py content_for_vm); a drive for no VM cannot
     data = VmData.from_dict({"metadata": metadata})
     assert data.vm_id == ""
     e = error_of(build_iso, data)

@@ -18,7 +18,7 @@ from vsphere_harness import Vcsim, cdroms, download, get_property
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.record import PREFIX
 from esxi_configdrive.vsphere.connection import ConnectionSettings, Session
-from esxi_configdrive.vsphere.datastore import DatastorePath
+from esxi_configdrive.vsphere_values import DatastorePath
 
 
 def settings_for(sim: Any, **overrides: Any) -> ConnectionSettings:

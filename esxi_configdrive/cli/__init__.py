@@ -11,15 +11,14 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .. import __version__
-from ..content import MASK, describe
 from ..dispatch import Request
 from ..errors import EXIT_FAILURE, EXIT_OK, UsageError, ValidationError, describe_failure
 from .audit import add_audit_command
-from .local import add_local_commands, write_file_atomically
-from .output import fail, print_human, print_result
+from .local import add_local_commands
+from .output import fail, print_result
 from .remote import add_vsphere_commands, run_request
 
-__all__ = ["MASK", "build_parser", "describe", "main", "print_human", "write_file_atomically"]
+__all__ = ["build_parser", "main"]
 log = logging.getLogger("esxi_configdrive")
 READ_ONLY = ("status", "inspect")  # their human output does not say "Changed: false"
 

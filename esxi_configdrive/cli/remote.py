@@ -110,7 +110,7 @@ def cmd_attach(args: argparse.Namespace) -> dispatch.Request | int:
         data=load_vmdata(args),
         datastore=args.datastore,
         controller=args.controller,
-        network_data=_chosen(args.network_data),
+        network_data=_network_data_unless_default(args.network_data),
         new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
         transport=args.transport,
@@ -129,7 +129,7 @@ def cmd_update(args: argparse.Namespace) -> dispatch.Request | int:
         data=data,
         overrides=content_overrides(args),
         options=options,
-        network_data=_chosen(args.network_data),
+        network_data=_network_data_unless_default(args.network_data),
         new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
         transport=args.transport,
@@ -182,7 +182,7 @@ def _need_vm(args: argparse.Namespace, command: str) -> None:
         raise ValidationError("vm", f"name the VM, or give --batch FILE ({command})")
 
 
-def _chosen(network_data: str) -> str | None:
+def _network_data_unless_default(network_data: str) -> str | None:
     """The --network-data choice, None for the command's default (file, keep)."""
     return None if network_data in ("file", "keep") else network_data
 
@@ -232,7 +232,7 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         new_instance_id=getattr(args, "new_instance_id", False),
         datastore=getattr(args, "datastore", None),
         controller=getattr(args, "controller", None),
-        network_data=_chosen(getattr(args, "network_data", "file")),
+        network_data=_network_data_unless_default(getattr(args, "network_data", "file")),
         transport=getattr(args, "transport", None),
     )
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)

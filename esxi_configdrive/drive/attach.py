@@ -15,13 +15,13 @@ from ..iso import tree_to_iso
 from ..record import DriveRecord
 from ..transport import DEFAULT_TRANSPORT, Transport, build_drive_tree, transport_field
 from ..vmdata import VmData
+from ..vsphere_values import DeviceChange, VmFacts
 from .devices import DevicePlanError, plan_attach
 from .effects import Effects, VmAccess
-from .model import DeviceChange, VmFacts
 from .policy import Policy
 from .result import Outcome
 from .state import FIRST_ISO_NAME, DriveState, attach_name
-from .steps import config_change, for_guest, pick_datastore, strays, warnings_for
+from .steps import config_change, content_for_vm, leftover_isos_or_refuse, pick_datastore, warnings_for
 from .swap import swap_in
 
 
@@ -38,7 +38,7 @@ class AttachRequest:
 def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
-    data = for_guest(request.data, facts, policy, request.network_data_auto, request.new_instance_id)
+    data = content_for_vm(request.data, facts, policy, request.network_data_auto, request.new_instance_id)
     if state.cdrom is not None:
         outcome = swap_in(vm, effects, state, data, policy, request.transport, request.datastore, verify_current=True)
     else:
@@ -64,7 +64,7 @@ def _attach_new(
     if not created:
         # The folder was there: left by a detach, an interrupted run, or a run going on right now. Never write a
         # name another run may be using or deleting: this one is unique to the VM's current version.
-        left = strays(vm, folder, data.vm_id)
+        left = leftover_isos_or_refuse(vm, folder, data.vm_id)
         target = folder.child(attach_name(tree.digest(), facts.change_version))
         changes = _plan(facts, str(target), request.controller)
     try:

@@ -13,8 +13,8 @@ import logging
 from collections.abc import Callable
 
 from ..errors import ConfigDriveError, OutcomeUnknown, Stale
+from ..vsphere_values import DatastorePath
 from .effects import Effects
-from .model import DatastorePath
 from .result import Outcome
 
 log = logging.getLogger(__name__)

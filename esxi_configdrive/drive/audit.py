@@ -32,6 +32,7 @@ from functools import partial
 
 from ..errors import ValidationError, describe_failure, one_line
 from ..record import DriveRecord
+from ..vsphere_values import DatastorePath, DeviceChange, Fleet
 from .attempts import run_attempts
 from .audit_judge import (
     DELETE,
@@ -54,11 +55,10 @@ from .audit_judge import (
 )
 from .devices import DevicePlanError, plan_attach, plan_swap
 from .effects import Effects, FileAccess, VmAccess
-from .model import DatastorePath, DeviceChange, Fleet
 from .policy import Policy
 from .result import Outcome, Result
 from .state import DriveState
-from .steps import config_change, finish_pending, intact
+from .steps import config_change, file_matches_record, finish_pending
 
 
 def audit(
@@ -172,7 +172,7 @@ def repair(vm: VmAccess, effects: Effects, policy: Policy) -> Outcome:
         if not effects.steps:
             effects.note(plan)
         return Outcome(facts.name, effects.steps, iso=state.current)
-    if not intact(vm, record.iso, record):
+    if not file_matches_record(vm, record.iso, record):
         effects.note(f"{record.iso} is missing or not the recorded file: left as it is (attach --vmdata rebuilds it)")
         return Outcome(facts.name, effects.steps, iso=state.current)
     changes, new_record = plan

@@ -31,8 +31,8 @@ from ..defaults import ORPHAN_MIN_AGE
 from ..errors import ValidationError
 from ..record import DriveRecord
 from ..transport import DEFAULT_TRANSPORT, Transport, transport_field
+from ..vsphere_values import DatastoreInfo, DatastorePath, DriveFolder, Fleet, SearchPlan, VmFacts, safe_path_component
 from .effects import FileAccess, VmAccess
-from .model import DatastoreInfo, DatastorePath, DriveFolder, Fleet, SearchPlan, VmFacts, safe_path_component
 from .result import Result
 from .state import DRIVE_ROOT, DriveState, is_drive_name
 from .storage import drive_root, stable_devices, stable_record

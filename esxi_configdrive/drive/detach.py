@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from ..record import DriveRecord
 from ..transport import transport_field
+from ..vsphere_values import DatastorePath, DeviceChange
 from .devices import can_hot_remove, plan_empty, plan_remove
 from .effects import Effects, VmAccess
-from .model import DatastorePath, DeviceChange
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState
@@ -25,12 +25,12 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
     facts, record, cdrom = state.facts, state.record, state.cdrom
     # The file that stops being used: deleted after the reconfigure, and named in the record until then.
     detached = (cdrom.iso if cdrom is not None else None) or record.iso or record.previous
-    doomed = DatastorePath.parse(detached) if detached else None
-    if doomed is not None and not state.is_ours(doomed):
-        doomed = None  # a clone's inherited drive: its file belongs to the parent
+    file_to_delete = DatastorePath.parse(detached) if detached else None
+    if file_to_delete is not None and not state.is_ours(file_to_delete):
+        file_to_delete = None  # a clone's inherited drive: its file belongs to the parent
     # The transport stays recorded: status and audit still say what was detached.
     new_record = DriveRecord(
-        owner=record.owner, folder=record.folder, previous=str(doomed or ""), transport=record.transport
+        owner=record.owner, folder=record.folder, previous=str(file_to_delete or ""), transport=record.transport
     )
     changes: list[DeviceChange] = []
     if cdrom is not None:
@@ -46,7 +46,7 @@ def detach(vm: VmAccess, effects: Effects, policy: Policy, remove: bool = False)
     if changes or new_record != record:
         effects.apply_change(config_change(facts, changes, (new_record, record), policy))
     previous = DatastorePath.parse(record.previous) if record.previous else None
-    for path in dict.fromkeys([doomed, previous]):
+    for path in dict.fromkeys([file_to_delete, previous]):
         if path is not None and state.is_ours(path):
             effects.delete(path)
     folder = state.own_folder() if remove else None

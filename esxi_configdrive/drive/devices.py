@@ -1,5 +1,5 @@
 """Decisions over a VM's device list: which CD-ROM is the config drive, where a new one goes, and the device
-changes that attach, repoint, empty or remove it. Pure functions over plain values (drive/model.py)."""
+changes that attach, repoint, empty or remove it. Pure functions over plain values (vsphere_values.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..defaults import CONTROLLER_CHOICES
-from .model import (
+from ..vsphere_values import (
     IDE,
     SATA,
     AddCdrom,

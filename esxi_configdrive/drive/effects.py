@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol
 
 from ..errors import FileKept, LockedDoor, Stale, VsphereFault
-from .model import (
+from ..vsphere_values import (
     ConfigChange,
     DatastoreCluster,
     DatastoreInfo,

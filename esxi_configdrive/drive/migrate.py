@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 from ..errors import ConfigDriveError, ValidationError
 from ..record import DriveRecord
+from ..vsphere_values import DatastoreInfo, DatastorePath, Hosts, VmFacts
 from .devices import plan_swap
 from .effects import Effects, VmAccess
-from .model import DatastoreInfo, DatastorePath, Hosts, VmFacts
 from .placement import checked, problem
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState, content_name
-from .steps import config_change, finish_pending, retire
+from .steps import config_change, delete_replaced_iso, finish_pending
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def _make_reachable(
     changes = plan_swap(cdrom, str(target), facts.powered_on)
     effects.apply_change(config_change(facts, changes, (new_record, record), policy), uploaded=target)
     if deletable is not None:
-        retire(effects, deletable, str(target), known_to_exist=True)
+        delete_replaced_iso(effects, deletable, str(target), known_to_exist=True)
     return Outcome(facts.name, effects.steps, iso=str(target))
 
 

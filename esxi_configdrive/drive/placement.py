@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ValidationError
-from .model import DatastoreCluster, DatastoreInfo
+from ..vsphere_values import DatastoreCluster, DatastoreInfo
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 
 from ..record import DriveRecord
+from ..vsphere_values import DRIVE_ROOT, Cdrom, DatastoreInfo, DatastorePath, VmFacts, safe_path_component
 from .devices import find_config_drive
-from .model import DRIVE_ROOT, Cdrom, DatastoreInfo, DatastorePath, VmFacts, safe_path_component
 from .storage import stable, stable_devices, stable_record
 
 FIRST_ISO_NAME = "configdrive.iso"

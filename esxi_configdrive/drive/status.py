@@ -10,9 +10,9 @@ from ..errors import ValidationError
 from ..iso import read_drive
 from ..record import DriveRecord
 from ..transport import drive_label, transport_field
+from ..vsphere_values import DatastorePath
 from .devices import describe_device
 from .effects import VmAccess
-from .model import DatastorePath
 from .result import Outcome
 from .state import DriveState
 from .steps import raise_if_changed

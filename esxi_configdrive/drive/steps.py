@@ -13,9 +13,9 @@ from ..network import for_nics as network_for_nics
 from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
 from ..transport import Transport
 from ..vmdata import VM_ID_KEY, VmData, check_network_choice
+from ..vsphere_values import ConfigChange, DatastoreCluster, DatastorePath, DeviceChange, VmFacts
 from .devices import nic_macs
 from .effects import Effects, VmAccess
-from .model import ConfigChange, DatastoreCluster, DatastorePath, DeviceChange, VmFacts
 from .placement import Placement, checked, choose_member, problem, usable_in
 from .policy import Policy
 from .state import DriveState
@@ -27,7 +27,7 @@ from .state import DriveState
 STAND_IN_VM_ID = "00000000-0000-0000-0000-000000000000"
 
 
-def for_guest(
+def content_for_vm(
     data: VmData, facts: VmFacts, policy: Policy, network_data_auto: bool = False, new_instance_id: bool = False
 ) -> VmData:
     """The drive's content as this VM gets it: its vm-id (the VM's instance UUID when none is given, or always with
@@ -46,7 +46,7 @@ def for_guest(
 
 
 def sized_stand_in(data: VmData) -> VmData:
-    """``data`` as ``for_guest`` completes it, with stand-ins of the same length for what the VM supplies, so that
+    """``data`` as ``content_for_vm`` completes it, with stand-ins of the same length for what the VM supplies, so that
     its ISO can be sized before the VM is touched."""
     if not data.vm_id:
         data = data.copy(metadata={**data.metadata, VM_ID_KEY: STAND_IN_VM_ID})
@@ -151,7 +151,7 @@ def raise_if_changed(vm: VmAccess, facts: VmFacts) -> None:
         raise Stale(f"VM {facts.name} changed while it was read")
 
 
-def intact(vm: VmAccess, current: str, record: DriveRecord) -> bool:
+def file_matches_record(vm: VmAccess, current: str, record: DriveRecord) -> bool:
     """The attached file is there and is the one recorded: not deleted, truncated or overwritten behind our
     back (one GET, as many round trips as a HEAD)."""
     try:
@@ -161,7 +161,7 @@ def intact(vm: VmAccess, current: str, record: DriveRecord) -> bool:
     return hashlib.sha256(content).hexdigest() == record.sha256
 
 
-def strays(vm: VmAccess, folder: DatastorePath, vm_id: str) -> list[DatastorePath]:
+def leftover_isos_or_refuse(vm: VmAccess, folder: DatastorePath, vm_id: str) -> list[DatastorePath]:
     """ISOs already in the folder of a VM that has no drive: left by an interrupted run. A drive made for
     another vm-id means another VM shares the folder (same name): refuse rather than touch its file.
 
@@ -197,12 +197,12 @@ def finish_pending(vm: VmAccess, effects: Effects, state: DriveState, current: s
     if not state.is_ours(previous):
         return
     if vm.exists(previous):
-        retire(effects, previous, current, why="left by an interrupted run", known_to_exist=True)
+        delete_replaced_iso(effects, previous, current, why="left by an interrupted run", known_to_exist=True)
     elif previous.folder != DatastorePath.parse(current).folder:
         effects.delete_folder_if_empty(previous.folder)
 
 
-def retire(
+def delete_replaced_iso(
     effects: Effects, old: DatastorePath, current: str | None, why: str = "", known_to_exist: bool = False
 ) -> None:
     """Delete a replaced ISO of ours; when the drive moved out of its folder, the folder too once empty. The

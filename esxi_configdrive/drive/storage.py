@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from ..errors import ValidationError
 from ..record import DriveRecord
-from .model import DRIVE_ROOT, DatastoreInfo, DatastorePath, DeviceList
+from ..vsphere_values import DRIVE_ROOT, DatastoreInfo, DatastorePath, DeviceList
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 

@@ -11,14 +11,14 @@ from ..iso import tree_to_iso
 from ..record import DriveRecord
 from ..transport import Transport, build_drive_tree, transport_field
 from ..vmdata import VmData
+from ..vsphere_values import DatastorePath
 from .devices import plan_swap
 from .effects import Effects, VmAccess
-from .model import DatastorePath
 from .placement import Placement, usable_in
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState, content_name
-from .steps import config_change, finish_pending, intact, retire, swap_datastore
+from .steps import config_change, delete_replaced_iso, file_matches_record, finish_pending, swap_datastore
 
 
 def swap_in(
@@ -52,7 +52,7 @@ def swap_in(
         and record.drive_transport is transport
     )
     iso: bytes | None = None
-    if same_content and current is not None and (not verify_current or intact(vm, current, record)):
+    if same_content and current is not None and (not verify_current or file_matches_record(vm, current, record)):
         finish_pending(vm, effects, state, current)
         if state.connected_as_it_should_be:
             return Outcome(facts.name, effects.steps, iso=current, extra=transport_field(transport))
@@ -87,5 +87,6 @@ def swap_in(
     change = config_change(facts, changes, (new_record, record), policy)
     effects.apply_change(change, target if iso is not None else None)
     if deletable_old is not None:
-        retire(effects, deletable_old, str(target), known_to_exist=True)  # the device pointed at it until now
+        # the device pointed at it until now
+        delete_replaced_iso(effects, deletable_old, str(target), known_to_exist=True)
     return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha, extra=transport_field(transport))

@@ -14,7 +14,7 @@ from .effects import Effects, VmAccess
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState
-from .steps import download_drive, for_guest, warnings_for
+from .steps import content_for_vm, download_drive, warnings_for
 from .swap import swap_in
 
 # How the drive is laid out stays as it is unless the update says otherwise, also when --vmdata replaces the rest.
@@ -43,7 +43,7 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
     for key, value in request.options.items():
         setattr(new, key, value)
     new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
-    new = for_guest(new, facts, policy, request.network_data_auto, request.new_instance_id)
+    new = content_for_vm(new, facts, policy, request.network_data_auto, request.new_instance_id)
     outcome = swap_in(vm, effects, state, new, policy, transport)
     outcome.warnings += warnings_for(new, facts)
     return outcome

@@ -1,7 +1,7 @@
 """One logged-in vSphere session: SOAP through pyVmomi, datastore files through requests with the same session
 cookie, re-login when the session expired, retries of transient failures (retries.py), TLS (tls.py).
 
-Settings (settings.py), TLS and retry names are re-exported here, where callers have always found them.
+``ConnectionSettings`` is imported here too, where the documented API finds it (docs/usage.md).
 """
 
 from __future__ import annotations
@@ -19,24 +19,11 @@ from pyVim import connect as pyvim_connect
 from pyVmomi import vim, vmodl
 
 from ..errors import ConfigDriveError
-from .retries import TransientHttpError, describe_network_error, is_throttled, is_transient, retrying, root_cause
-from .settings import ConnectionSettings, normalize_thumbprint, parse_url
-from .tls import PinnedAdapter, certificate_thumbprint, requests_verify, ssl_context
+from .retries import is_throttled, is_transient, retrying
+from .settings import ConnectionSettings
+from .tls import PinnedAdapter, requests_verify, ssl_context
 
-__all__ = [
-    "ConnectionSettings",
-    "Session",
-    "TransientHttpError",
-    "certificate_thumbprint",
-    "describe_network_error",
-    "is_transient",
-    "normalize_thumbprint",
-    "parse_url",
-    "requests_verify",
-    "retrying",
-    "root_cause",
-    "ssl_context",
-]
+__all__ = ["ConnectionSettings", "Session"]  # where docs/usage.md finds them
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

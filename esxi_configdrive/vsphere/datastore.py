@@ -1,6 +1,6 @@
 """Datastore files: upload/download over vCenter's ``/folder`` HTTP API, the FileManager calls (mkdir, delete,
-copy) and a folder listing through the datastore browser. ``DatastorePath`` (a plain value, drive/model.py) is
-re-exported here, where callers have always found it.
+copy) and a folder listing through the datastore browser. ``DatastorePath`` is a plain value
+(vsphere_values.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import requests
 from pyVmomi import vim
 
 from ..defaults import DEFAULT_TASK_TIMEOUT
-from ..drive.model import DatastorePath, safe_path_component
 from ..errors import LICENCE_REFUSAL, ConfigDriveError, FileKept, ValidationError, one_line
+from ..vsphere_values import DatastorePath
 from .changes import send_change
 from .connection import RELOGINS_PER_CALL, Session, present
 from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
 from .tls import requests_verify
 
-__all__ = ["DatastoreFiles", "DatastorePath", "safe_path_component"]
+__all__ = ["DatastoreFiles"]
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024

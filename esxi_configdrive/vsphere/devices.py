@@ -10,7 +10,7 @@ from typing import Any
 
 from pyVmomi import vim
 
-from ..drive.model import (
+from ..vsphere_values import (
     IDE,
     SATA,
     AddCdrom,
@@ -125,12 +125,11 @@ def _connect_info(connected: bool, start_connected: bool) -> vim.vm.device.Virtu
     )
 
 
+# What an edit of a CD-ROM sends back as vSphere gave it (the edit then replaces the backing and connectable).
+_KEPT_BY_AN_EDIT = ("key", "controllerKey", "unitNumber", "deviceInfo", "backing", "connectable")
+
+
 def _edited_copy(cdrom: vim.vm.device.VirtualCdrom) -> vim.vm.device.VirtualCdrom:
-    return vim.vm.device.VirtualCdrom(
-        key=cdrom.key,
-        controllerKey=cdrom.controllerKey,
-        unitNumber=cdrom.unitNumber,
-        deviceInfo=cdrom.deviceInfo,
-        backing=cdrom.backing,
-        connectable=cdrom.connectable,
-    )
+    """A new CD-ROM object to edit, with the device's key, place, backing and state as vSphere gave them (the
+    object read is left as it was)."""
+    return vim.vm.device.VirtualCdrom(**{name: getattr(cdrom, name) for name in _KEPT_BY_AN_EDIT})

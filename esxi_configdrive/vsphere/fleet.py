@@ -20,7 +20,10 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
-from ..drive.model import (
+from ..drive.storage import stable
+from ..errors import NotFound, ValidationError, fault_line
+from ..fields import check_inventory_path
+from ..vsphere_values import (
     DatastoreInfo,
     DatastorePath,
     DriveFolder,
@@ -30,9 +33,6 @@ from ..drive.model import (
     SearchPlan,
     VmFacts,
 )
-from ..drive.storage import stable
-from ..errors import NotFound, ValidationError, fault_line
-from ..fields import check_inventory_path
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import DATASTORE_PROPERTIES, datastore_info, fetch_many_vm_facts, retrieve

@@ -13,9 +13,9 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..drive.model import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from ..errors import ConfigDriveError, NotFound, ValidationError
 from ..fields import UNSENDABLE, VM_MOID_RE, VM_UUID_RE, check_datastore_name
+from ..vsphere_values import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
 from .connection import Session, present
 from .devices import raw_by_key, read_devices
 
@@ -392,7 +392,6 @@ def find_datastore(session: Session, facts: VmFacts, name: str) -> DatastoreInfo
 
 
 __all__ = [
-    "check_datastore_name",
     "fetch_many_vm_facts",
     "fetch_vm_facts",
     "find_datastore",

@@ -16,7 +16,6 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..drive.model import DRIVE_ROOT, DatastoreInfo, DatastorePath, VmFacts
 from ..drive.storage import (
     may_be_ours,
     namespace_id,
@@ -25,6 +24,7 @@ from ..drive.storage import (
 )
 from ..errors import ValidationError
 from ..record import DriveRecord
+from ..vsphere_values import DRIVE_ROOT, DatastoreInfo, DatastorePath, VmFacts
 from .changes import send_change
 from .connection import Session, present
 

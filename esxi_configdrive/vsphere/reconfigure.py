@@ -14,9 +14,9 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from ..drive.model import ConfigChange, HostInfo, VmFacts
 from ..errors import AnswerLost, LockedDoor, OutcomeUnknown, Stale, VsphereFault, fault_line
 from ..record import LOCKED_DOOR_MESSAGE_IDS
+from ..vsphere_values import ConfigChange, HostInfo, VmFacts
 from .changes import send_change
 from .connection import Session
 from .devices import device_specs

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 from pyVmomi import vim
 
-from ..drive.model import DatastorePath
 from ..errors import ConfigDriveError, fault_message
+from ..vsphere_values import DatastorePath
 
 
 @contextmanager

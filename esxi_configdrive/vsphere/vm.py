@@ -9,9 +9,9 @@ from functools import partial
 from typing import Any
 
 from ..defaults import DEFAULT_TASK_TIMEOUT, MAX_ISO_BYTES
-from ..drive.model import DatastoreCluster, DatastoreInfo, DatastorePath, HostInfo, Hosts, VmFacts
 from ..drive.storage import needs_namespace, stable
 from ..errors import ConfigDriveError, ValidationError
+from ..vsphere_values import DatastoreCluster, DatastoreInfo, DatastorePath, HostInfo, Hosts, VmFacts
 from .connection import Session
 from .datastore import DatastoreFiles
 from .inventory import fetch_vm_facts, find_datastore, find_hosts

@@ -18,7 +18,8 @@ try:
     from esxi_configdrive import ConfigDriveController, ValidationError
     from esxi_configdrive.errors import describe_failure
     from esxi_configdrive.fields import VM_MOID_RE, VM_UUID_RE
-    from esxi_configdrive.vsphere.connection import ConnectionSettings, Session, normalize_thumbprint
+    from esxi_configdrive.vsphere.connection import ConnectionSettings, Session
+    from esxi_configdrive.vsphere.settings import normalize_thumbprint
 except ImportError as exc:  # the sanity tests import the modules where the package is not installed
     IMPORT_ERROR: str | None = str(exc)
 else:

@@ -1,5 +1,6 @@
-"""Plain values the operations decide on: what vSphere says about a VM (facts, devices, datastores, hosts), paths
-on datastores, and the device changes an operation plans.
+"""vSphere's objects as plain values, shared by both layers: what vSphere says about a VM (facts, devices,
+datastores, hosts), paths on datastores, and the device changes an operation plans. vsphere/ reads into them and
+sends them; drive/ decides on them. Both import this module; it imports neither (tests/test_architecture.py).
 
 The vSphere layer reads pyVmomi objects into these and turns planned changes back into specs (as govmomi's
 ``VirtualDeviceList`` builds edits as values and sends them in one place); the operations never see pyVmomi.
@@ -13,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from ..errors import ValidationError
+from .errors import ValidationError
 
 _PATH_RE = re.compile(r"^\[([^\[\]]+)\] ?(.*)$")
 
@@ -112,6 +113,8 @@ class Cdrom:
 
 @dataclass(frozen=True)
 class Nic:
+    """A network adapter, in device order: what cloud-init matches the drive's links by (the MAC)."""
+
     key: int
     mac: str
 
