@@ -1,11 +1,11 @@
 """cloud-init finds a NoCloud seed the tool built and delivered through vcsim (issue 21), and the VM moves to a
-config drive without becoming a new instance. Two boots of one VM per release.
+config drive. One boot per release (about 3 minutes under TCG: the added time is kept small).
 
 The seed is what ``attach --transport nocloud`` uploaded to a vcsim VM whose NIC has the guest's MAC: the network
 section names no MAC, the tool fills it in from the VM's NIC, as on vSphere. The file is downloaded from vcsim's
 datastore and booted as the CD-ROM. cloud-init is left to find it (the image's datasource_list is cloud-init's
 default order, NoCloud first: scripts/build-guest-image). Then ``update --transport configdrive`` swaps the seed
-for a config drive (one reconfigure), and the same disk boots again from what vcsim then holds.
+for a config drive (one reconfigure) on vcsim, read back; that drive's boots are test_guest_boot.py's.
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ class NocloudVm:
     nonce: str
     seed: bytes  # as downloaded from vcsim
     first: Boot  # from the seed
-    moved: Boot  # the same disk, from the config drive the move put in its place
-    moved_drive: bytes
+    moved_drive: bytes  # what the move to a config drive put in the seed's place
 
 
 def vcsim_vm_with_the_guests_nic(si: vim.ServiceInstance, name: str) -> vim.VirtualMachine:
@@ -83,10 +82,8 @@ def nocloud_vm(vcsim: Vcsim, new_disk: DiskMaker) -> Iterator[NocloudVm]:
             moved = tool.update(name, transport="configdrive")
             assert moved.changed and attached.iso is not None and fetch_file(vcsim, si, attached.iso) is None
             drive = fetch_file(vcsim, si, moved.iso or "") or b""
-            (folder / "moved.iso").write_bytes(drive)
-            second = disk.boot(folder / "moved.iso", "ide")
             tool.remove(name)
-        yield NocloudVm(vmdata, nonce, seed, first, second, drive)
+        yield NocloudVm(vmdata, nonce, seed, first, drive)
     finally:
         destroy_vm(si, vm)
 
@@ -95,7 +92,8 @@ def test_the_seed_is_the_tools_nocloud_seed(nocloud_vm: NocloudVm) -> None:
     transport, data = read_drive(nocloud_vm.seed)
     assert transport is Transport.NOCLOUD
     assert data.network is not None and data.network["interfaces"][0]["mac"] == GUEST_MAC  # filled in from vcsim
-    assert read_drive(nocloud_vm.moved_drive)[0] is Transport.CONFIGDRIVE
+    transport, moved = read_drive(nocloud_vm.moved_drive)
+    assert transport is Transport.CONFIGDRIVE and moved.vm_id == data.vm_id and moved.network == data.network
 
 
 def test_cloud_init_finds_the_seed_itself(nocloud_vm: NocloudVm) -> None:
@@ -113,15 +111,4 @@ def test_the_seed_is_applied(nocloud_vm: NocloudVm) -> None:
     assert ran_marker(nocloud_vm.nonce) in boot.console, boot.tail()
     assert boot.verdict("PASSWORD-CHECK-EXPECTED") == "match", boot.tail()  # the vendor data's password
     assert boot.value("shadow-status") == "P"
-    assert_static_ipv4(boot, STATIC, GUEST_MAC)
-
-
-def test_moved_to_a_config_drive_the_guest_stays_the_same_instance(nocloud_vm: NocloudVm) -> None:
-    boot = nocloud_vm.moved
-    assert boot.value("boot") == "2"
-    assert boot.datasource.startswith("DataSourceConfigDrive"), boot.tail()
-    assert boot.value("instance-id") == nocloud_vm.vmdata["metadata"]["vm-id"]  # not provisioned again
-    assert ran_marker(nocloud_vm.nonce) not in boot.console  # runcmd is once per instance
-    assert boot.verdict() == "match", boot.tail()  # the config drive's password file, as the probe reads it
-    assert boot.value("hostname") == "nc-web-1"
     assert_static_ipv4(boot, STATIC, GUEST_MAC)
