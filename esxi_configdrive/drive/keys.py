@@ -151,22 +151,22 @@ def put_keys(
     return outcome
 
 
-def clear_keys(effects: Effects, state: DriveState, policy: Policy) -> bool:
+def clear_keys(effects: Effects, state: DriveState, policy: Policy) -> None:
     """detach and remove of a guestinfo VM: every key of ours removed, and the record, in one reconfigure (the
-    ``previous`` ISO of an interrupted move stays named until deleted). True when there was something to do."""
+    ``previous`` ISO of an interrupted move stays named until deleted)."""
     facts, record = state.facts, state.record
-    writes = {k: "" for k, v in current_keys(facts).items() if v}
-    new_record = DriveRecord(owner=record.owner, folder=record.folder, previous=record.previous) if record.previous \
-        else DriveRecord()  # fmt: skip
-    if not writes and new_record == record:
-        return False
-    effects.apply_change(config_change(facts, [], (new_record, record), policy, keys=writes))
-    return True
+    writes = leaving_keys(state)
+    new_record = DriveRecord(owner=record.owner, folder=record.folder, previous=record.previous)
+    if not record.previous:
+        new_record = DriveRecord()
+    if writes or new_record != record:
+        effects.apply_change(config_change(facts, [], (new_record, record), policy, keys=writes))
 
 
 def leaving_keys(state: DriveState) -> dict[str, str]:
-    """A move from guestinfo to an ISO transport: every key of ours removed, in the reconfigure that adds the
-    CD-ROM (attach.py), so a finished run leaves one transport."""
+    """Every key of ours removed ("" removes a key on vSphere), when the VM's transport is guestinfo: by detach and
+    remove, and by a move to an ISO transport in the reconfigure that adds the CD-ROM (attach.py), so a finished
+    run leaves one transport."""
     return {k: "" for k, v in current_keys(state.facts).items() if v} if is_guestinfo(state.record) else {}
 
 
@@ -174,12 +174,12 @@ def keys_status(state: DriveState) -> dict[str, Any]:
     """status of a guestinfo VM: the transport and each key's state and size, never a value."""
     facts, record = state.facts, state.record
     current, states = current_keys(facts), key_states(facts, record)
-    keys = {
-        k: {"state": states[k], "bytes": len(v.encode("utf-8"))} | ({"encoding": current[k + ".encoding"] or "plain"}
-                                                                     if k + ".encoding" in current and v else {})
-        for k, v in current.items()
-        if not k.endswith(".encoding")
-    }  # fmt: skip
+    keys: dict[str, dict[str, Any]] = {}
+    for name in guestinfo.NAMES:
+        k, value = guestinfo.key(name), current[guestinfo.key(name)]
+        keys[k] = {"state": states[k], "bytes": len(value.encode("utf-8"))}
+        if value:
+            keys[k]["encoding"] = current[guestinfo.encoding_key(name)] or "plain"
     out: dict[str, Any] = {"transport": GUESTINFO, "attached": any(current.values()), "keys": keys}
     changed = changed_behind_our_back(facts, record)
     if changed:
