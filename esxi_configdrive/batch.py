@@ -22,17 +22,19 @@ from . import network as network_section
 from .defaults import DEFAULT_CONCURRENCY, DEFAULT_MAX_USERDATA_BYTES
 from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ValidationError, changed_after, describe_failure, one_line
 from .fields import check_concurrency, check_password, userdata_from
-from .vmdata import VmData
+from .transport import parse_transport
+from .vmdata import ContentChange, VmData
 
 if TYPE_CHECKING:  # the controller loads the vSphere layer: a batch is handed one
     from .controller import ConfigDriveController
 
 COMMANDS = ("attach", "update", "detach", "remove")
 LINE_KEYS = {
-    "attach": {"vm", "vmdata", "vmdata_file", "network", "datastore", "controller", "network_data", "new_instance_id"},
+    "attach": {"vm", "vmdata", "vmdata_file", "network", "datastore", "controller", "network_data", "new_instance_id",
+               "transport", "guestinfo_password"},
     "update": {
         "vm", "vmdata", "vmdata_file", "userdata", "userdata_base64", "password", "public_keys", "hostname",
-        "network", "network_data", "new_instance_id",
+        "network", "network_data", "new_instance_id", "transport", "guestinfo_password",
     },
     "detach": {"vm"},
     "remove": {"vm"},
@@ -127,11 +129,18 @@ def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: in
             if not isinstance(obj[key], str):
                 raise ValidationError(key, "must be a string")
             item.options[key] = obj[key]
-    if "new_instance_id" in obj:
-        if not isinstance(obj["new_instance_id"], bool):
-            raise ValidationError("new_instance_id", "must be true or false")
-        item.options["new_instance_id"] = obj["new_instance_id"]
-    changes_something = item.options.get("network_data") is not None or item.options.get("new_instance_id")
+    if "transport" in obj:
+        item.options["transport"] = parse_transport(obj["transport"])
+    for flag in ("new_instance_id", "guestinfo_password"):
+        if flag in obj:
+            if not isinstance(obj[flag], bool):
+                raise ValidationError(flag, "must be true or false")
+            item.options[flag] = obj[flag]
+    changes_something = (
+        item.options.get("network_data") is not None
+        or item.options.get("new_instance_id")
+        or "transport" in item.options
+    )
     if command == "update" and item.data is None and not item.overrides and not changes_something:
         raise ValidationError("update", "nothing to change on this line")
     dispatch.check_network_data_option(command, item.options.get("network_data"), "network_data")
@@ -153,9 +162,7 @@ def _overrides(obj: dict[str, Any], max_userdata_bytes: int) -> dict[str, Any]:
         out["hostname"] = obj["hostname"]
     if obj.get("network") is not None:
         out["network"] = network_section.normalized(obj["network"])
-    if out:
-        # the same checks the drive will get
-        VmData(metadata={"vm-id": "check"}).with_overrides(**out, max_userdata_bytes=max_userdata_bytes)
+    ContentChange.parse(out, {}, max_userdata_bytes=max_userdata_bytes)  # the checks the request's parse gives
     return out
 
 
@@ -169,13 +176,17 @@ def batch_defaults(
     datastore: str | None = None,
     controller: str | None = None,
     network_data: str | None = None,
+    transport: str | None = None,
+    guestinfo_password: bool = False,
 ) -> dict[str, Any]:
     """What every line of a batch inherits from its command (the CLI's flags, the Ansible module's options): only
     what was chosen, so that a line's own value wins and an unchosen one keeps the operation's default."""
     defaults: dict[str, Any] = {"dry_run": dry_run}
     if new_instance_id:
         defaults["new_instance_id"] = True
-    chosen = {"datastore": datastore, "controller": controller, "network_data": network_data}
+    if guestinfo_password:
+        defaults["guestinfo_password"] = True
+    chosen = {"datastore": datastore, "controller": controller, "network_data": network_data, "transport": transport}
     defaults.update({key: value for key, value in chosen.items() if value})
     return defaults
 
@@ -295,6 +306,8 @@ def _run_one(
         network_data=options.get("network_data"),
         new_instance_id=options.get("new_instance_id", False),
         dry_run=options.get("dry_run", False),
+        transport=options.get("transport"),
+        guestinfo_password=options.get("guestinfo_password", False),
     )
     try:
         call = dispatch.parse(command, request, controller.policy.max_userdata_bytes)

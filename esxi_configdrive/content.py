@@ -13,10 +13,11 @@ from .vmdata import VmData
 MASK = "********"
 
 
-def summary(data: VmData) -> dict[str, Any]:
-    """Who the drive is for and how much it holds; nothing secret."""
+def summary(data: VmData, label: str | None = None) -> dict[str, Any]:
+    """Who the drive is for and how much it holds; nothing secret. ``label``: the ISO's, when it is not the VM
+    data's config-drive label (a NoCloud seed's ``cidata``)."""
     return {
-        "label": data.label,
+        "label": label or data.label,
         "vm_id": data.vm_id,
         "instance_id": data.metadata.get("instance-id"),
         "hostname": data.hostname,
@@ -26,11 +27,13 @@ def summary(data: VmData) -> dict[str, Any]:
     }
 
 
-def describe(data: VmData, paths: Sequence[str] | None = None, show_password: bool = False) -> dict[str, Any]:
+def describe(
+    data: VmData, paths: Sequence[str] | None = None, show_password: bool = False, label: str | None = None
+) -> dict[str, Any]:
     """Everything the drive says; the password masked (also where it is repeated) unless ``show_password``."""
     hide = data.password if data.password and not show_password else None
     out: dict[str, Any] = {
-        **summary(data),
+        **summary(data, label),
         "public_keys": list(data.public_keys),
         "metadata": dict(data.metadata),
         # a foreign drive may repeat the password in a form the layout does not recognise as its own

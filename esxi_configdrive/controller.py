@@ -33,7 +33,8 @@ from .drive.state import DriveState
 from .drive.status import status
 from .drive.steps import download_drive
 from .drive.update import UpdateRequest, update
-from .vmdata import VmData
+from .transport import DEFAULT_TRANSPORT, Transport
+from .vmdata import ContentChange, VmData
 from .vsphere.connection import Session
 from .vsphere.fleet import VsphereFleet
 from .vsphere.inventory import fetch_many_vm_facts, find_vm, vm_name_index
@@ -124,12 +125,16 @@ class ConfigDriveController:
         network_data_auto: bool = False,
         new_instance_id: bool = False,
         dry_run: bool = False,
+        transport: Transport | str = DEFAULT_TRANSPORT,
+        guestinfo_password: bool = False,
     ) -> Result:
         """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change).
-        Without a vm-id in ``data``, or with ``new_instance_id``, the drive's vm-id is the VM's instance UUID."""
+        Without a vm-id in ``data``, or with ``new_instance_id``, the drive's vm-id is the VM's instance UUID.
+        ``transport``: ``configdrive`` (config-2) or ``nocloud`` (a NoCloud seed labelled cidata)."""
         auto = "auto" if network_data_auto else None
         fields = Request(vm, data, datastore=datastore, controller=controller, network_data=auto,
-                         new_instance_id=new_instance_id, dry_run=dry_run)  # fmt: skip
+                         new_instance_id=new_instance_id, dry_run=dry_run, transport=transport,
+                         guestinfo_password=guestinfo_password)  # fmt: skip
         return self.run(parse("attach", fields, self.policy.max_userdata_bytes))
 
     def update(
@@ -142,14 +147,19 @@ class ConfigDriveController:
         network_data_auto: bool = False,
         new_instance_id: bool = False,
         dry_run: bool = False,
+        transport: Transport | str | None = None,
+        guestinfo_password: bool = False,
     ) -> Result:
         """Change the drive's content: download it, apply ``data`` (whole) and/or ``overrides`` (fields:
-        userdata, password, public_keys, hostname, network), upload under a new name, swap the backing, delete the
-        old. The vm-id stays (``data`` without one keeps the drive's), unless ``new_instance_id`` makes it the
-        VM's instance UUID."""
+        userdata, password, public_keys, hostname, network) and ``options`` (the layout: label,
+        password_vendor_data, dated_versions), upload under a new name, swap the backing, delete the old. Both are
+        checked first (``vmdata.ContentChange``). The vm-id stays (``data`` without one keeps the drive's), unless
+        ``new_instance_id`` makes it the VM's instance UUID. ``transport``: move the drive to another ISO
+        transport, in the same one swap (None: the drive's own stays)."""
         auto = "auto" if network_data_auto else None
         fields = Request(vm, data, dict(overrides or {}), dict(options or {}), network_data=auto,
-                         new_instance_id=new_instance_id, dry_run=dry_run)  # fmt: skip
+                         new_instance_id=new_instance_id, dry_run=dry_run, transport=transport,
+                         guestinfo_password=guestinfo_password)  # fmt: skip
         return self.run(parse("update", fields, self.policy.max_userdata_bytes))
 
     def reset_password(self, vm: VmRef, *, length: int = PASSWORD_LENGTH, dry_run: bool = False) -> Result:
@@ -207,7 +217,7 @@ class ConfigDriveController:
 
         def content(access: VsphereVm, effects: Effects) -> Outcome:
             state = DriveState.of(access.facts())
-            data = download_drive(access, state) if state.current else None
+            data = download_drive(access, state)[1] if state.current else None
             return Outcome(state.facts.name, extra={"data": data})
 
         access = self._access(vm)
@@ -251,7 +261,7 @@ class ConfigDriveController:
     def _reset_password(self, call: Call, reset: PasswordReset) -> Result:
         """A generated password is valid by construction: the update needs no check."""
         password = generate_password(reset.length)
-        result = self.run(Call(call.vm, UpdateRequest(overrides={"password": password}), call.dry_run))
+        result = self.run(Call(call.vm, UpdateRequest(change=ContentChange(password=password)), call.dry_run))
         if not call.dry_run:
             result.extra["password"] = password
         return result

@@ -8,16 +8,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .defaults import CONTROLLER_CHOICES, DEFAULT_MAX_USERDATA_BYTES, NETWORK_DATA_CHOICES, PASSWORD_LENGTH
+from .defaults import (
+    CONTROLLER_CHOICES,
+    DEFAULT_LABEL,
+    DEFAULT_MAX_USERDATA_BYTES,
+    NETWORK_DATA_CHOICES,
+    PASSWORD_LENGTH,
+)
 from .drive.attach import AttachRequest
+from .drive.keys import check_password
 from .drive.migrate import MigrationRequest
 from .drive.steps import sized_stand_in
 from .drive.update import UpdateRequest
 from .errors import ValidationError
 from .fields import check_datastore_name
+from .guestinfo import guestinfo_keys
 from .iso import check_size
-from .layout import build_tree
-from .vmdata import NETWORK_DATA_FIELDS, VmData, check_network_choice
+from .transport import (
+    DEFAULT_TRANSPORT,
+    Transport,
+    build_drive_tree,
+    check_label_for,
+    parse_optional_transport,
+    parse_transport,
+)
+from .vmdata import NETWORK_DATA_FIELDS, ContentChange, VmData, check_network_choice
 
 COMMANDS = ("attach", "update", "reset-password", "detach", "remove", "prepare-migration", "status")
 
@@ -28,10 +43,10 @@ class Request:
 
     vm: Any  # a name, inventory path, UUID, id (vm-42) or the VM's managed object
     data: VmData | None = None  # attach: the content; update: replaces it
-    overrides: dict[str, Any] = field(
-        default_factory=dict
-    )  # update: userdata, password, public_keys, hostname, network
-    options: dict[str, Any] = field(default_factory=dict)  # update: layout fields (label, dated_versions …)
+    # update: the edge's fields as given (parse makes them one ContentChange): userdata, password, public_keys,
+    # hostname, network; and the layout: label, password_vendor_data, dated_versions
+    overrides: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     datastore: str | None = None
     controller: str = "auto"
     network_data: str | None = None  # one of NETWORK_DATA_CHOICES[command]; None: the command's default
@@ -40,6 +55,8 @@ class Request:
     host: str = ""  # prepare-migration
     migrate: bool = False
     length: int = PASSWORD_LENGTH  # reset-password
+    transport: Any = None  # attach: a transport name (None: configdrive); update: None keeps the VM's own
+    guestinfo_password: bool = False  # attach, update: a password may go over guestinfo (drive/keys.py)
 
 
 @dataclass(frozen=True)
@@ -76,10 +93,18 @@ def check_network_data_option(command: str, choice: str | None, where: str = "ne
         raise ValidationError(where, f"must be one of {', '.join(choices)}" if choices else f"not for {command}")
 
 
-def check_content(data: VmData, max_userdata_bytes: int | None) -> None:
-    """Content handed in whole: checked against the input limit, and sized as an ISO without writing one."""
+def check_content(
+    data: VmData, max_userdata_bytes: int | None, transport: Transport = DEFAULT_TRANSPORT, password: bool = False
+) -> None:
+    """Content handed in whole: checked against the input limit, and sized as an ISO of ``transport`` without
+    writing one; for guestinfo, as its keys (the limits per key and in all, guestinfo.py), and a password only
+    when asked for (``password``)."""
     data.validate(max_userdata_bytes)
-    check_size(build_tree(sized_stand_in(data), max_userdata_bytes=None))
+    if transport is Transport.GUESTINFO:
+        check_password(data, password)
+        guestinfo_keys(sized_stand_in(data), password=password)
+        return
+    check_size(build_drive_tree(sized_stand_in(data), transport, max_userdata_bytes=None))
 
 
 def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
@@ -89,26 +114,33 @@ def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
         raise ValidationError("vmdata", "attach needs VM data")
     check_network_choice(choice, data.network, data.network_data)
     data = data.copy(**NETWORK_DATA_FIELDS.get(choice or "", {}))
-    check_content(data, max_userdata_bytes)
+    transport = parse_transport(fields.transport or DEFAULT_TRANSPORT)
+    check_label_for(transport, data.label if data.label != DEFAULT_LABEL else None)
+    check_content(data, max_userdata_bytes, transport, fields.guestinfo_password)
     if fields.controller not in CONTROLLER_CHOICES:
         raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
     if fields.datastore is not None:  # an explicit empty name is a mistake, not "the default"
         check_datastore_name(fields.datastore)
-    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id)
+    return AttachRequest(data, fields.datastore, fields.controller, choice == "auto", fields.new_instance_id, transport,
+                         fields.guestinfo_password)  # fmt: skip
 
 
 def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
-    """update's request, checked: new content, the fields to change (the same checks the drive will get), and the
-    network-data choice against the network they give."""
-    data, overrides, choice = fields.data, fields.overrides, fields.network_data
+    """update's request, checked: the transport to move to, the change (``ContentChange``: its fields with the
+    checks the drive will give them; a label the transport takes), new content, and the network-data choice against
+    the network they give."""
+    data, choice = fields.data, fields.network_data
+    transport = parse_optional_transport(fields.transport)
+    change = ContentChange.parse(fields.overrides, fields.options, choice, max_userdata_bytes)
+    if transport is not None:
+        check_label_for(transport, change.label)
     if data is not None:
-        check_content(data, max_userdata_bytes)
-    if overrides:
-        VmData(metadata={"vm-id": "check"}).with_overrides(**overrides, max_userdata_bytes=max_userdata_bytes)
-    network = overrides.get("network") or (data.network if data is not None else None)
+        check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT, fields.guestinfo_password)
+    if transport is Transport.GUESTINFO and change.password:
+        check_password(VmData(password=change.password), fields.guestinfo_password)
+    network = change.network or (data.network if data is not None else None)
     check_network_choice(choice, network, data.network_data if data is not None else {})
-    layout = {**fields.options, **NETWORK_DATA_FIELDS.get(choice or "", {})}
-    return UpdateRequest(data, dict(overrides), layout, choice == "auto", fields.new_instance_id)
+    return UpdateRequest(data, change, fields.new_instance_id, transport, fields.guestinfo_password)
 
 
 def _prepare_migration(fields: Request, max_userdata_bytes: int | None) -> Operation:
@@ -134,6 +166,8 @@ def parse(command: str, fields: Request, max_userdata_bytes: int | None = DEFAUL
     if parser is None:
         raise ValidationError("command", f"unknown command {command!r} (expected one of {', '.join(COMMANDS)})")
     check_network_data_option(command, fields.network_data)
+    if fields.transport is not None and command not in ("attach", "update"):
+        raise ValidationError("transport", f"not for {command}: it reads the VM's transport from its drive record")
     return Call(fields.vm, parser(fields, max_userdata_bytes), fields.dry_run)
 
 
@@ -145,4 +179,5 @@ def has_change(request: Request) -> bool:
         or request.options
         or request.network_data
         or request.new_instance_id
+        or request.transport is not None
     )

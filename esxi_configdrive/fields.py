@@ -88,6 +88,22 @@ def check_public_key(key: str, where: str = "public_keys") -> None:
         raise ValidationError(where, f"the key body says {blob_type!r} but the key type is {parts[0]!r}")
 
 
+def check_public_keys(keys: Any, where: str = "public_keys") -> None:
+    """A list (or tuple) of OpenSSH public keys (``check_public_key`` each, named ``where[i]``)."""
+    if not isinstance(keys, (list, tuple)):
+        raise ValidationError(where, "must be a list of keys")
+    for i, key in enumerate(keys):
+        check_public_key(key, f"{where}[{i}]")
+
+
+def check_userdata(userdata: Any, max_userdata_bytes: int | None, where: str = "userdata") -> None:
+    """User data as bytes, within the input limit (``None``: data that has entered already, no limit)."""
+    if not isinstance(userdata, bytes):
+        raise ValidationError(where, "must be bytes")
+    if max_userdata_bytes is not None and len(userdata) > max_userdata_bytes:
+        raise ValidationError(where, f"{len(userdata)} bytes after decoding; the limit is {max_userdata_bytes}")
+
+
 def check_password(password: str, where: str = "password") -> None:
     """One line of printable text (it goes into files, JSON and cloud-config). Never quoted in errors (but for the
     one literal that is refused because it is CloudStack's marker, not anyone's password)."""

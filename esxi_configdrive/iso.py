@@ -23,7 +23,8 @@ from typing import Any, BinaryIO, Union
 from .defaults import DEFAULT_LABEL, DEFAULT_MAX_USERDATA_BYTES, MAX_ISO_BYTES
 from .errors import ValidationError
 from .fields import check_label, check_tree_path
-from .layout import FileTree, build_tree, parse_tree
+from .layout import FileTree
+from .transport import DEFAULT_TRANSPORT, Transport, build_drive_tree, read_drive_tree
 from .vmdata import VmData
 
 MAX_FILES = 10_000
@@ -80,17 +81,30 @@ def _pycdlib() -> Any:
     return pycdlib
 
 
-def build_iso(data: VmData, label: str | None = None, *, max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES) -> bytes:
-    """VmData -> ISO 9660 bytes (Rock Ridge + Joliet), labelled ``label`` (default: ``data.label``)."""
-    tree = build_tree(data, max_userdata_bytes=max_userdata_bytes)
+def build_iso(
+    data: VmData,
+    label: str | None = None,
+    *,
+    max_userdata_bytes: int = DEFAULT_MAX_USERDATA_BYTES,
+    transport: Transport = DEFAULT_TRANSPORT,
+) -> bytes:
+    """VmData -> ISO 9660 bytes (Rock Ridge + Joliet) of ``transport``, labelled ``label`` (default: the
+    transport's: ``data.label`` for a config drive, ``cidata`` for a NoCloud seed)."""
+    tree = build_drive_tree(data, transport, max_userdata_bytes=max_userdata_bytes)
     if label is not None:
         tree.label = label
     return tree_to_iso(tree)
 
 
 def read_iso(source: IsoSource) -> VmData:
-    """An ISO (bytes, a path or a binary file) -> VmData. Raises ValidationError when it is no config drive."""
-    return parse_tree(iso_to_tree(source))
+    """An ISO (bytes, a path or a binary file) -> VmData. Raises ValidationError when it is no config drive and
+    no NoCloud seed."""
+    return read_drive(source)[1]
+
+
+def read_drive(source: IsoSource) -> tuple[Transport, VmData]:
+    """An ISO -> its transport (config drive or NoCloud seed, by its label and files) and the VmData it holds."""
+    return read_drive_tree(iso_to_tree(source))
 
 
 def iso_digest(iso: bytes) -> str:

@@ -252,6 +252,11 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def is_config_drive(tree: FileTree) -> bool:
+    """A config drive: it has the meta_data.json every reader needs (the label may be the caller's own)."""
+    return tree.read(f"{LATEST}/{META_DATA}") is not None
+
+
 # ---- tree -> VmData ---------------------------------------------------------------------------------------
 
 

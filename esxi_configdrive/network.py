@@ -490,3 +490,77 @@ def _netplan_ethernet(iface: Interface, nameservers: dict[str, Any]) -> dict[str
 
 def _gateways(iface: Interface) -> list[IPAddress]:
     return [g for g in (iface.gateway4, iface.gateway6) if g is not None]
+
+
+def section_of_netplan(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The network section a ``netplan(section)`` came from (a NoCloud seed read back); None for version 2 in a
+    form ``netplan`` does not write (the reader keeps that file as it is)."""
+    ethernets = config.get("ethernets")
+    if config.get("version") != 2 or set(config) - {"version", "ethernets"} or not isinstance(ethernets, dict):
+        return None
+    interfaces: list[dict[str, Any]] = []
+    nameservers: list[Any] = []
+    try:
+        for name, eth in ethernets.items():
+            iface: dict[str, Any] = {"id": name, "mac": eth["match"]["macaddress"]}
+            for key in ("mtu", "addresses", "dhcp4", "dhcp6"):
+                if key in eth:
+                    iface[key] = eth[key]
+            if eth.get("accept-ra"):
+                iface["slaac"] = True
+            for route in eth.get("routes", []):
+                default = {"0.0.0.0/0": "gateway4", "::/0": "gateway6"}.get(route["to"])
+                if default:
+                    iface[default] = route["via"]
+                else:
+                    iface.setdefault("routes", []).append({"to": route["to"], "via": route["via"]})
+            nameservers.append(eth.get("nameservers", {}))
+            interfaces.append(iface)
+        section: dict[str, Any] = {"interfaces": interfaces}
+        first = nameservers[0] if nameservers and all(n == nameservers[0] for n in nameservers) else {}
+        if first.get("addresses"):
+            section["dns"] = first["addresses"]
+        if first.get("search"):
+            section["dns_search"] = first["search"]
+        net = parse(section)
+    except (KeyError, TypeError, AttributeError, ValidationError):
+        return None
+    section = net.to_dict()
+    return section if netplan(section) == config else None
+
+
+def section_of_network_data(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The network section a ``network_data(section)`` came from (a config drive read back, moved to a transport
+    that carries the section's other forms); None for nova network data in a form ``network_data`` does not write."""
+    try:
+        interfaces: dict[str, dict[str, Any]] = {}
+        for link in data.get("links", []):
+            iface: dict[str, Any] = {"id": link["id"], "mac": link["ethernet_mac_address"]}
+            if "mtu" in link:
+                iface["mtu"] = link["mtu"]
+            interfaces[link["id"]] = iface
+        for network in data.get("networks", []):
+            iface = interfaces[network["link"]]
+            kind = network["type"]
+            if kind in ("ipv4_dhcp", "ipv6_dhcp", "ipv6_slaac"):
+                iface[{"ipv4_dhcp": "dhcp4", "ipv6_dhcp": "dhcp6", "ipv6_slaac": "slaac"}[kind]] = True
+                continue
+            address = ipaddress.ip_interface(f"{network['ip_address']}/{network['netmask']}")
+            iface.setdefault("addresses", []).append(str(address))
+            for route in network.get("routes", []):
+                to = ipaddress.ip_network(f"{route['network']}/{route['netmask']}")
+                if to.prefixlen == 0:
+                    iface[f"gateway{to.version}"] = route["gateway"]
+                else:
+                    iface.setdefault("routes", []).append({"to": str(to), "via": route["gateway"]})
+        section: dict[str, Any] = {"interfaces": list(interfaces.values())}
+        services = data.get("services", [])
+        if services:
+            section["dns"] = [s["address"] for s in services]
+            if services[0].get("search"):
+                section["dns_search"] = services[0]["search"]
+        net = parse(section)
+    except (KeyError, TypeError, AttributeError, ValueError, ValidationError):
+        return None
+    section = net.to_dict()
+    return section if network_data(section) == {"services": [], **data} else None

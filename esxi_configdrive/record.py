@@ -12,13 +12,19 @@ after a crash. Keys (all under ``esxi-configdrive.``):
   leaves it for the next run to delete); ``folder``: the drive's folder, kept after detach so a re-run can
   finish deleting it; ``cluster``: the datastore cluster the drive's datastore was chosen from (a later update
 keeps the drive on that member while it can take a file, else chooses another; records written before it have
-none).
+none); ``transport``: how the data reaches the guest, written only when it is not a config drive (``guestinfo``:
+VMware guestinfo keys, drive/keys.py), so a config drive's record is what it was before transports; ``keys``:
+for guestinfo, a digest of each key written (``<key>=<sha256/16>``, comma-separated; never of a key in
+``redact``, whose value holds the password: a digest of it could be tried against guesses); ``redact``: the
+values cloud-init blanks after reading them (``vendordata`` …).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from typing import Any
+
+from .transport import DEFAULT_TRANSPORT, Transport
 
 PREFIX = "esxi-configdrive."
 
@@ -34,6 +40,22 @@ class DriveRecord:
     previous: str = ""
     folder: str = ""
     cluster: str = ""
+    transport: str = ""
+    keys: str = ""
+    redact: str = ""
+
+    @property
+    def drive_transport(self) -> Transport:
+        """The recorded transport; none recorded (or one this version does not know): a config drive."""
+        try:
+            return Transport(self.transport) if self.transport else DEFAULT_TRANSPORT
+        except ValueError:
+            return DEFAULT_TRANSPORT
+
+    @staticmethod
+    def transport_value(transport: Transport) -> str:
+        """What the record holds for ``transport``: nothing for the default, so old records stay as they were."""
+        return "" if transport is DEFAULT_TRANSPORT else transport.value
 
     @classmethod
     def from_extra_config(cls, extra: dict[str, str]) -> DriveRecord:

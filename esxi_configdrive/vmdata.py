@@ -11,6 +11,7 @@ import base64
 import copy
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,8 +25,9 @@ from .fields import (
     check_metadata_key,
     check_network_data,
     check_password,
-    check_public_key,
+    check_public_keys,
     check_tree_path,
+    check_userdata,
     decode_base64,
     json_object,
     metadata_value,
@@ -37,7 +39,7 @@ from .inputs import (
     read_document,
 )
 
-__all__ = ["FILE_KEYS", "GENERATED_OPENSTACK_KEYS", "VmData"]
+__all__ = ["FILE_KEYS", "GENERATED_OPENSTACK_KEYS", "ContentChange", "VmData"]
 
 # CloudStack's [directory, filename] pairs that are not plain metadata.
 USERDATA_DIR, USERDATA_FILE = "userdata", "user_data"
@@ -233,19 +235,9 @@ class VmData:
     ) -> VmData:
         """Apply command-line overrides (each replaces the field it names) and validate the result. ``network``
         (a `network` section) replaces all network data."""
-        new = self.copy()
-        if userdata is not None:
-            new.userdata = userdata or None
-        if password is not None:
-            new.password = password
-        if public_keys is not None:
-            new.public_keys = list(public_keys)
-        if hostname is not None:
-            new.metadata[HOSTNAME_KEY] = hostname
-        if network is not None:
-            new.network, new.network_data, new.empty_network_data = network, {}, False
-        new.validate(max_userdata_bytes)
-        return new
+        keys = None if public_keys is None else tuple(public_keys)
+        change = ContentChange(userdata, password, keys, hostname, network)
+        return change.applied_to(self, max_userdata_bytes)
 
     # ---- validation ----------------------------------------------------------------------------------------
 
@@ -264,12 +256,7 @@ class VmData:
         checks everything else only, as the layout does with data that has entered already."""
         self._validate_metadata()
         if self.userdata is not None:
-            if not isinstance(self.userdata, bytes):
-                raise ValidationError("userdata", "must be bytes")
-            if max_userdata_bytes is not None and len(self.userdata) > max_userdata_bytes:
-                raise ValidationError(
-                    "userdata", f"{len(self.userdata)} bytes after decoding; the limit is {max_userdata_bytes}"
-                )
+            check_userdata(self.userdata, max_userdata_bytes)
         if self.password is not None:
             check_password(self.password)
         check_label(self.label)
@@ -322,10 +309,7 @@ class VmData:
             raise ValidationError(f"metadata.{VM_ID_KEY}", "must be one line of at most 255 characters")
         if self.hostname is not None:
             check_hostname(self.hostname, f"metadata.{HOSTNAME_KEY}")
-        if not isinstance(self.public_keys, list):
-            raise ValidationError(f"metadata.{PUBLIC_KEYS_KEY}", "must be a list of keys")
-        for i, key in enumerate(self.public_keys):
-            check_public_key(key, f"metadata.{PUBLIC_KEYS_KEY}[{i}]")
+        check_public_keys(self.public_keys, f"metadata.{PUBLIC_KEYS_KEY}")
 
     def _validate_openstack_metadata(self) -> None:
         json_object(self.openstack_metadata, "openstack_metadata")
@@ -334,6 +318,97 @@ class VmData:
             raise ValidationError(f"openstack_metadata.{clash[0]}", "is generated from metadata; set it there")
         if "random_seed" in self.openstack_metadata:
             decode_base64(self.openstack_metadata["random_seed"], "openstack_metadata.random_seed")
+
+
+# What an update's overrides= (the fields a command line, a batch line or a module names) and options= (how the drive
+# is laid out) may hold: ContentChange's fields of each kind.
+OVERRIDE_FIELDS = ("userdata", "password", "public_keys", "hostname", "network")
+LAYOUT_OPTIONS = ("label", "password_vendor_data", "dated_versions")
+
+
+@dataclass(frozen=True)
+class ContentChange:
+    """What an update changes in a drive's content; a field left None stays as the drive has it. Made and checked
+    once where a request enters (``parse``); applied to the drive's content by ``applied_to``.
+
+    ``userdata`` b"" removes the user data; ``network`` (a `network` section) replaces all network data;
+    ``network_data`` is the --network-data choice: empty|none replace the network data (NETWORK_DATA_FIELDS), auto
+    is resolved against the VM's NICs by the operation (``network_data_auto``), keep and file change nothing."""
+
+    userdata: bytes | None = None
+    password: str | None = field(default=None, repr=False)
+    public_keys: tuple[str, ...] | None = None
+    hostname: str | None = None
+    network: dict[str, Any] | None = None
+    label: str | None = None
+    password_vendor_data: bool | None = None
+    dated_versions: bool | None = None
+    network_data: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        overrides: Mapping[str, Any],
+        options: Mapping[str, Any],
+        network_data: str | None = None,
+        max_userdata_bytes: int | None = DEFAULT_MAX_USERDATA_BYTES,
+    ) -> ContentChange:
+        """From an edge's ``overrides`` and ``options`` (each field checked, errors naming it as VmData's do)."""
+        for given, known, kind in ((overrides, OVERRIDE_FIELDS, "overrides"), (options, LAYOUT_OPTIONS, "options")):
+            unknown = sorted(str(key) for key in given if key not in known)
+            if unknown:
+                raise ValidationError(f"{kind}.{unknown[0]}", f"unknown field (expected one of {', '.join(known)})")
+        keys = overrides.get("public_keys")
+        change = cls(
+            **{key: overrides.get(key) for key in OVERRIDE_FIELDS if key != "public_keys"},
+            public_keys=tuple(keys) if isinstance(keys, list) else keys,  # anything else: refused by check
+            **{key: options.get(key) for key in LAYOUT_OPTIONS},
+            network_data=network_data,
+        )
+        change.check(max_userdata_bytes)
+        return change
+
+    def check(self, max_userdata_bytes: int | None = DEFAULT_MAX_USERDATA_BYTES) -> None:
+        """Each field given, with the checks VmData.validate gives it (fields.py's), named as there."""
+        if self.hostname is not None:
+            check_hostname(self.hostname, f"metadata.{HOSTNAME_KEY}")
+        if self.public_keys is not None:
+            check_public_keys(self.public_keys, f"metadata.{PUBLIC_KEYS_KEY}")
+        if self.userdata is not None:
+            check_userdata(self.userdata, max_userdata_bytes)
+        if self.password is not None:
+            check_password(self.password)
+        if self.network is not None:
+            network_section.parse(self.network)
+        if self.label is not None:
+            check_label(self.label)
+        for name in ("password_vendor_data", "dated_versions"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise ValidationError(name, "must be true or false")
+
+    @property
+    def network_data_auto(self) -> bool:
+        """--network-data auto: every NIC on DHCP, resolved against the VM's NICs when the drive is made."""
+        return self.network_data == "auto"
+
+    def applied_to(self, data: VmData, max_userdata_bytes: int | None = None) -> VmData:
+        """A copy of ``data`` with the change made, validated (``max_userdata_bytes``: None for data that has
+        entered already). The layout first, then the network-data choice, then the fields (a `network` section
+        replaces the network data the choice left)."""
+        layout = {name: getattr(self, name) for name in LAYOUT_OPTIONS if getattr(self, name) is not None}
+        new = data.copy(**layout, **NETWORK_DATA_FIELDS.get(self.network_data or "", {}))
+        if self.userdata is not None:
+            new.userdata = self.userdata or None
+        if self.password is not None:
+            new.password = self.password
+        if self.public_keys is not None:
+            new.public_keys = list(self.public_keys)
+        if self.hostname is not None:
+            new.metadata[HOSTNAME_KEY] = self.hostname
+        if self.network is not None:
+            new.network, new.network_data, new.empty_network_data = copy.deepcopy(self.network), {}, False
+        new.validate(max_userdata_bytes)
+        return new
 
 
 def _metadata_from(raw: Any) -> tuple[dict[str, str], list[str]]:

@@ -18,13 +18,17 @@ Cassettes live in ``cassettes/`` (override with ``CASSETTE_DIR``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import gzip
 import hashlib
+import html
 import json
 import os
 import re
 import socket
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,10 +139,59 @@ _TICKET_RES = (
 def secret_forms(secret: str) -> list[str]:
     """A secret as a drive carries it: as is, JSON-escaped (meta_data.json's admin_pass), and the MD5 in the
     checksum file of CloudStack's Windows guests (hex, padded, then Java BigInteger's unpadded form: masking
-    the longer first). An unsalted MD5 of a password is as good as the password to a dictionary attack."""
+    the longer first). An unsalted MD5 of a password is as good as the password to a dictionary attack. And as
+    guestinfo encodes a value: base64, gzip+base64 (a value that embeds it is scrubbed whole: ``guestinfo_value``)."""
     md5 = hashlib.md5(secret.encode()).hexdigest()
     forms = [secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], md5, f"{int(md5, 16):x}"]
+    forms += encoded_forms(secret)
     return list(dict.fromkeys(forms))
+
+
+def encoded_forms(secret: str) -> list[str]:
+    """base64 and gzip+base64 of the secret alone, as guestinfo encodes a value (esxi_configdrive.guestinfo)."""
+    from esxi_configdrive.guestinfo import gzip_bytes
+
+    raw = secret.encode()
+    return [base64.b64encode(raw).decode(), base64.b64encode(gzip_bytes(raw)).decode()]
+
+
+# An extraConfig entry of a guestinfo key in a SOAP body (a ReconfigVM's spec, a read of config.extraConfig)
+_GUESTINFO_RE = re.compile(rb"(<key>guestinfo\.[A-Za-z0-9._-]+</key>\s*<value[^>]*>)(.*?)(</value>)", re.S)
+_BASE64_RUN_RE = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
+_BASE64_LINE_RE = re.compile(rb"[A-Za-z0-9+/]{4,}={0,2}")
+
+
+def reveals(value: bytes, secrets: Iterable[str], depth: int = 4) -> bool:
+    """Whether a secret can be read out of ``value`` by undoing the encodings guestinfo and cloud-init's MIME
+    messages use (base64, gzip, nested), as far as ``depth`` layers: a value the tool encoded still holds it."""
+    raw = html.unescape(value.decode("utf-8")).encode() if value.isascii() else value  # XML text, else bytes
+    if any(s.encode() in raw for s in secrets if s):
+        return True
+    if depth == 0:
+        return False
+    layers: list[bytes] = []
+    with contextlib.suppress(OSError, EOFError, zlib.error):
+        layers.append(gzip.decompress(raw))
+    for block in _base64_blocks(raw):
+        with contextlib.suppress(ValueError):
+            layers.append(base64.b64decode(block + b"=" * (-len(block) % 4)))
+    return any(reveals(layer, secrets, depth - 1) for layer in layers)
+
+
+def _base64_blocks(raw: bytes) -> list[bytes]:
+    """Runs of consecutive base64 lines (a MIME part's body is wrapped at 76 columns), joined; and the runs
+    within a line."""
+    blocks: list[bytes] = []
+    run: list[bytes] = []
+    for line in [*raw.splitlines(), b""]:
+        if _BASE64_LINE_RE.fullmatch(line.strip()):
+            run.append(line.strip())
+            continue
+        if run:
+            blocks.append(b"".join(run))
+            run = []
+        blocks += _BASE64_RUN_RE.findall(line)
+    return blocks
 
 
 @dataclass
@@ -172,7 +225,21 @@ class Scrubber:
 
         return _COOKIE_RE.sub(repl, header)
 
+    def _guestinfo(self, data: bytes) -> bytes:
+        """A guestinfo value that holds a secret under its encodings goes whole (vendor data with a password)."""
+        if b"guestinfo." not in data or not self.secrets:
+            return data
+        return _GUESTINFO_RE.sub(
+            lambda m: (
+                m.group(1)
+                + (PASSWORD_PLACEHOLDER.encode() if reveals(m.group(2), self.secrets) else m.group(2))
+                + m.group(3)
+            ),
+            data,
+        )
+
     def _mask(self, data: bytes) -> bytes:
+        data = self._guestinfo(data)
         for secret in self.secrets:
             raw = secret.encode()
             data = data.replace(raw, b"*" * len(raw))
@@ -362,6 +429,9 @@ def find_secrets(path: str | os.PathLike[str], extra: Iterable[str] = ()) -> lis
                 if not _PLACEHOLDER_RE.match(m.group(2).decode(errors="replace")):
                     problems.append(f"{where}: ticket not scrubbed")
         problems.extend(f"{where}: body holds a registered secret" for e in extra if e.encode() in body)
+        for m in _GUESTINFO_RE.finditer(body):
+            if reveals(m.group(2), extra):
+                problems.append(f"{where}: a guestinfo value holds a registered secret under its encodings")
 
     for i, interaction in enumerate(data.get("interactions", [])):
         req, resp = interaction.get("request", {}), interaction.get("response", {})

@@ -30,6 +30,9 @@ from tool_fixtures import fetch_file, folder_listing, record_of, settings_for
 from vsphere_harness import Vcsim, cdroms, connect, create_vm, destroy_vm, disconnect, get_property
 
 from esxi_configdrive import VmData, build_iso, read_iso
+from esxi_configdrive.iso import read_drive
+from esxi_configdrive.record import DriveRecord
+from esxi_configdrive.transport import Transport
 from esxi_configdrive.vsphere.connection import Session
 from esxi_configdrive.vsphere.datastore import DatastoreFiles
 from esxi_configdrive.vsphere_values import DatastorePath
@@ -302,10 +305,11 @@ def bed(vcsim_faults: Vcsim) -> Iterator[Bed]:
 # ---- what a VM looks like --------------------------------------------------------------------------------------
 
 
-def iso_of(data: VmData) -> bytes:
-    """The exact bytes the tool writes for ``data`` on the test bed's VMs (drives are reproducible). Those VMs are
-    Linux guests (otherLinux64Guest), so attach leaves meta_data.json's admin_pass out (``--admin-pass auto``)."""
-    return build_iso(data.copy(admin_pass=False) if data.password else data)
+def iso_of(data: VmData, transport: Transport = Transport.CONFIGDRIVE) -> bytes:
+    """The exact bytes the tool writes for ``data`` over ``transport`` on the test bed's VMs (drives are
+    reproducible). Those VMs are Linux guests (otherLinux64Guest), so attach leaves meta_data.json's admin_pass
+    out (``--admin-pass auto``)."""
+    return build_iso(data.copy(admin_pass=False) if data.password else data, transport=transport)
 
 
 def sha256(data: bytes) -> str:
@@ -355,6 +359,9 @@ def assert_consistent(state: DriveState, first: tuple, contents: Sequence[bytes]
     for d in state.iso_backed:
         assert state.record.get("iso") == d.backing.fileName, "the record does not name the attached ISO"
         assert state.record.get("sha256") == sha256(state.files[d.backing.fileName] or b"")
+        # the record's transport is the attached ISO's (none recorded: a config drive), swapped with it
+        transport = read_drive(state.files[d.backing.fileName] or b"")[0]
+        assert state.record.get("transport", "") == DriveRecord.transport_value(transport)
 
 
 def assert_attached(state: DriveState, first: tuple, content: bytes, si: vim.ServiceInstance, powered_on: bool) -> str:

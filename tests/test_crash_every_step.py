@@ -46,6 +46,7 @@ from vsphere_harness import (
 from esxi_configdrive import VmData
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.errors import ConfigDriveError, LockedDoor, ValidationError, VsphereFault
+from esxi_configdrive.transport import Transport
 from esxi_configdrive.vsphere_values import DatastorePath
 
 pytestmark = pytest.mark.live
@@ -154,6 +155,19 @@ def case(name: str, powered_on: bool, **kw: Any) -> Case:
             host="DC0_C0_H0",
             local_datastore_on="DC0_C0_H0",
         ),
+        # moves between the ISO transports: update --transport, one swap (upload, one reconfigure, delete)
+        "move-to-nocloud": dict(
+            prepare=_attach_old,
+            run=lambda c, vm, bed: c.update(vm, transport="nocloud"),
+            contents=[iso_of(OLD), iso_of(OLD, Transport.NOCLOUD)],
+            check_end=end_attached(iso_of(OLD, Transport.NOCLOUD)),
+        ),
+        "move-to-configdrive": dict(
+            prepare=lambda c, vm, bed: c.attach(vm.name, OLD, datastore=bed.datastore, transport="nocloud"),
+            run=lambda c, vm, bed: c.update(vm, transport="configdrive"),
+            contents=[iso_of(OLD, Transport.NOCLOUD), iso_of(OLD)],
+            check_end=end_attached(iso_of(OLD)),
+        ),
         "attach-elsewhere": dict(  # attach with --datastore naming another datastore: the drive moves there
             prepare=lambda c, vm, bed: c.attach(vm.name, OLD),
             run=lambda c, vm, bed: c.attach(vm, OLD, datastore=bed.datastore),
@@ -181,6 +195,10 @@ CASES = [
     case("prepare-migration", True),
     case("attach-elsewhere", False),
     case("attach-elsewhere", True),
+    case("move-to-nocloud", False),
+    case("move-to-nocloud", True),
+    case("move-to-configdrive", False),
+    case("move-to-configdrive", True),
 ]
 
 
@@ -225,7 +243,7 @@ def test_interrupted_after_every_call_then_run_again(bed: Bed, c: Case, tally) -
 # ---- the real CLI, SIGKILLed ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["attach", "update"])
+@pytest.mark.parametrize("command", ["attach", "update", "move-to-nocloud", "move-to-configdrive"])
 def test_cli_killed_after_every_call_then_run_again(bed: Bed, command: str, tmp_path: Path, tally) -> None:
     vmdata = tmp_path / "vm.json"
     vmdata.write_text(__import__("json").dumps(OLD.to_dict()))
@@ -238,7 +256,12 @@ def test_cli_killed_after_every_call_then_run_again(bed: Bed, command: str, tmp_
     points = 0
     for k in range(1, LIMIT):
         vm, first = _start(bed, c)
-        args = [command, vm.name] + (["--vmdata", str(vmdata)] if command == "attach" else update_args)
+        args = {
+            "attach": ["attach", vm.name, "--vmdata", str(vmdata)],
+            "update": ["update", vm.name, *update_args],
+            "move-to-nocloud": ["update", vm.name, "--transport", "nocloud"],
+            "move-to-configdrive": ["update", vm.name, "--transport", "configdrive"],
+        }[command]
         run = run_cli_killed_after(bed.sim, args, env, k, tmp_path)
         assert_consistent(bed.state(vm), first, c.contents)
         if not run.killed:

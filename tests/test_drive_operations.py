@@ -24,6 +24,8 @@ from esxi_configdrive.drive.result import Outcome, Result
 from esxi_configdrive.drive.update import UpdateRequest, update
 from esxi_configdrive.errors import Stale, VsphereFault
 from esxi_configdrive.record import PREFIX
+from esxi_configdrive.transport import Transport
+from esxi_configdrive.vmdata import ContentChange
 from esxi_configdrive.vsphere_values import AddCdrom, RemoveDevice, SetMedia
 
 POLICY = Policy()
@@ -50,8 +52,16 @@ def attach_op(data: VmData | None = None, **request: Any) -> Operation:
     return lambda vm, effects: attach(vm, effects, AttachRequest(data or vmdata(), **request), POLICY)
 
 
-def update_op(**request: Any) -> Operation:
-    return lambda vm, effects: update(vm, effects, UpdateRequest(**request), POLICY)
+def update_op(
+    data: VmData | None = None,
+    new_instance_id: bool = False,
+    transport: Transport | None = None,
+    guestinfo_password: bool = False,
+    **change: Any,
+) -> Operation:
+    """update with ``data``, and a ``ContentChange`` of the fields given (``public_keys=(key,)``, ``network_data``)."""
+    request = UpdateRequest(data, ContentChange(**change), new_instance_id, transport, guestinfo_password)
+    return lambda vm, effects: update(vm, effects, request, POLICY)
 
 
 def detach_op(remove: bool = False) -> Operation:
@@ -96,7 +106,7 @@ def test_attach_uploads_before_the_reconfigure_that_points_at_it(powered_on: boo
 def test_update_repoints_before_deleting_the_old_file() -> None:
     vm = attached()
     old = vm.our_cdrom().iso
-    result = run(vm, update_op(overrides={"public_keys": [RSA_KEY]}))
+    result = run(vm, update_op(public_keys=(RSA_KEY,)))
     calls = vm.calls()
     new = result.iso
     assert new != old
@@ -170,7 +180,7 @@ def test_a_refused_reconfigure_deletes_its_upload_and_changes_nothing_else() -> 
 def test_an_attempt_that_lost_a_race_is_run_again_on_a_fresh_read() -> None:
     vm = attached()
     vm.fail_reconfigure = [Stale("another client changed the VM")]
-    result = run(vm, update_op(overrides={"hostname": "web-2"}))
+    result = run(vm, update_op(hostname="web-2"))
     reads = [k for k, _ in vm.log if k == "facts"]
     assert len(reads) >= 2  # the second attempt read the VM again
     uploads = [v for k, v in vm.calls("upload")]
@@ -192,7 +202,7 @@ DRY_RUN_CASES: dict[str, tuple[Callable[[], FakeVsphereVm], Operation]] = {
     "attach off": (FakeVsphereVm, attach_op()),
     "attach on": (lambda: FakeVsphereVm(powered_on=True), attach_op()),
     "attach other content": (attached, attach_op(vmdata(userdata="#cloud-config\n# v2\n"))),
-    "update": (attached, update_op(overrides={"password": "n3w-Passw0rd"})),
+    "update": (attached, update_op(password="n3w-Passw0rd")),
     "detach off": (attached, detach_op()),
     "detach on": (lambda: attached(powered_on=True), detach_op()),
     "remove": (attached, detach_op(remove=True)),

@@ -142,10 +142,10 @@ def test_network_data_auto_with_a_section_is_refused_before_any_change():
 
 def test_an_update_with_a_network_override_replaces_the_drives_network_data():
     vm = attached(nics=[Nic(4000, MACS[0])])
-    run(vm, update_op(network_data_auto=True))
+    run(vm, update_op(network_data="auto"))
     assert network_json(vm)["networks"][0]["type"] == "ipv4_dhcp"
     section = {"interfaces": [{"addresses": ["10.1.2.3/24"]}], "dns": ["10.1.0.2"]}
-    run(vm, update_op(overrides={"network": section}))
+    run(vm, update_op(network=section))
     written = network_json(vm)
     assert written["networks"][0]["ip_address"] == "10.1.2.3"
     assert written["links"][0]["ethernet_mac_address"] == MACS[0]

@@ -69,7 +69,7 @@ def test_metadata_is_what_cloud_init_reads() -> None:
     assert meta == {
         "instance-id": "vm-42",  # the vm-id, as the config drive's uuid: moving transports is no new instance
         "local-hostname": "web-1",
-        "public-keys": [KEY],
+        "public-keys-data": KEY,  # one a line: cloudbase-init reads this form only, cloud-init reads it first
         "network": netplan(NETWORK | {"interfaces": [NETWORK["interfaces"][0] | {"id": "eth0"}]}),
         "redact": ["userdata"],  # without "guestinfo.": cloud-init adds it
     }

@@ -8,6 +8,8 @@ back with ``*`` in its place; the scenarios set the password last for that reaso
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +52,31 @@ def drive_of(session: Session, name: str) -> dict[str, Any] | None:
     return None if state.cdrom is None else describe_device(state.facts.devices, state.cdrom)
 
 
+def write_inputs(folder: Path) -> tuple[Path, Path]:
+    """The VM data file (``data()``) and an SSH key file, as the CLI scenarios hand them over."""
+    vmdata, keyfile = folder / "vm.json", folder / "key.pub"
+    vmdata.write_text(json.dumps(data().to_dict()))
+    keyfile.write_text(RSA_KEY + "\n")
+    return vmdata, keyfile
+
+
+def cli_against(target: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable:
+    """The CLI in this process, connected to ``target`` by GOVC_* variables: ``cli(*args)`` -> its JSON result."""
+    monkeypatch.setenv("GOVC_URL", target.url)
+    monkeypatch.setenv("GOVC_USERNAME", target.username)
+    monkeypatch.setenv("GOVC_PASSWORD", target.password)
+    if target.ca_file:
+        monkeypatch.setenv("GOVC_TLS_CA_CERTS", target.ca_file)
+
+    def cli(*args: str) -> dict[str, Any]:
+        status = main([*args, "--json"])
+        out = capsys.readouterr().out
+        assert status == 0, out
+        return json.loads(out)
+
+    return cli
+
+
 def test_powered_on_vm_attach_update_detach_remove(vsphere_cassettes) -> None:
     with (
         vsphere_cassettes.cassette("ops_powered_on", secrets=[REPLAY_PASSWORD]),
@@ -81,23 +108,10 @@ def test_powered_on_vm_attach_update_detach_remove(vsphere_cassettes) -> None:
 
 def test_powered_off_vm_through_the_command_line(vsphere_cassettes, tmp_path, monkeypatch, capsys) -> None:
     target = vsphere_cassettes.target
-    vmdata = tmp_path / "vm.json"
-    vmdata.write_text(json.dumps(data().to_dict()))
-    keyfile = tmp_path / "key.pub"
-    keyfile.write_text(RSA_KEY + "\n")
+    vmdata, keyfile = write_inputs(tmp_path)
     password_file = tmp_path / "pw"
     password_file.write_text(REPLAY_PASSWORD + "\n")
-    monkeypatch.setenv("GOVC_URL", target.url)
-    monkeypatch.setenv("GOVC_USERNAME", target.username)
-    monkeypatch.setenv("GOVC_PASSWORD", target.password)
-    if target.ca_file:
-        monkeypatch.setenv("GOVC_TLS_CA_CERTS", target.ca_file)
-
-    def cli(*args: str) -> dict[str, Any]:
-        status = main([*args, "--json"])
-        out = capsys.readouterr().out
-        assert status == 0, out
-        return json.loads(out)
+    cli = cli_against(target, monkeypatch, capsys)
 
     with (
         vsphere_cassettes.cassette("ops_powered_off_cli", secrets=[REPLAY_PASSWORD]),
@@ -151,3 +165,38 @@ def test_replayed_download_is_a_readable_drive(vsphere_cassettes) -> None:
         else:
             assert drive.password == "*" * len(REPLAY_PASSWORD)
         tool.remove(vm)
+
+
+NOCLOUD_VM = "replay-nocloud"
+
+
+def test_nocloud_seed_through_the_command_line(vsphere_cassettes, tmp_path, monkeypatch, capsys) -> None:
+    """The NoCloud transport's path (issue 21): attach, unchanged re-run, update, status, the moves to a config
+    drive and back, detach, remove. No password in this scenario: a seed carries it only inside the vendor data's
+    base64 MIME part, which the cassettes' masking of downloads does not reach."""
+    target = vsphere_cassettes.target
+    vmdata, keyfile = write_inputs(tmp_path)
+    cli = cli_against(target, monkeypatch, capsys)
+
+    with (
+        vsphere_cassettes.cassette("ops_nocloud_cli", secrets=[REPLAY_PASSWORD]),
+        Session(settings_for(target)) as session,
+    ):
+        create_vm(session.si, NOCLOUD_VM)
+        first = cli("attach", NOCLOUD_VM, "--vmdata", str(vmdata), "--transport", "nocloud")
+        assert first["changed"] and first["transport"] == "nocloud"
+        again = cli("attach", NOCLOUD_VM, "--vmdata", str(vmdata), "--transport", "nocloud")
+        assert again["changed"] is False
+        updated = cli("update", NOCLOUD_VM, "--ssh-key-file", str(keyfile))
+        assert updated["changed"] and updated["transport"] == "nocloud"
+        status = cli("status", NOCLOUD_VM)
+        assert status["transport"] == "nocloud" and status["matches_record"]
+        assert status["content"]["public_keys"] == 1 and status["content"]["hostname"] == "replayed"
+        moved = cli("update", NOCLOUD_VM, "--transport", "configdrive")
+        assert moved["changed"] and "transport" not in moved
+        assert "transport" not in cli("status", NOCLOUD_VM)
+        back = cli("update", NOCLOUD_VM, "--transport", "nocloud")
+        assert back["changed"] and back["transport"] == "nocloud"
+        assert cli("detach", NOCLOUD_VM)["transport"] == "nocloud"
+        assert cli("remove", NOCLOUD_VM)["changed"]
+        destroy_vm(session.si, vim.VirtualMachine(find_vm(session, NOCLOUD_VM)._moId, session.si._stub))

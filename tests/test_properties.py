@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 
 from esxi_configdrive import ValidationError, VmData, build_iso, read_iso
 from esxi_configdrive.fields import MAX_METADATA_VALUE_BYTES, MAX_PASSWORD_CHARS
+from esxi_configdrive.iso import read_drive
 from esxi_configdrive.layout import build_tree, parse_tree
+from esxi_configdrive.transport import Transport
 from esxi_configdrive.vmdata import FILE_KEYS, GENERATED_OPENSTACK_KEYS
 
 FAST = settings(deadline=None, max_examples=120, suppress_health_check=[HealthCheck.too_slow])
@@ -174,6 +176,29 @@ def test_tree_round_trip_and_password_cloud_config(data):
         assert meta.get("admin_pass") == (data.password if data.admin_pass else None)
     else:
         assert vendor == data.vendor_data
+
+
+@st.composite
+def seed_data(draw) -> VmData:
+    """What a NoCloud seed carries: metadata, keys, user data, and the password or the caller's cloud-init vendor
+    data (the password's parts take that key, as on the config drive)."""
+    pw = draw(st.none() | password)
+    vendor = {} if pw or draw(st.booleans()) else {"cloud-init": draw(any_text)}
+    return VmData(
+        metadata=draw(metadata()),
+        public_keys=draw(st.lists(public_key(), max_size=4)),
+        userdata=draw(userdata) or None,
+        password=pw,
+        vendor_data=vendor,
+    )
+
+
+@FAST
+@given(seed_data())
+def test_nocloud_seed_round_trip(data):
+    iso = build_iso(data, transport=Transport.NOCLOUD)
+    assert read_drive(iso) == (Transport.NOCLOUD, data)
+    assert build_iso(data, transport=Transport.NOCLOUD) == iso  # reproducible
 
 
 @MANY

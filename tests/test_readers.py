@@ -371,20 +371,30 @@ STATIC_NETWORK = {
     "dns_search": ["example.com", "corp.example"],
 }
 
+
 # cloud-init's datasource with the guest's NICs by MAC, its v1 config, and what two of its renderers write from it
 # (systemd-networkd's .network files, netplan's YAML), all cloud-init's own code.
-CLOUD_INIT_NETWORK_SCRIPT = r"""
-import json, os, shutil, sys, tempfile
+def seeded(seed_dir: str) -> str:
+    """The start of a script that runs cloud-init's own code (its package's folder: argv[1]) on a drive's files
+    (argv[2]) copied into its seed directory ``seed_dir``; ``cloud`` and ``tmp`` are its folders."""
+    return rf"""
+import base64, json, os, shutil, sys, tempfile
 sys.path.insert(0, sys.argv[1])
 import logging
 logging.disable(logging.CRITICAL)
 from cloudinit import helpers
-from cloudinit.net import netplan, network_state, networkd
-from cloudinit.sources import DataSourceConfigDrive as dscd
 tmp = tempfile.mkdtemp()
 cloud = os.path.join(tmp, "cloud")
 os.makedirs(os.path.join(cloud, "seed"))
-shutil.copytree(sys.argv[2], os.path.join(cloud, "seed", "config_drive"))
+shutil.copytree(sys.argv[2], os.path.join(cloud, "seed", "{seed_dir}"))
+"""
+
+
+CLOUD_INIT_NETWORK_SCRIPT = (
+    seeded("config_drive")
+    + r"""
+from cloudinit.net import netplan, network_state, networkd
+from cloudinit.sources import DataSourceConfigDrive as dscd
 ds = dscd.DataSourceConfigDrive(sys_cfg={}, distro=None, paths=helpers.Paths({"cloud_dir": cloud, "run_dir": tmp}))
 assert ds.get_data()
 ds.known_macs = json.loads(sys.argv[3])
@@ -397,6 +407,7 @@ print(json.dumps({
 }))
 shutil.rmtree(tmp)
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -465,13 +476,30 @@ def test_cloud_init_converts_the_network_section_to_exactly_what_was_asked(stati
     assert plan["ens224"]["dhcp4"] is True
 
 
-CLOUDBASE_NETWORK_SCRIPT = r"""
-import json, sys, logging
+def cloudbase_service(service: str) -> str:
+    """The start of a script that reads a drive's files (argv[1]) with cloudbase-init's metadata service
+    ``module.Class`` (under cloudbaseinit.metadata.services) as ``s``, its network details as ``net``."""
+    module, cls = service.rsplit(".", 1)
+    return rf"""
+import base64, json, sys, logging
 logging.disable(logging.CRITICAL)
-from cloudbaseinit.metadata.services.configdrive import ConfigDriveService
-s = ConfigDriveService()
+from cloudbaseinit.metadata.services.{module} import {cls}
+s = {cls}()
 s._metadata_path = sys.argv[1]
 net = s.get_network_details_v2()
+"""
+
+
+def run_reader(script: str, *args: str) -> dict:
+    """Run a reader script in a fresh interpreter; its last line of output, parsed."""
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+CLOUDBASE_NETWORK_SCRIPT = (
+    cloudbase_service("configdrive.ConfigDriveService")
+    + r"""
 print(json.dumps({
     "links": [[link.id, link.mac_address, link.mtu, link.type] for link in net.links],
     "networks": [
@@ -481,6 +509,7 @@ print(json.dumps({
     "services": [[type(x).__name__, x.addresses, x.search] for x in net.services],
 }))
 """
+)
 
 
 def test_cloudbase_init_reads_the_network_section(static_drive):

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 import tenacity
-from cassette import find_secrets
+from cassette import encoded_forms, find_secrets
 from reliability_fixtures import CliRun, cli_env, cli_in_process, run_cli, tool_session
 from sample_data import ED25519_KEY
 from vsphere_harness import Vcsim
@@ -38,7 +38,7 @@ VMDATA = {
 }
 # Options allowed to mention a password: they take a file name, or nothing.
 PASSWORD_OPTIONS = {"--password-file": "FILE", "--vc-password-file": "FILE", "--no-password-vendor-data": None,
-                    "--show-password": None,
+                    "--show-password": None, "--guestinfo-password": None,  # a switch: send it over guestinfo
                     "--admin-pass": "{auto,yes,no}"}  # fmt: skip  # a choice of where the password goes, not one
 
 
@@ -246,7 +246,8 @@ def test_cassettes_hold_no_secret(tally) -> None:
 
     cassettes = sorted((REPO / "cassettes").glob("*.yaml"))
     assert cassettes
-    extra = [f for secret in {REPLAY_PASSWORD, *KNOWN_SECRETS} for f in forms(secret)]
+    # plus guestinfo's forms (base64, gzip+base64), and find_secrets decodes every guestinfo value in them
+    extra = [f for secret in {REPLAY_PASSWORD, *KNOWN_SECRETS} for f in [*forms(secret), *encoded_forms(secret)]]
     problems = {c.name: find_secrets(c, extra) for c in cassettes}
     assert {k: v for k, v in problems.items() if v} == {}
     tally.add("secrets", "cassettes scanned", cases=len(cassettes))

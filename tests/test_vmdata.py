@@ -10,11 +10,14 @@ import pytest
 import sample_data as sd
 
 from esxi_configdrive import build_iso, fields, inputs
+from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.defaults import DEFAULT_MAX_USERDATA_BYTES
 from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.fields import check_hostname, check_label, check_public_key
 from esxi_configdrive.inputs import read_password_file, read_ssh_key_file, read_userdata_file
-from esxi_configdrive.vmdata import VmData
+from esxi_configdrive.vmdata import ContentChange, VmData
+from esxi_configdrive.vsphere.connection import Session
+from esxi_configdrive.vsphere.settings import ConnectionSettings
 
 
 def error_of(fn, *args, **kwargs) -> ValidationError:
@@ -543,3 +546,62 @@ def test_to_dict_round_trip():
         assert ("userdata_base64" in out) == (data.userdata == b"\xff\x00binary")
         assert VmData.from_dict(json.loads(json.dumps(out))) == data
     assert "password" not in sd.sample_vmdata().to_dict(include_password=False)
+
+
+# ---- an update's content change (ContentChange): parsed and checked once, at the edge -------------------------
+
+BAD_CHANGES = [
+    ({"hostname": "bad_name"}, {}, "metadata.local-hostname"),
+    ({"public_keys": ["nope"]}, {}, "metadata.public-keys[0]"),
+    ({"public_keys": "ssh-ed25519 AAAA"}, {}, "metadata.public-keys"),
+    ({"password": "a\nb"}, {}, "password"),
+    ({"userdata": "text, not bytes"}, {}, "userdata"),
+    ({"userdata": b"x" * (DEFAULT_MAX_USERDATA_BYTES + 1)}, {}, "userdata"),
+    ({"network": {"interfaces": "eth0"}}, {}, "network.interfaces"),
+    ({"colour": "blue"}, {}, "overrides.colour"),
+    ({}, {"label": "x" * 17}, "label"),
+    ({}, {"dated_versions": "yes"}, "dated_versions"),
+    ({}, {"password_vendor_data": 1}, "password_vendor_data"),
+    ({}, {"network_data": {}}, "options.network_data"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "options", "field"), BAD_CHANGES, ids=[f for _, _, f in BAD_CHANGES])
+def test_a_bad_change_is_refused_naming_its_field(overrides, options, field):
+    """The checks VmData.validate gives each field, without a VmData to carry them."""
+    assert error_of(ContentChange.parse, overrides, options).field.startswith(field)
+
+
+def test_a_bad_update_is_refused_before_vsphere_is_touched():
+    """The documented update(overrides=..., options=...) is parsed into a ContentChange before the session is
+    used: a session that never connected refuses nothing but what reaches it."""
+    tool = ConfigDriveController(Session(ConnectionSettings(host="127.0.0.1", port=9)))
+    e = error_of(tool.update, "web-1", overrides={"hostname": "bad_name"})
+    assert e.field == "metadata.local-hostname"
+    assert error_of(tool.update, "web-1", options={"label": ""}).field == "label"
+    with pytest.raises(Exception, match="not connected") as reached:  # a good change reaches the session
+        tool.update("web-1", overrides={"hostname": "good-name"})
+    assert not isinstance(reached.value, ValidationError)
+
+
+def test_a_content_change_never_shows_its_password():
+    change = ContentChange.parse({"password": "s3cret-Passw0rd", "hostname": "web-2"}, {"label": "config-2"})
+    assert "s3cret-Passw0rd" not in repr(change) and "s3cret-Passw0rd" not in str(change)
+    assert "web-2" in repr(change)  # the rest is shown
+    assert change.password == "s3cret-Passw0rd"
+
+
+def test_a_content_change_applied_as_with_overrides_applies_it():
+    """One definition of how a change lands: with_overrides is a ContentChange applied."""
+    data = sd.sample_vmdata()
+    change = ContentChange.parse(
+        {"userdata": b"", "public_keys": [sd.ECDSA_KEY], "hostname": "db-2"}, {"dated_versions": True}, "none"
+    )
+    new = change.applied_to(data)
+    assert (new.userdata, new.public_keys, new.hostname, new.dated_versions) == (None, [sd.ECDSA_KEY], "db-2", True)
+    assert (new.network, new.network_data, new.empty_network_data) == (None, {}, False)  # --network-data none
+    assert new.label == data.label and data == sd.sample_vmdata()  # the layout kept, the original untouched
+    assert new == data.with_overrides(userdata=b"", public_keys=[sd.ECDSA_KEY], hostname="db-2").copy(
+        dated_versions=True, network_data={}, network=None
+    )
+    assert ContentChange(network_data="auto").network_data_auto and not ContentChange().network_data_auto

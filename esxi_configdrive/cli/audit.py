@@ -13,6 +13,7 @@ from ..defaults import ORPHAN_MIN_AGE
 from ..drive.audit_judge import STATES
 from ..errors import ValidationError
 from ..fields import check_inventory_path
+from ..transport import DEFAULT_TRANSPORT
 from .options import add_connection_options, connection_settings
 from .output import table
 
@@ -98,10 +99,13 @@ def json_rows(report: Any) -> list[str]:
 def human(report: Any) -> list[str]:
     """The table, what --fix did, the notes, and one summary line."""
     many = len({f.datacenter for f in report.findings}) > 1
-    header = ["VM", "STATE", "PATH", "NOTES"] if not many else ["DATACENTER", "VM", "STATE", "PATH", "NOTES"]
+    # The transport column only where a drive is not a config drive: a fleet of config drives reads as it did.
+    transports = any(f.transport is not DEFAULT_TRANSPORT for f in report.findings)
+    header = ["VM", "STATE", *(["TRANSPORT"] if transports else []), "PATH", "NOTES"]
+    header = ["DATACENTER", *header] if many else header
     body = []
     for f in report.findings:
-        row = [f.vm or "-", f.state, f.path or "-", "; ".join(f.notes)]
+        row = [f.vm or "-", f.state, *([f.transport.value] if transports else []), f.path or "-", "; ".join(f.notes)]
         body.append([f.datacenter, *row] if many else row)
     lines = table(header, body) if body else []
     if report.fixes:

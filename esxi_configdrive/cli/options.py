@@ -14,6 +14,7 @@ from ..defaults import (
 )
 from ..inputs import read_password_file, read_ssh_key_file, read_userdata_file
 from ..network_options import NETWORK_OPTIONS, from_options
+from ..transport import DEFAULT_TRANSPORT, TRANSPORT_CHOICES
 from ..vmdata import VmData
 
 VM_HELP = "name, inventory path, instance/BIOS UUID or id (vm-42); a name starting with '-' goes after --"
@@ -110,6 +111,26 @@ def add_network_data_option(p: argparse.ArgumentParser, command: str) -> None:
         default=choices[0],
         help="; ".join(f"{c}: {NETWORK_DATA_HELP[c]}" for c in choices),
     )
+
+
+GUESTINFO_PASSWORD_HELP = (
+    "with --transport guestinfo: send the password too (refused otherwise: anyone who may read the VM's "
+    "configuration in vCenter, and any process in the guest, can read guestinfo until cloud-init blanks it)"
+)
+
+
+def add_transport_option(p: argparse.ArgumentParser, command: str) -> None:
+    """--transport: how the data reaches the guest (transport.py); update keeps the VM's own unless given."""
+    default = DEFAULT_TRANSPORT.value if command != "update" else None
+    keeps = "default: the drive's own" if command == "update" else f"default: {DEFAULT_TRANSPORT.value}"
+    p.add_argument(
+        "--transport",
+        default=default,
+        metavar="|".join(TRANSPORT_CHOICES),
+        help=f"configdrive: a config-2 ISO; nocloud: a NoCloud seed ISO labelled cidata; guestinfo: VMware "
+        f"guestinfo keys in the VM's extraConfig, no ISO ({keeps})",
+    )
+    p.add_argument("--guestinfo-password", action="store_true", help=GUESTINFO_PASSWORD_HELP)
 
 
 def add_connection_options(p: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from ..vmdata import VmData
 from .options import (
     add_content_options,
     add_network_data_option,
+    add_transport_option,
     add_vm_options,
     connection_settings,
     content_overrides,
@@ -51,6 +52,7 @@ def add_vsphere_commands(sub: Any) -> None:
         help="auto: IDE when the VM is off and a slot is free, else SATA",
     )
     add_network_data_option(p, "attach")
+    add_transport_option(p, "attach")
     p.add_argument("--new-instance-id", action="store_true", help=NEW_INSTANCE_ID_HELP)
     p.add_argument(
         "--avoid-lock-question",
@@ -63,6 +65,7 @@ def add_vsphere_commands(sub: Any) -> None:
     add_vm_options(p, batch=True)
     add_content_options(p, vmdata_required=False)
     add_network_data_option(p, "update")
+    add_transport_option(p, "update")
     p.add_argument("--new-instance-id", action="store_true", help=NEW_INSTANCE_ID_HELP)
     p.add_argument("--avoid-lock-question", action="store_true")
     p.set_defaults(func=cmd_update)
@@ -110,6 +113,8 @@ def cmd_attach(args: argparse.Namespace) -> dispatch.Request | int:
         network_data=_network_data_unless_default(args.network_data),
         new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
+        transport=args.transport,
+        guestinfo_password=args.guestinfo_password,
     )
     return request
 
@@ -128,6 +133,8 @@ def cmd_update(args: argparse.Namespace) -> dispatch.Request | int:
         network_data=_network_data_unless_default(args.network_data),
         new_instance_id=args.new_instance_id,
         dry_run=args.dry_run,
+        transport=args.transport,
+        guestinfo_password=args.guestinfo_password,
     )
     if not dispatch.has_change(request):
         raise ValidationError(
@@ -228,6 +235,8 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         datastore=getattr(args, "datastore", None),
         controller=getattr(args, "controller", None),
         network_data=_network_data_unless_default(getattr(args, "network_data", "file")),
+        transport=getattr(args, "transport", None),
+        guestinfo_password=getattr(args, "guestinfo_password", False),
     )
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
     with stream, Session(connection_settings(args)) as session:

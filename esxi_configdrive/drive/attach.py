@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from ..errors import ConfigDriveError, OutcomeUnknown, Stale, ValidationError
 from ..iso import tree_to_iso
-from ..layout import build_tree
 from ..record import DriveRecord
+from ..transport import DEFAULT_TRANSPORT, Transport, build_drive_tree, transport_field
 from ..vmdata import VmData
 from ..vsphere_values import DeviceChange, VmFacts
 from .devices import DevicePlanError, plan_attach
 from .effects import Effects, VmAccess
+from .keys import leaving_keys, put_keys
 from .policy import Policy
 from .result import Outcome
 from .state import FIRST_ISO_NAME, DriveState, attach_name
@@ -32,21 +33,25 @@ class AttachRequest:
     controller: str = "auto"
     network_data_auto: bool = False
     new_instance_id: bool = False  # vm-id := the VM's instance UUID, whatever the data says (a clone's fresh id)
+    transport: Transport = DEFAULT_TRANSPORT
+    guestinfo_password: bool = False  # a password may go over guestinfo (drive/keys.py check_password)
 
 
 def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
     data = content_for_vm(request.data, facts, policy, request.network_data_auto, request.new_instance_id)
-    if state.cdrom is not None:
-        outcome = swap_in(vm, effects, state, data, policy, request.datastore, verify_current=True)
+    if request.transport is Transport.GUESTINFO:
+        outcome = put_keys(vm, effects, state, data, policy, request.guestinfo_password)
+    elif state.cdrom is not None:
+        outcome = swap_in(vm, effects, state, data, policy, request.transport, request.datastore, verify_current=True)
     else:
-        outcome = _attach_new(vm, effects, state, data, request, policy)
+        outcome = attach_new(vm, effects, state, data, request, policy)
     outcome.warnings += warnings_for(data, facts)
     return outcome
 
 
-def _attach_new(
+def attach_new(
     vm: VmAccess, effects: Effects, state: DriveState, data: VmData, request: AttachRequest, policy: Policy
 ) -> Outcome:
     facts = state.facts
@@ -57,7 +62,7 @@ def _attach_new(
     folder = state.folder(ds)
     target = folder.child(FIRST_ISO_NAME)
     changes = _plan(facts, str(target), request.controller)  # a slot must be free before anything is written
-    tree = build_tree(data, max_userdata_bytes=None)
+    tree = build_drive_tree(data, request.transport, max_userdata_bytes=None)
     left: list = []
     created = effects.make_folder(folder)
     if not created:
@@ -77,8 +82,10 @@ def _attach_new(
             owner=facts.instance_uuid,
             folder=str(folder),
             cluster=placement.cluster,
+            transport=DriveRecord.transport_value(request.transport),
         )
-        effects.apply_change(config_change(facts, changes, (new_record, state.record), policy), uploaded=target)
+        change = config_change(facts, changes, (new_record, state.record), policy, keys=leaving_keys(state))
+        effects.apply_change(change, uploaded=target)
     except (Stale, OutcomeUnknown):
         raise  # the retry loop, or the next run, finishes what this one started
     except (ConfigDriveError, FileNotFoundError):  # FileNotFoundError: a datastore /folder does not find
@@ -88,7 +95,7 @@ def _attach_new(
     for stray in left:
         if stray != target:
             effects.delete(stray, known_to_exist=True)
-    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)
+    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha, extra=transport_field(request.transport))
 
 
 def _plan(facts: VmFacts, iso_path: str, controller: str) -> list[DeviceChange]:

@@ -30,8 +30,10 @@ from typing import Any, Protocol
 from ..defaults import ORPHAN_MIN_AGE
 from ..errors import ValidationError
 from ..record import DriveRecord
+from ..transport import DEFAULT_TRANSPORT, Transport, transport_field
 from ..vsphere_values import DatastoreInfo, DatastorePath, DriveFolder, Fleet, SearchPlan, VmFacts, safe_path_component
 from .effects import FileAccess, VmAccess
+from .keys import changed_behind_our_back, is_guestinfo
 from .result import Result
 from .state import DRIVE_ROOT, DriveState, is_drive_name
 from .storage import drive_root, stable_devices, stable_record
@@ -70,6 +72,7 @@ class Finding:
     attention: bool = True
     notes: tuple[str, ...] = ()
     fix: str = ""  # what --fix does (REATTACH, RECONNECT, FINISH, DELETE, DELETE_FOLDER), "" for nothing
+    transport: Transport = DEFAULT_TRANSPORT  # a VM's, from its record
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +85,7 @@ class Finding:
             "size": self.size,
             "notes": list(self.notes),
             "fix": self.fix or None,
+            **transport_field(self.transport),
         }
 
 
@@ -169,8 +173,13 @@ def judge_vm(fleet: Fleet, facts: VmFacts, digests: Mapping[str, str] | None = N
 
     def row(state_: str, *notes: str, path: str = "", size: int | None = None, fix: str = "", **kw: Any) -> Finding:
         text = tuple(n for n in notes if n) + ((FIX_TEXT[fix],) if fix else ())
-        return Finding(state_, facts.name, facts.id, fleet.datacenter, path, size, notes=text, fix=fix, **kw)
+        return Finding(
+            state_, facts.name, facts.id, fleet.datacenter, path, size, notes=text, fix=fix,
+            transport=record.drive_transport, **kw,
+        )  # fmt: skip
 
+    if is_guestinfo(record) and cdrom is None:
+        return judge_keys(facts, state, row)
     if not record.iso:
         held = f"; its CD-ROM holds {cdrom.iso}, which is not this tool's" if cdrom is not None and cdrom.iso else ""
         return row(DETACHED, f"detached by esxi-configdrive{held}", attention=False)
@@ -207,6 +216,18 @@ def judge_vm(fleet: Fleet, facts: VmFacts, digests: Mapping[str, str] | None = N
         note = f"the replaced ISO {kept} is still there: vSphere kept it (locked or in use) when it was to go"
         return row(OK, *file_notes, note, path=str(iso), size=size, attention=False, fix=FINISH)
     return row(OK, *file_notes, path=str(iso), size=size, attention=False)
+
+
+def judge_keys(facts: VmFacts, state: DriveState, row: Callable[..., Finding]) -> Finding:
+    """A guestinfo VM (drive/keys.py): its keys against the record's digests, from the facts already read."""
+    if state.record.owner and not state.made_for_this_vm:
+        return row(INHERITED, f"guestinfo keys recorded for the VM with instance UUID {state.record.owner} (a "
+                   "clone's inherited keys): give this VM its own with attach")  # fmt: skip
+    changed = changed_behind_our_back(facts, state.record)
+    if changed:
+        return row(FOREIGN_CHANGE, f"transport guestinfo: {', '.join(changed)} changed behind the tool's back "
+                   "(attach --transport guestinfo writes them again)")  # fmt: skip
+    return row(OK, "transport guestinfo", attention=False)
 
 
 def kept_file(fleet: Fleet, state: DriveState) -> str:

@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Any, ClassVar, Protocol
 
 from ..errors import FileKept, LockedDoor, Stale, VsphereFault
+from ..guestinfo import PREFIX as GUESTINFO_PREFIX
 from ..vsphere_values import (
     ConfigChange,
     DatastoreCluster,
@@ -77,6 +78,7 @@ class Kind(Enum):
     KEEP_FOLDER = "keep-folder"
     DEVICE = "device"
     RECORD = "record"
+    KEYS = "keys"  # guestinfo keys written (target: their names) or removed (why: "removed")
     RELOCATE = "relocate"
     NOTE = "note"
 
@@ -112,6 +114,9 @@ class Step:
             return describe_change(self.device) if self.device is not None else ""
         elif k is Kind.RECORD:
             text = "clear the drive record" if p else "cleared the drive record"
+        elif k is Kind.KEYS:
+            verb = ("remove" if p else "removed") if self.why == "removed" else ("write" if p else "wrote")
+            return f"{verb} guestinfo keys {t}"
         elif k is Kind.RELOCATE:
             text = f"migrate the VM to host {t}" if p else f"migrated the VM to host {t}"
         else:
@@ -194,7 +199,15 @@ class Effects(FileEffects):
     def _record_change(self, change: ConfigChange) -> None:
         for device in change.devices:
             self._record(Kind.DEVICE, device=device)
-        if not change.devices:
+        keys = sorted(k for k in change.extra_config if k.startswith(GUESTINFO_PREFIX))
+        values = [k for k in keys if not k.endswith(".encoding")] or keys
+        written = [k for k in values if change.extra_config[k]]
+        removed = [k for k in values if not change.extra_config[k]]
+        if written:
+            self._record(Kind.KEYS, ", ".join(written))
+        if removed:
+            self._record(Kind.KEYS, ", ".join(removed), why="removed")
+        if not change.devices and not keys:
             self._record(Kind.RECORD)
 
 

@@ -7,11 +7,13 @@ from typing import Any
 
 from ..content import summary
 from ..errors import ValidationError
-from ..iso import read_iso
+from ..iso import read_drive
 from ..record import DriveRecord
+from ..transport import drive_label, transport_field
 from ..vsphere_values import DatastorePath
 from .devices import describe_device
 from .effects import VmAccess
+from .keys import is_guestinfo, keys_status
 from .result import Outcome
 from .state import DriveState
 from .steps import raise_if_changed
@@ -25,6 +27,10 @@ def status(vm: VmAccess) -> Outcome:
         out["device"] = describe_device(facts.devices, cdrom)
         out["attached"] = cdrom.iso is not None
     out["record"] = {k: v for k, v in vars(record).items() if v}
+    out.update(transport_field(record.drive_transport))
+    if is_guestinfo(record) and cdrom is None:
+        out.update(keys_status(state))
+        return Outcome(facts.name, [], extra=out)
     path = state.current
     if path:
         out.update(inspect_file(vm, DatastorePath.parse(path), record))
@@ -49,7 +55,8 @@ def inspect_file(vm: VmAccess, path: DatastorePath, record: DriveRecord) -> dict
         "matches_record": bool(record.sha256) and sha == record.sha256,
     }
     try:
-        out["content"] = summary(read_iso(iso))
+        transport, data = read_drive(iso)
+        out["content"] = summary(data, drive_label(transport, data))
     except ValidationError as e:
         out["problem"] = f"the ISO is not a readable config drive: {e}"
     return out

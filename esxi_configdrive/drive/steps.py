@@ -4,13 +4,14 @@ interrupted run left, retiring a replaced ISO, and the reconfigure that carries 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..errors import ConfigDriveError, Stale, ValidationError
-from ..iso import read_iso
+from ..iso import read_drive, read_iso
 from ..layout import network_data_for_macs
 from ..network import for_nics as network_for_nics
 from ..record import AVOID_LOCK_QUESTION_OPTIONS, DriveRecord
+from ..transport import Transport
 from ..vmdata import VM_ID_KEY, VmData, check_network_choice
 from ..vsphere_values import ConfigChange, DatastoreCluster, DatastorePath, DeviceChange, VmFacts
 from .devices import nic_macs
@@ -227,16 +228,22 @@ def extra_config_changes(
 
 
 def config_change(
-    facts: VmFacts, changes: Sequence[DeviceChange], records: tuple[DriveRecord, DriveRecord], policy: Policy
+    facts: VmFacts,
+    changes: Sequence[DeviceChange],
+    records: tuple[DriveRecord, DriveRecord],
+    policy: Policy,
+    keys: Mapping[str, str] | None = None,
 ) -> ConfigChange:
     """One reconfigure: the device change and the record (``records``: new, old) together, so no crash can part
-    them (``Effects.apply_change`` makes it)."""
+    them (``Effects.apply_change`` makes it); ``keys``: guestinfo keys to write ("" removes one) in the same one."""
     new, old = records
-    return ConfigChange(facts, tuple(changes), extra_config_changes(facts, new, old, policy.avoid_lock_question))
+    extra = {**(keys or {}), **extra_config_changes(facts, new, old, policy.avoid_lock_question)}
+    return ConfigChange(facts, tuple(changes), extra)
 
 
-def download_drive(vm: VmAccess, state: DriveState) -> VmData:
-    """The content of the attached ISO (update's starting point); a missing or unreadable file is said plainly."""
+def download_drive(vm: VmAccess, state: DriveState) -> tuple[Transport, VmData]:
+    """The transport and content of the attached ISO (update's starting point); a missing or unreadable file is
+    said plainly."""
     facts, current = state.facts, state.current or ""
     try:
         iso = vm.download(DatastorePath.parse(current))
@@ -246,7 +253,7 @@ def download_drive(vm: VmAccess, state: DriveState) -> VmData:
             f"the ISO attached to VM {facts.name} ({current}) is missing; run attach --vmdata to rebuild it"
         ) from None
     try:
-        return read_iso(iso)
+        return read_drive(iso)
     except ValidationError as e:  # the datastore's file is input too: say which, and the way out
         reason = e.message if e.field == "iso" else str(e)
         raise ValidationError(

@@ -1,11 +1,15 @@
-"""Make the config-drive CD-ROM hold some content: unchanged when it already does; else upload under a new name,
-repoint the device in one reconfigure (an update's detach + reattach in one step), then delete the old file.
-What update does, and attach on a VM that already has a drive."""
+"""Make the config-drive CD-ROM hold some content, over one ISO transport: unchanged when it already does; else
+upload under a new name, repoint the device in one reconfigure (an update's detach + reattach in one step), then
+delete the old file.
+What update does, and attach on a VM that already has a drive. A move between the ISO transports (config-2 and a
+NoCloud seed) is this same swap: the new ISO under its own name, one reconfigure for the backing and the record
+(its transport with it), the old file deleted after; a finished run never leaves both."""
 
 from __future__ import annotations
 
 from ..iso import tree_to_iso
-from ..layout import build_tree
+from ..record import DriveRecord
+from ..transport import Transport, build_drive_tree, transport_field
 from ..vmdata import VmData
 from ..vsphere_values import DatastorePath
 from .devices import plan_swap
@@ -23,6 +27,7 @@ def swap_in(
     state: DriveState,
     data: VmData,
     policy: Policy,
+    transport: Transport,
     datastore: str | None = None,
     verify_current: bool = False,
 ) -> Outcome:
@@ -30,7 +35,7 @@ def swap_in(
     attached file must also be intact (attach repairs a deleted or overwritten file; update has just read it)."""
     facts, record, cdrom = state.facts, state.record, state.cdrom
     assert cdrom is not None, "swap_in needs the config-drive CD-ROM"
-    tree = build_tree(data, max_userdata_bytes=None)
+    tree = build_drive_tree(data, transport, max_userdata_bytes=None)
     digest = tree.digest()
     current = cdrom.iso
 
@@ -42,13 +47,15 @@ def swap_in(
     placement = None if stays else where()
     moving = bool(placement and current and DatastorePath.parse(current).datastore != placement.datastore.name)
     same_content = (
-        state.made_for_this_vm and not moving and current is not None and current == record.iso
-    ) and record.digest == digest
+        (state.made_for_this_vm and not moving and current is not None and current == record.iso)
+        and record.digest == digest
+        and record.drive_transport is transport
+    )
     iso: bytes | None = None
     if same_content and current is not None and (not verify_current or file_matches_record(vm, current, record)):
         finish_pending(vm, effects, state, current)
         if state.connected_as_it_should_be:
-            return Outcome(facts.name, effects.steps, iso=current)
+            return Outcome(facts.name, effects.steps, iso=current, extra=transport_field(transport))
         target = DatastorePath.parse(current)  # only the connection state needs fixing
     else:
         placement = placement or where()
@@ -74,6 +81,7 @@ def swap_in(
         previous=str(deletable_old) if deletable_old else "",
         folder=str(target.folder),
         cluster=placement.cluster if placement else record.cluster,
+        transport=DriveRecord.transport_value(transport),
     )
     changes = plan_swap(cdrom, str(target), facts.powered_on)
     change = config_change(facts, changes, (new_record, record), policy)
@@ -81,4 +89,4 @@ def swap_in(
     if deletable_old is not None:
         # the device pointed at it until now
         delete_replaced_iso(effects, deletable_old, str(target), known_to_exist=True)
-    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha)
+    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha, extra=transport_field(transport))

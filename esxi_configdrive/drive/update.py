@@ -5,11 +5,14 @@ reconfigure, delete the old file. A crash at any step leaves the VM pointing at 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ConfigDriveError
-from ..vmdata import VM_ID_KEY, VmData
+from ..guestinfo import read_keys
+from ..transport import Transport, check_label_for
+from ..vmdata import VM_ID_KEY, ContentChange, VmData
+from .attach import AttachRequest, attach_new
 from .effects import Effects, VmAccess
+from .keys import current_keys, is_guestinfo, put_keys
 from .policy import Policy
 from .result import Outcome
 from .state import DriveState
@@ -23,24 +26,33 @@ LAYOUT_FIELDS = ("label", "password_vendor_data", "dated_versions", "empty_netwo
 @dataclass(frozen=True)
 class UpdateRequest:
     data: VmData | None = None  # replaces the content
-    overrides: dict[str, Any] = field(default_factory=dict)  # userdata, password, public_keys, hostname
-    options: dict[str, Any] = field(default_factory=dict)  # VmData fields set as given (label, network data …)
-    network_data_auto: bool = False
+    change: ContentChange = field(default_factory=ContentChange)  # fields, layout, network-data choice
     new_instance_id: bool = False  # vm-id := the VM's instance UUID (a clone's fresh id)
+    transport: Transport | None = None  # another transport to move to; None: the drive's own stays
+    guestinfo_password: bool = False  # a password may go over guestinfo (drive/keys.py check_password)
 
 
 def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
-    if state.cdrom is None or not state.current:
+    keys = is_guestinfo(state.record) and state.cdrom is None
+    if not keys and (state.cdrom is None or not state.current):
         raise ConfigDriveError(f"VM {facts.name} has no config drive attached; use attach --vmdata first")
-    now = download_drive(vm, state)
+    if keys:
+        current_transport, now = Transport.GUESTINFO, read_keys(current_keys(facts))
+    else:
+        current_transport, now = download_drive(vm, state)
+    transport, change = request.transport or current_transport, request.change
+    check_label_for(transport, change.label)  # a seed's label is its transport's
     new = now if request.data is None else _replacing(now, request.data)
-    for key, value in request.options.items():
-        setattr(new, key, value)
-    new = new.with_overrides(**request.overrides, max_userdata_bytes=None)  # checked where they entered
-    new = content_for_vm(new, facts, policy, request.network_data_auto, request.new_instance_id)
-    outcome = swap_in(vm, effects, state, new, policy)
+    new = change.applied_to(new)  # checked where it entered; the result validated without the input limit
+    new = content_for_vm(new, facts, policy, change.network_data_auto, request.new_instance_id)
+    if transport is Transport.GUESTINFO:
+        outcome = put_keys(vm, effects, state, new, policy, request.guestinfo_password)
+    elif keys:  # from guestinfo to an ISO transport: attach's path, which clears the keys as it adds the CD-ROM
+        outcome = attach_new(vm, effects, state, new, AttachRequest(new, transport=transport), policy)
+    else:
+        outcome = swap_in(vm, effects, state, new, policy, transport)
     outcome.warnings += warnings_for(new, facts)
     return outcome
 

@@ -351,3 +351,57 @@ def test_a_static_network_and_a_new_instance_id(ansible, vcsim_faults, vsphere, 
         "255.255.255.0",
     )
     assert net["routes"][0] == {"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.1.2.1"}
+
+
+def test_transport_guestinfo(ansible, vcsim_faults, vsphere, make_vm):
+    """transport: guestinfo writes the keys on a running VM in one reconfigure; a password only with
+    guestinfo_password (then the result says who can read it); the same again changes nothing; absent clears."""
+    vm = make_vm(powered_on=True)
+    ansible.secrets.append("Guestinfo-pw-1234")
+    args = {"name": vm.name, "vmdata": vmdata("gi-1"), "vm_password": PASSWORD_FROM_ENV, "transport": "guestinfo"}
+    env = {"DRIVE_PASSWORD": "Guestinfo-pw-1234"}
+    refused = ansible.run([task("refused", **args)], env=env)
+    assert refused.rc != 0 and "guestinfo_password" in refused.output and record_of(vsphere, vm) == {}
+    run = ansible.run([task("attach", **args, guestinfo_password=True), task("again", **args, guestinfo_password=True),
+                       task("absent", name=vm.name, state="absent")], env=env)  # fmt: skip
+    assert run.rc == 0, run.output
+    first, again = run.task("attach"), run.task("again")
+    assert first["changed"] is True and first["transport"] == "guestinfo"
+    assert first["actions"] == ["wrote guestinfo keys guestinfo.metadata, guestinfo.userdata, guestinfo.vendordata"]
+    assert "vCenter" in first["warnings"][0] and again["changed"] is False
+    assert run.task("absent")["changed"] is True and record_of(vsphere, vm) == {}
+    assert not [o.key for o in get_property(vsphere, vm, "config.extraConfig") or [] if o.key.startswith("guestinfo.")
+                and o.value]  # fmt: skip
+
+
+def test_nocloud_transport_attach_again_move_and_fan_out(ansible, vcsim_faults, vsphere, make_vm):
+    """``transport: nocloud``: a NoCloud seed, idempotent; a transport change on a present VM is the one-swap move;
+    the vms fan-out takes a per-entry transport."""
+    from esxi_configdrive.iso import read_drive
+    from esxi_configdrive.transport import Transport
+
+    vm, fleet = make_vm(), [make_vm(), make_vm()]
+    args = {"name": vm.name, "vmdata": vmdata("web-nc"), "transport": "nocloud"}
+    run = ansible.run(
+        [
+            task("seed", **args),
+            task("seed again", **args),
+            task("move to config-2", name=vm.name, transport="configdrive"),
+            task("fleet", vms=[{"vm": v.name, "vmdata": vmdata(f"nc-{i}", i + 2), "transport": "nocloud"}
+                               for i, v in enumerate(fleet)]),
+        ]
+    )  # fmt: skip
+    assert run.rc == 0, run.output
+    seed, again, moved = run.task("seed"), run.task("seed again"), run.task("move to config-2")
+    assert seed["changed"] is True and seed["transport"] == "nocloud"
+    assert again["changed"] is False and again["actions"] == []
+    assert moved["changed"] is True and "transport" not in moved
+    assert fetch_file(vcsim_faults, vsphere, seed["iso"]) is None  # the seed went once the swap was made
+    assert read_drive(fetch_file(vcsim_faults, vsphere, moved["iso"]))[0] is Transport.CONFIGDRIVE
+    assert record_of(vsphere, vm).get("transport") is None
+    for v in fleet:
+        paths = [p for p in iso_paths(vsphere, v) if "ConfigDrive/" in p]
+        assert read_drive(fetch_file(vcsim_faults, vsphere, paths[0]))[0] is Transport.NOCLOUD
+        assert record_of(vsphere, v)["transport"] == "nocloud"
+    refused = ansible.run([task("detach with a transport", name=vm.name, state="detached", transport="nocloud")])
+    assert refused.rc != 0 and "transport: does not apply with state=detached" in refused.output

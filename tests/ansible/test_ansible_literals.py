@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from esxi_configdrive import defaults
+from esxi_configdrive.transport import TRANSPORT_CHOICES
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # the collection's own import path: ansible_collections.esxi_configdrive.vsphere
@@ -25,6 +26,8 @@ def test_the_module_options_use_the_packages_choices_and_defaults() -> None:
     # update's choices without "keep" (the option's unset value): the module has no separate update switch
     assert [c for c in defaults.NETWORK_DATA_CHOICES["update"] if c != "keep"] == spec["network_data"]["choices"]
     assert set(spec["network_data"]["choices"]) - {"none"} <= set(defaults.NETWORK_DATA_CHOICES["attach"])
+    assert tuple(spec["transport"]["choices"]) == TRANSPORT_CHOICES
+    assert spec["transport"].get("default") is None  # unset: configdrive on attach, the drive's own on update
     assert spec["password_length"]["default"] == defaults.PASSWORD_LENGTH
     assert spec["task_timeout"]["default"] == defaults.DEFAULT_TASK_TIMEOUT
     assert spec["concurrency"]["default"] == defaults.DEFAULT_CONCURRENCY
@@ -36,7 +39,15 @@ def test_the_documentation_states_the_packages_limits() -> None:
     assert f"({defaults.MIN_PASSWORD_LENGTH} to {defaults.MAX_PASSWORD_LENGTH})" in length
     concurrency = " ".join(doc["concurrency"]["description"])
     assert f"(1 to {defaults.MAX_CONCURRENCY})" in concurrency
-    for option in ("password_length", "task_timeout", "concurrency", "controller", "admin_pass", "network_data"):
+    for option in (
+        "password_length",
+        "task_timeout",
+        "concurrency",
+        "controller",
+        "admin_pass",
+        "network_data",
+        "transport",
+    ):
         spec = config_drive.argument_spec()[option]
         assert doc[option].get("default") == spec.get("default"), option
         assert doc[option].get("choices") == spec.get("choices"), option

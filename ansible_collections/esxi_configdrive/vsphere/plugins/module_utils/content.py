@@ -5,10 +5,12 @@ module's option, not the CLI's flag."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 with contextlib.suppress(ImportError):  # reported by common.require_package
     from esxi_configdrive import ValidationError, VmData
+    from esxi_configdrive.vmdata import ContentChange
 
 OVERRIDE_OPTIONS = ("userdata", "vm_password", "ssh_keys", "local_hostname", "network")
 CONTENT_OPTIONS = ("vmdata", "vmdata_file", *OVERRIDE_OPTIONS, "label")
@@ -81,21 +83,34 @@ def load(params: dict[str, Any]) -> VmData | None:
     return _with_options(data, params)
 
 
-def check_overrides(params: dict[str, Any]) -> dict[str, Any]:
-    """For a change to the current drive: the overrides, checked now, before anything is sent to vSphere."""
-    _with_options(VmData(metadata={"vm-id": "check"}), params)
-    return overrides(params)
+def layout_options(params: dict[str, Any]) -> dict[str, Any]:
+    """``ConfigDriveController.update``'s ``options=`` from the module's (the CLI's ``layout_options``)."""
+    return {"label": params["label"]} if params.get("label") else {}
+
+
+def content_change(params: dict[str, Any]) -> ContentChange:
+    """For a change to the current drive: the package's ``ContentChange`` from the override and layout options,
+    checked now (a bad one named by its option), before anything is sent to vSphere."""
+    with _named_by_option():
+        return ContentChange.parse(overrides(params), layout_options(params))
 
 
 def _with_options(data: VmData, params: dict[str, Any]) -> VmData:
-    try:
+    with _named_by_option():
         data = data.with_overrides(**overrides(params))
         if params.get("label"):
             data.label = params["label"]
             data.validate()
+    return data
+
+
+@contextlib.contextmanager
+def _named_by_option() -> Iterator[None]:
+    """A bad field reported under the module's option that sets it."""
+    try:
+        yield
     except ValidationError as e:
         raise ValidationError(option_of(e.field), e.message) from None
-    return data
 
 
 def option_of(field: str) -> str:

@@ -26,14 +26,12 @@ def view(data: Any, iso: str | None) -> dict[str, Any]:
     return {"attached": True, "iso": iso, **describe(data)}
 
 
-def planned_update(before: Any, overrides: dict[str, Any], options: dict[str, Any], iso: str | None) -> dict[str, Any]:
-    """The content after an update that replaces some fields of the current drive (``before``, a ``VmData``)."""
+def planned_update(before: Any, change: Any, iso: str | None) -> dict[str, Any]:
+    """The content after an update that makes ``change`` (a ``ContentChange``) to the current drive (``before``, a
+    ``VmData``), applied as the update applies it."""
     if before is None:
         return dict(NO_DRIVE)
-    after = before.with_overrides(**overrides, max_userdata_bytes=None)
-    for key, value in options.items():
-        setattr(after, key, value)
-    return view(after, iso)
+    return view(change.applied_to(before), iso)
 
 
 def diff(vm: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

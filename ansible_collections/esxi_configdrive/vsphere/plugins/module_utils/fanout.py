@@ -27,10 +27,14 @@ def entry_spec() -> dict[str, Any]:
     return {
         "vm": {"type": "str", "required": True},
         **{key: shared[key] for key in ("vmdata", "vmdata_file", "userdata", "network")},
-        **{key: {"type": "str"} for key in ("userdata_base64", "hostname", "datastore", "controller", "network_data")},
+        **{
+            key: {"type": "str"}
+            for key in ("userdata_base64", "hostname", "datastore", "controller", "network_data", "transport")
+        },
         "password": {"type": "str", "no_log": True},
         "public_keys": {"type": "list", "elements": "str", "no_log": False},
         "new_instance_id": {"type": "bool"},
+        "guestinfo_password": {"type": "bool", "no_log": False},
     }
 
 

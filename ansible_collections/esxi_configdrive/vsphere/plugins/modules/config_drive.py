@@ -125,6 +125,12 @@ options:
       new_instance_id:
         description: Give this VM's drive the VM's own instance UUID as its id, as in O(new_instance_id).
         type: bool
+      transport:
+        description: C(configdrive), C(nocloud) or C(guestinfo) for this VM, as in O(transport); overrides O(transport).
+        type: str
+      guestinfo_password:
+        description: With C(guestinfo), send this VM's password too, as in O(guestinfo_password).
+        type: bool
   concurrency:
     description:
       - With O(vms), how many VMs are worked on at a time (1 to 64).
@@ -226,6 +232,24 @@ options:
       - When not set, the network data is the content's (O(vmdata)), or the current drive's.
     type: str
     choices: [auto, empty, none]
+  transport:
+    description:
+      - How the data reaches the guest. V(configdrive) is a config-2 ISO (cloud-init's ConfigDrive,
+        cloudbase-init); V(nocloud) is a NoCloud seed ISO labelled C(cidata) (cloud-init's NoCloud, which it reads
+        before ConfigDrive). V(guestinfo) writes VMware guestinfo keys into the VM's extraConfig in one
+        reconfigure (cloud-init's VMware datasource; no ISO, no reboot); a password is refused over it unless
+        O(guestinfo_password) is set.
+      - When not set, V(configdrive) with O(vmdata) or O(vmdata_file), else the current drive's. Another transport
+        than the current drive's moves the VM to it in one swap (never two drives attached).
+    type: str
+    choices: [configdrive, nocloud, guestinfo]
+  guestinfo_password:
+    description:
+      - With O(transport=guestinfo), send the password too (vendor data that cloud-init blanks once read, by the
+        metadata's C(redact) list). Until then anyone who may read the VM's configuration in vCenter, and any
+        process in the guest, can read it. Without this option a password over guestinfo is refused.
+    type: bool
+    default: false
   datastore:
     description:
       - The datastore for the ISO when attaching; when not set, the datastore of the VM's configuration file.
@@ -485,10 +509,12 @@ from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.common im
 )
 from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.content import (  # noqa: E402
     CONTENT_OPTIONS,
-    check_overrides,
+    content_change,
     content_spec,
     given,
+    layout_options,
     load,
+    overrides,
 )
 from ansible_collections.esxi_configdrive.vsphere.plugins.module_utils.diff import (  # noqa: E402
     NO_DRIVE,
@@ -502,6 +528,7 @@ with contextlib.suppress(ImportError):  # reported by require_package
     from esxi_configdrive.batch import batch_defaults
     from esxi_configdrive.dispatch import Request, has_change, parse
     from esxi_configdrive.fields import check_concurrency, check_password_length
+    from esxi_configdrive.vmdata import ContentChange
 
 # (controller, vm, dry_run) -> the operation's Result; (content before, result) -> the view check mode plans
 Operation = Callable[[Any, str, bool], Any]
@@ -516,6 +543,8 @@ def argument_spec() -> dict[str, Any]:
         vms={"type": "list", "elements": "dict", "options": fanout.entry_spec()},
         concurrency={"type": "int", "default": 4},
         network_data={"type": "str", "choices": ["auto", "empty", "none"]},
+        transport={"type": "str", "choices": ["configdrive", "nocloud", "guestinfo"]},
+        guestinfo_password={"type": "bool", "default": False, "no_log": False},
         new_instance_id={"type": "bool", "default": False},
         datastore={"type": "str"},
         controller={"type": "str", "choices": ["auto", "ide", "sata"]},
@@ -548,8 +577,8 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
     state = params["state"]
     content = given(params, CONTENT_OPTIONS)
     if state != "present":
-        extra = content + given(params, ("network_data", *ATTACH_ONLY))
-        extra += [key for key in ("reset_password", "new_instance_id") if params[key]]
+        extra = content + given(params, ("network_data", "transport", *ATTACH_ONLY))
+        extra += [key for key in ("reset_password", "new_instance_id", "guestinfo_password") if params[key]]
         if extra:
             raise ValidationError(extra[0], f"does not apply with state={state}")
         if state == "detached":
@@ -566,20 +595,21 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
         controller=params["controller"] or "auto",
         network_data=params["network_data"],
         new_instance_id=params["new_instance_id"],
+        transport=params["transport"],
+        guestinfo_password=params["guestinfo_password"],
     )
     if data is not None:
         return (
             _dispatched("attach", request),
             lambda before, result: view(data, result.get("iso")),
         )
-    overrides = check_overrides(params)
-    options = {"label": params["label"]} if params["label"] else {}
-    request = replace(request, overrides=overrides, options=options)
+    change = content_change(params)
+    request = replace(request, overrides=overrides(params), options=layout_options(params))
     if not has_change(request):
         raise ValidationError(
             "vmdata",
             "state=present needs vmdata or vmdata_file (the whole content), a field to change (userdata, "
-            "vm_password, ssh_keys, local_hostname, network, label, network_data, new_instance_id), or "
+            "vm_password, ssh_keys, local_hostname, network, label, network_data, new_instance_id, transport), or "
             "reset_password",
         )
     attach_only = given(params, ATTACH_ONLY)
@@ -587,7 +617,7 @@ def plan(params: dict[str, Any]) -> tuple[Operation, Planned]:
         raise ValidationError(attach_only[0], "applies when attaching: give vmdata or vmdata_file")
     return (
         _dispatched("update", request),
-        lambda before, result: planned_update(before, overrides, options, result.get("iso")),
+        lambda before, result: planned_update(before, change, result.get("iso")),
     )
 
 
@@ -598,7 +628,7 @@ def _dispatched(command: str, request: Any) -> Operation:
 
 
 def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operation, Planned]:
-    extra = content + given(params, ("network_data", *ATTACH_ONLY))
+    extra = content + given(params, ("network_data", "transport", *ATTACH_ONLY))
     if params["new_instance_id"]:
         extra.append("new_instance_id")
     if extra:
@@ -607,7 +637,7 @@ def _reset_password(params: dict[str, Any], content: list[str]) -> tuple[Operati
     check_password_length(length, "password_length")
     return (
         lambda c, vm, dry: c.reset_password(vm, length=length, dry_run=dry),
-        lambda before, result: planned_update(before, {"password": "new"}, {}, result.get("iso")),
+        lambda before, result: planned_update(before, ContentChange(password="new"), result.get("iso")),
     )
 
 
@@ -656,6 +686,8 @@ def run_fleet(module: AnsibleModule) -> dict[str, Any]:
         datastore=params["datastore"],
         controller=params["controller"],
         network_data=params["network_data"],
+        transport=params["transport"],
+        guestinfo_password=params["guestinfo_password"],
     )
     with controller(params, **controller_options(params)) as c:
         results, counts = fanout.run(
