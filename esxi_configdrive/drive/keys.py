@@ -129,21 +129,21 @@ def put_keys(
     redact = guestinfo.redacted(wanted)
     current = current_keys(facts)
     writes = {k: v for k, v in wanted.items() if current[k] != v}
-    changes, doomed = _iso_removal(state)
+    changes, replaced_iso = _iso_removal(state)
     new_record = DriveRecord(
         owner=facts.instance_uuid,
         transport=GUESTINFO,
         keys=digests(wanted, redact),
         redact=",".join(redact),
-        previous=str(doomed or (record.previous if is_guestinfo(record) else "")),
-        folder=record.folder if doomed or record.previous else "",
+        previous=str(replaced_iso or (record.previous if is_guestinfo(record) else "")),
+        folder=record.folder if replaced_iso or record.previous else "",
     )
     pending = _pending(state)
     if changes or writes or new_record != record:
         effects.apply_change(config_change(facts, changes, (new_record, record), policy, keys=writes))
-    if doomed is not None:  # the device pointed at it until now
-        effects.delete(doomed, why="the drive moved to guestinfo", known_to_exist=True)
-    if pending is not None and pending != doomed and vm.exists(pending):  # a HEAD, as finish_pending looks
+    if replaced_iso is not None:  # the device pointed at it until now
+        effects.delete(replaced_iso, why="the drive moved to guestinfo", known_to_exist=True)
+    if pending is not None and pending != replaced_iso and vm.exists(pending):  # a HEAD, as finish_pending looks
         effects.delete(pending, why="left by an interrupted move", known_to_exist=True)
     outcome = Outcome(facts.name, effects.steps, extra={"transport": GUESTINFO})
     if data.password and password:
@@ -196,8 +196,8 @@ def _iso_removal(state: DriveState) -> tuple[list[DeviceChange], DatastorePath |
     if cdrom is None:
         return [], None
     changes = plan_remove(cdrom) if not facts.powered_on or can_hot_remove(facts.devices, cdrom) else plan_empty(cdrom)
-    doomed = DatastorePath.parse(cdrom.iso) if cdrom.iso else None
-    return list(changes), doomed if doomed is not None and state.is_ours(doomed) else None
+    replaced_iso = DatastorePath.parse(cdrom.iso) if cdrom.iso else None
+    return list(changes), replaced_iso if replaced_iso is not None and state.is_ours(replaced_iso) else None
 
 
 def _pending(state: DriveState) -> DatastorePath | None:
