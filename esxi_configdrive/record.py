@@ -31,15 +31,18 @@ PREFIX = "esxi-configdrive."
 
 @dataclass(frozen=True)
 class DriveRecord:
+    # the ISO file and its content
     iso: str = ""
     digest: str = ""
     sha256: str = ""
     size: str = ""
+    # whose drive, on which device; what a swap or a detach leaves for the next run to finish
     owner: str = ""
     device: str = ""
     previous: str = ""
     folder: str = ""
     cluster: str = ""
+    # how the data reaches the guest (guestinfo: what was written, what cloud-init blanks)
     transport: str = ""
     keys: str = ""
     redact: str = ""

@@ -127,6 +127,12 @@ def need(what: str, available: bool, reason: str) -> None:
     pytest.skip(f"{what}: {reason}")
 
 
+def need_importable(what: str, module: str) -> None:
+    """Skip (or fail in CI) unless ``module`` imports in a fresh interpreter of this venv."""
+    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    need(what, probe.returncode == 0, f"not importable (pip: .[test]): {probe.stderr[-300:]}")
+
+
 def need_tool(name: str) -> str:
     """The path of an external program (also looked up in /sbin, /usr/sbin: blkid lives there)."""
     search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])

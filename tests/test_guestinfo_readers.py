@@ -68,13 +68,7 @@ print(json.dumps({
 
 
 def cloudbase_init_guestinfo(keys: dict[str, str], tmp: Path) -> tuple[dict[str, Any], list[str]]:
-    probe = subprocess.run(
-        [sys.executable, "-c", "import cloudbaseinit.metadata.services.vmwareguestinfoservice"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    sd.need("cloudbase-init", probe.returncode == 0, f"not importable (pip: .[test]): {probe.stderr[-300:]}")
+    sd.need_importable("cloudbase-init", "cloudbaseinit.metadata.services.vmwareguestinfoservice")
     (tmp / "keys.json").write_text(json.dumps(keys))
     tool = tmp / "rpctool"
     tool.write_text(STAND_IN_RPCTOOL.format(python=sys.executable, keys=str(tmp / "keys.json"), log=str(tmp / "log")))

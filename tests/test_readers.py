@@ -314,13 +314,7 @@ print(json.dumps({
 
 
 def cloudbase_init_read(drive: Path) -> dict:
-    probe = subprocess.run(
-        [sys.executable, "-c", "import cloudbaseinit.metadata.services.configdrive"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    sd.need("cloudbase-init", probe.returncode == 0, f"not importable (pip: .[test]): {probe.stderr[-300:]}")
+    sd.need_importable("cloudbase-init", "cloudbaseinit.metadata.services.configdrive")
     proc = subprocess.run(
         [sys.executable, "-c", CLOUDBASE_SCRIPT, str(drive)], capture_output=True, text=True, timeout=120
     )
