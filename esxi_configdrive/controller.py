@@ -33,7 +33,7 @@ from .drive.state import DriveState
 from .drive.status import status
 from .drive.steps import download_drive
 from .drive.update import UpdateRequest, update
-from .transport import DEFAULT_TRANSPORT, Transport
+from .transport import Transport
 from .vmdata import ContentChange, VmData
 from .vsphere.connection import Session
 from .vsphere.fleet import VsphereFleet
@@ -125,12 +125,13 @@ class ConfigDriveController:
         network_data_auto: bool = False,
         new_instance_id: bool = False,
         dry_run: bool = False,
-        transport: Transport | str = DEFAULT_TRANSPORT,
+        transport: Transport | str | None = None,
         guestinfo_password: bool = False,
     ) -> Result:
         """Give the VM a config drive holding ``data`` on a second CD-ROM; idempotent (same data: no change).
         Without a vm-id in ``data``, or with ``new_instance_id``, the drive's vm-id is the VM's instance UUID.
-        ``transport``: ``configdrive`` (config-2) or ``nocloud`` (a NoCloud seed labelled cidata)."""
+        ``transport``: ``configdrive`` (config-2), ``nocloud`` (a NoCloud seed labelled cidata) or ``guestinfo``
+        (keys in extraConfig); None: the drive's own, ``configdrive`` for a new drive (transport.kept_or)."""
         auto = "auto" if network_data_auto else None
         fields = Request(vm, data, datastore=datastore, controller=controller, network_data=auto,
                          new_instance_id=new_instance_id, dry_run=dry_run, transport=transport,

@@ -30,7 +30,6 @@ from .transport import (
     build_drive_tree,
     check_label_for,
     parse_optional_transport,
-    parse_transport,
 )
 from .vmdata import NETWORK_DATA_FIELDS, ContentChange, VmData, check_network_choice
 
@@ -55,7 +54,7 @@ class Request:
     host: str = ""  # prepare-migration
     migrate: bool = False
     length: int = PASSWORD_LENGTH  # reset-password
-    transport: Any = None  # attach: a transport name (None: configdrive); update: None keeps the VM's own
+    transport: Any = None  # attach, update: a transport name; None keeps the drive's own (transport.kept_or)
     guestinfo_password: bool = False  # attach, update: a password may go over guestinfo (drive/keys.py)
 
 
@@ -114,9 +113,10 @@ def _attach(fields: Request, max_userdata_bytes: int | None) -> Operation:
         raise ValidationError("vmdata", "attach needs VM data")
     check_network_choice(choice, data.network, data.network_data)
     data = data.copy(**NETWORK_DATA_FIELDS.get(choice or "", {}))
-    transport = parse_transport(fields.transport or DEFAULT_TRANSPORT)
-    check_label_for(transport, data.label if data.label != DEFAULT_LABEL else None)
-    check_content(data, max_userdata_bytes, transport, fields.guestinfo_password)
+    transport = parse_optional_transport(fields.transport)  # None: the drive's own, checked by the drive (attach.py)
+    if transport is not None:
+        check_label_for(transport, data.label if data.label != DEFAULT_LABEL else None)
+    check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT, fields.guestinfo_password)
     if fields.controller not in CONTROLLER_CHOICES:
         raise ValidationError("controller", f"must be one of {', '.join(CONTROLLER_CHOICES)}")
     if fields.datastore is not None:  # an explicit empty name is a mistake, not "the default"

@@ -65,8 +65,14 @@ def _available() -> str:
 
 
 def parse_optional_transport(value: Any, where: str = "transport") -> Transport | None:
-    """None (or empty): the VM's own transport stays (update)."""
+    """None (or empty): the VM's own transport stays (attach, update: ``kept_or``)."""
     return None if value is None or value == "" else parse_transport(value, where)
+
+
+def kept_or(asked: Transport | None, own: Transport) -> Transport:
+    """The transport an attach or update writes: the one asked for, else the drive's own (``own``: what the VM's
+    record or ISO says; a VM without a drive has the default's), so a re-run without --transport moves nothing."""
+    return asked if asked is not None else own
 
 
 def transport_field(transport: Transport) -> dict[str, str]:

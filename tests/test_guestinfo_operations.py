@@ -168,7 +168,7 @@ def test_a_move_from_an_iso_drive_is_one_reconfigure_then_the_file_goes() -> Non
 
 def test_a_move_back_to_an_iso_drive_clears_the_keys_in_the_reconfigure_that_adds_it() -> None:
     vm = with_keys()
-    run(vm, attach_op())
+    run(vm, attach_op(transport=Transport.CONFIGDRIVE))  # named: a plain attach keeps guestinfo
     [extra] = reconfigures(vm)
     assert extra[guestinfo.key("metadata")] == "" and extra[PREFIX + "transport"] == ""
     assert not any(k.startswith(guestinfo.PREFIX) for k in vm.extra_config) and vm.our_cdrom() is not None

@@ -25,6 +25,7 @@ from esxi_configdrive.transport import (
     TRANSPORT_CHOICES,
     Transport,
     iso_transport,
+    kept_or,
     parse_optional_transport,
     parse_transport,
 )
@@ -56,7 +57,11 @@ def test_only_the_iso_transports_have_a_table_entry() -> None:
 def test_requests_carry_the_transport_typed() -> None:
     data = vmdata()
     attach = dispatch.parse("attach", dispatch.Request("vm", data=data)).request
-    assert attach.transport is Transport.CONFIGDRIVE  # type: ignore[union-attr]
+    assert attach.transport is None  # type: ignore[union-attr]  # the drive's own (a new drive: configdrive)
+    assert (
+        kept_or(None, Transport.NOCLOUD) is Transport.NOCLOUD and kept_or(None, DEFAULT_TRANSPORT) is DEFAULT_TRANSPORT
+    )
+    assert kept_or(Transport.GUESTINFO, Transport.NOCLOUD) is Transport.GUESTINFO
     attach = dispatch.parse("attach", dispatch.Request("vm", data=data, transport="nocloud")).request
     assert attach.transport is Transport.NOCLOUD  # type: ignore[union-attr]
     update = dispatch.parse("update", dispatch.Request("vm", overrides={"hostname": "x"})).request

@@ -120,15 +120,16 @@ GUESTINFO_PASSWORD_HELP = (
 
 
 def add_transport_option(p: argparse.ArgumentParser, command: str) -> None:
-    """--transport: how the data reaches the guest (transport.py); update keeps the VM's own unless given."""
-    default = DEFAULT_TRANSPORT.value if command != "update" else None
-    keeps = "default: the drive's own" if command == "update" else f"default: {DEFAULT_TRANSPORT.value}"
+    """--transport: how the data reaches the guest (transport.py); attach and update keep the drive's own unless
+    given (transport.kept_or), a new drive is a config drive."""
+    on_a_vm = command in ("attach", "update")
+    default = f"the drive's own, {DEFAULT_TRANSPORT.value} for a new drive" if on_a_vm else DEFAULT_TRANSPORT.value
     p.add_argument(
         "--transport",
-        default=default,
+        default=None if on_a_vm else DEFAULT_TRANSPORT.value,
         metavar="|".join(TRANSPORT_CHOICES),
         help=f"configdrive: a config-2 ISO; nocloud: a NoCloud seed ISO labelled cidata; guestinfo: VMware "
-        f"guestinfo keys in the VM's extraConfig, no ISO ({keeps})",
+        f"guestinfo keys in the VM's extraConfig, no ISO (default: {default})",
     )
     p.add_argument("--guestinfo-password", action="store_true", help=GUESTINFO_PASSWORD_HELP)
 

@@ -8,12 +8,13 @@ changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from ..defaults import DEFAULT_LABEL
 from ..errors import ConfigDriveError, OutcomeUnknown, Stale, ValidationError
 from ..iso import tree_to_iso
 from ..record import DriveRecord
-from ..transport import DEFAULT_TRANSPORT, Transport, build_drive_tree, transport_field
+from ..transport import Transport, build_drive_tree, check_label_for, kept_or, transport_field
 from ..vmdata import VmData
 from ..vsphere_values import DeviceChange, VmFacts
 from .devices import DevicePlanError, plan_attach
@@ -33,20 +34,22 @@ class AttachRequest:
     controller: str = "auto"
     network_data_auto: bool = False
     new_instance_id: bool = False  # vm-id := the VM's instance UUID, whatever the data says (a clone's fresh id)
-    transport: Transport = DEFAULT_TRANSPORT
+    transport: Transport | None = None  # None: the drive's own (a new drive: the default, transport.kept_or)
     guestinfo_password: bool = False  # a password may go over guestinfo (drive/keys.py check_password)
 
 
 def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Policy) -> Outcome:
     state = DriveState.of(vm.facts())
     facts = state.facts
+    transport = kept_or(request.transport, state.record.drive_transport)
+    check_label_for(transport, request.data.label if request.data.label != DEFAULT_LABEL else None)
     data = content_for_vm(request.data, facts, policy, request.network_data_auto, request.new_instance_id)
-    if request.transport is Transport.GUESTINFO:
+    if transport is Transport.GUESTINFO:
         outcome = put_keys(vm, effects, state, data, policy, request.guestinfo_password)
     elif state.cdrom is not None:
-        outcome = swap_in(vm, effects, state, data, policy, request.transport, request.datastore, verify_current=True)
+        outcome = swap_in(vm, effects, state, data, policy, transport, request.datastore, verify_current=True)
     else:
-        outcome = attach_new(vm, effects, state, data, request, policy)
+        outcome = attach_new(vm, effects, state, data, replace(request, transport=transport), policy)
     outcome.warnings += warnings_for(data, facts)
     return outcome
 
@@ -54,7 +57,7 @@ def attach(vm: VmAccess, effects: Effects, request: AttachRequest, policy: Polic
 def attach_new(
     vm: VmAccess, effects: Effects, state: DriveState, data: VmData, request: AttachRequest, policy: Policy
 ) -> Outcome:
-    facts = state.facts
+    facts, transport = state.facts, kept_or(request.transport, state.record.drive_transport)
     placement = pick_datastore(vm, facts, request.datastore or policy.default_datastore)
     ds = placement.datastore
     if placement.cluster:
@@ -62,7 +65,7 @@ def attach_new(
     folder = state.folder(ds)
     target = folder.child(FIRST_ISO_NAME)
     changes = _plan(facts, str(target), request.controller)  # a slot must be free before anything is written
-    tree = build_drive_tree(data, request.transport, max_userdata_bytes=None)
+    tree = build_drive_tree(data, transport, max_userdata_bytes=None)
     left: list = []
     created = effects.make_folder(folder)
     if not created:
@@ -82,7 +85,7 @@ def attach_new(
             owner=facts.instance_uuid,
             folder=str(folder),
             cluster=placement.cluster,
-            transport=DriveRecord.transport_value(request.transport),
+            transport=DriveRecord.transport_value(transport),
         )
         change = config_change(facts, changes, (new_record, state.record), policy, keys=leaving_keys(state))
         effects.apply_change(change, uploaded=target)
@@ -95,7 +98,7 @@ def attach_new(
     for stray in left:
         if stray != target:
             effects.delete(stray, known_to_exist=True)
-    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha, extra=transport_field(request.transport))
+    return Outcome(facts.name, effects.steps, iso=str(target), sha256=sha, extra=transport_field(transport))
 
 
 def _plan(facts: VmFacts, iso_path: str, controller: str) -> list[DeviceChange]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ConfigDriveError
 from ..guestinfo import read_keys
-from ..transport import Transport, check_label_for
+from ..transport import Transport, check_label_for, kept_or
 from ..vmdata import VM_ID_KEY, ContentChange, VmData
 from .attach import AttachRequest, attach_new
 from .effects import Effects, VmAccess
@@ -42,7 +42,7 @@ def update(vm: VmAccess, effects: Effects, request: UpdateRequest, policy: Polic
         current_transport, now = Transport.GUESTINFO, read_keys(current_keys(facts))
     else:
         current_transport, now = download_drive(vm, state)
-    transport, change = request.transport or current_transport, request.change
+    transport, change = kept_or(request.transport, current_transport), request.change
     check_label_for(transport, change.label)  # a seed's label is its transport's
     new = now if request.data is None else _replacing(now, request.data)
     new = change.applied_to(new)  # checked where it entered; the result validated without the input limit

@@ -239,8 +239,9 @@ options:
         before ConfigDrive). V(guestinfo) writes VMware guestinfo keys into the VM's extraConfig in one
         reconfigure (cloud-init's VMware datasource; no ISO, no reboot); a password is refused over it unless
         O(guestinfo_password) is set.
-      - When not set, V(configdrive) with O(vmdata) or O(vmdata_file), else the current drive's. Another transport
-        than the current drive's moves the VM to it in one swap (never two drives attached).
+      - When not set, the current drive's (V(configdrive) for a VM without one), so re-running a task without it
+        changes nothing. Another transport than the current drive's moves the VM to it in one swap (never two
+        drives attached).
     type: str
     choices: [configdrive, nocloud, guestinfo]
   guestinfo_password:
