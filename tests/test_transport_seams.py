@@ -1,0 +1,81 @@
+"""Where the three transports meet, live on vcsim: a batch mixing NoCloud and guestinfo lines (a password over
+guestinfo without the opt-in refused for its VM, nothing changed on it, the other lines done); update's
+ContentChange moving an ISO VM to guestinfo; a --label on a guestinfo VM refused; the password searched for in
+every form in every output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_batch_live import run_cli
+from test_guestinfo_live import PASSWORD, cli, keys_on, secret_forms
+from test_guestinfo_live import vmdata as guestinfo_vmdata
+from tool_fixtures import record_of
+
+from esxi_configdrive.guestinfo import read_keys
+
+pytestmark = pytest.mark.live
+
+
+def test_a_mixed_batch_refuses_only_the_password_line_without_the_opt_in(
+    vcsim_faults, vsphere, make_vm, tmp_path, monkeypatch, capsys
+):
+    vms = [make_vm() for _ in range(5)]
+    # vms[4] is a guestinfo VM already: its update line without transport keeps guestinfo and needs the opt-in too
+    (tmp_path / "g.json").write_text(json.dumps(guestinfo_vmdata(vms[4].name)))
+    attach = ["attach", vms[4].name, "--vmdata", str(tmp_path / "g.json"), "--transport", "guestinfo"]
+    assert cli(vcsim_faults, attach, monkeypatch, capsys)[0] == 0
+    keys_before = keys_on(vsphere, vms[4])
+    lines = [
+        {"vm": vms[0].name, "vmdata": guestinfo_vmdata(vms[0].name, password=True), "transport": "nocloud"},
+        {"vm": vms[1].name, "vmdata": guestinfo_vmdata(vms[1].name), "transport": "guestinfo"},
+        {"vm": vms[2].name, "vmdata": guestinfo_vmdata(vms[2].name, password=True), "transport": "guestinfo"},
+        {"vm": vms[3].name, "vmdata": guestinfo_vmdata(vms[3].name, password=True), "transport": "guestinfo",
+         "guestinfo_password": True},
+    ]  # fmt: skip
+    (tmp_path / "attach.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    status, results = run_cli(vcsim_faults, ["attach", "--batch", str(tmp_path / "attach.jsonl")], monkeypatch, capsys)
+    out = json.dumps(results) + capsys.readouterr().err
+    by_vm = {r["vm"]: r for r in results}
+    assert status == 2 and len(results) == 4, results
+    assert by_vm[vms[0].name]["transport"] == "nocloud" and by_vm[vms[1].name]["transport"] == "guestinfo"
+    refused = by_vm[vms[2].name]
+    assert refused["exit_status"] == 2 and refused["changed"] is False and "--guestinfo-password" in refused["error"]
+    assert keys_on(vsphere, vms[2]) == {} and record_of(vsphere, vms[2]) == {}  # nothing changed on it
+    assert by_vm[vms[3].name]["changed"] is True and keys_on(vsphere, vms[3])
+    (tmp_path / "update.jsonl").write_text(json.dumps({"vm": vms[4].name, "password": PASSWORD}) + "\n")
+    status, (updated,) = run_cli(
+        vcsim_faults, ["update", "--batch", str(tmp_path / "update.jsonl")], monkeypatch, capsys
+    )
+    assert status == 2 and "--guestinfo-password" in updated["error"], updated
+    assert keys_on(vsphere, vms[4]) == keys_before
+    out += json.dumps(updated) + capsys.readouterr().err
+    assert not any(form in out for form in secret_forms(PASSWORD))
+
+
+def test_update_moves_an_iso_vm_to_guestinfo_with_a_change(
+    vcsim_faults, vsphere, make_vm, tmp_path, monkeypatch, capsys
+):
+    vm = make_vm()
+    (tmp_path / "vm.json").write_text(json.dumps(guestinfo_vmdata(vm.name)))
+    assert cli(vcsim_faults, ["attach", vm.name, "--vmdata", str(tmp_path / "vm.json"), "--transport", "nocloud"],
+               monkeypatch, capsys)[0] == 0  # fmt: skip
+    iso = record_of(vsphere, vm)["iso"]
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    move = ["update", vm.name, "--transport", "guestinfo", "--hostname", "moved"]
+    # a password with the move, without the opt-in: refused before anything is changed
+    status, refused, calls = cli(vcsim_faults, [*move, "--password-file", str(tmp_path / "pw")], monkeypatch, capsys)
+    assert status == 2 and "--guestinfo-password" in refused["error"] and calls.get("ReconfigVM_Task", 0) == 0
+    assert record_of(vsphere, vm)["iso"] == iso and keys_on(vsphere, vm) == {}
+    # a label on the move: refused (guestinfo has none)
+    status, refused, calls = cli(vcsim_faults, [*move, "--label", "config-2"], monkeypatch, capsys)
+    assert status == 2 and "no label" in refused["error"] and not calls.get("ReconfigVM_Task")
+    status, moved, calls = cli(vcsim_faults, move, monkeypatch, capsys)
+    assert status == 0 and moved["transport"] == "guestinfo" and calls.get("ReconfigVM_Task") == 1, moved
+    assert read_keys(keys_on(vsphere, vm)).hostname == "moved" and "iso" not in record_of(vsphere, vm)
+    # an update of the guestinfo VM with --label: refused, nothing changed
+    keys = keys_on(vsphere, vm)
+    status, refused, calls = cli(vcsim_faults, ["update", vm.name, "--label", "MYDRIVE"], monkeypatch, capsys)
+    assert status == 2 and "no label" in refused["error"] and not calls.get("ReconfigVM_Task"), refused
+    assert keys_on(vsphere, vm) == keys
