@@ -159,6 +159,9 @@ def encoded_forms(secret: str) -> list[str]:
 _GUESTINFO_RE = re.compile(rb"(<key>guestinfo\.[A-Za-z0-9._-]+</key>\s*<value[^>]*>)(.*?)(</value>)", re.S)
 _BASE64_RUN_RE = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}")
 _BASE64_LINE_RE = re.compile(rb"[A-Za-z0-9+/]{4,}={0,2}")
+# A base64 text as a MIME part's body (lines wrapped at 76 columns) or a value within a line
+_BASE64_SPAN_RE = re.compile(rb"[A-Za-z0-9+/]{16,}={0,2}(?:\r?\n[A-Za-z0-9+/]{4,}={0,2})*")
+_NEWLINE_RE = re.compile(rb"(\r?\n)")
 
 
 def reveals(value: bytes, secrets: Iterable[str], depth: int = 4) -> bool:
@@ -238,12 +241,37 @@ class Scrubber:
             data,
         )
 
-    def _mask(self, data: bytes) -> bytes:
+    def _mask(self, data: bytes, depth: int = 3) -> bytes:
         data = self._guestinfo(data)
         for secret in self.secrets:
             raw = secret.encode()
             data = data.replace(raw, b"*" * len(raw))
-        return data
+        return self._base64_masked(data, depth) if depth and self.secrets else data
+
+    def _base64_masked(self, data: bytes, depth: int) -> bytes:
+        """A secret inside base64 text (a NoCloud seed's vendor-data MIME part, in an ISO downloaded whole) masked
+        where it lies: decoded, masked, encoded again to the same length and line breaks, so an ISO stays one."""
+
+        def masked(m: re.Match[bytes]) -> bytes:
+            span = m.group(0)
+            compact = b"".join(_NEWLINE_RE.split(span)[::2])
+            try:
+                decoded = base64.b64decode(compact, validate=True)
+            except ValueError:
+                return span
+            inner = self._mask(decoded, depth - 1)
+            if inner == decoded:
+                return span
+            encoded, pieces, at = base64.b64encode(inner), [], 0
+            for piece in _NEWLINE_RE.split(span):
+                if _NEWLINE_RE.fullmatch(piece):
+                    pieces.append(piece)
+                else:
+                    pieces.append(encoded[at : at + len(piece)])
+                    at += len(piece)
+            return b"".join(pieces)
+
+        return _BASE64_SPAN_RE.sub(masked, data)
 
     def _tokens_in_body(self, data: bytes) -> bytes:
         for real, placeholder in self._tokens.items():
@@ -429,6 +457,9 @@ def find_secrets(path: str | os.PathLike[str], extra: Iterable[str] = ()) -> lis
                 if not _PLACEHOLDER_RE.match(m.group(2).decode(errors="replace")):
                     problems.append(f"{where}: ticket not scrubbed")
         problems.extend(f"{where}: body holds a registered secret" for e in extra if e.encode() in body)
+        plain = any(e.encode() in body for e in extra)
+        if extra and not plain and _BASE64_SPAN_RE.search(body) and reveals(body, extra):  # a MIME part's base64
+            problems.append(f"{where}: body holds a registered secret under base64 or gzip")
         for m in _GUESTINFO_RE.finditer(body):
             if reveals(m.group(2), extra):
                 problems.append(f"{where}: a guestinfo value holds a registered secret under its encodings")

@@ -258,3 +258,30 @@ def test_record_then_replay_round_trip(vcsim_faults: Vcsim, tmp_path: Path) -> N
         with pytest.raises(CannotOverwriteExistingCassetteException):
             si.content.rootFolder.childEntity  # noqa: B018 - a property read is a SOAP call
     assert path.read_bytes() == saved
+
+
+def test_a_nocloud_seeds_password_in_a_base64_mime_part_is_found_and_scrubbed(tmp_path: Path) -> None:
+    """A NoCloud seed downloaded (update's GET of the ISO) carries the password only inside vendor-data's base64
+    MIME part: the scan must find it there, and the scrubber mask it in place (same length: the ISO still reads)."""
+    from esxi_configdrive.iso import read_drive, tree_to_iso
+    from esxi_configdrive.transport import Transport, build_drive_tree
+    from esxi_configdrive.vmdata import VmData
+
+    data = VmData.from_object({"metadata": {"vm-id": "seed-1", "local-hostname": "seed"}, "password": VM_PASSWORD})
+    iso = tree_to_iso(build_drive_tree(data, Transport.NOCLOUD, max_userdata_bytes=None))
+    assert VM_PASSWORD.encode() not in iso  # not in plain form: only a decoder reaches it
+    interaction = {
+        "request": {"method": "GET", "uri": "https://vcsim.test/folder/ConfigDrive/seed.iso", "body": None},
+        "response": {"status": {"code": 200}, "headers": {}, "body": {"string": iso}},
+    }
+    path = tmp_path / "seed.yaml"
+    path.write_text(yaml.safe_dump({"interactions": [interaction]}))
+    assert find_secrets(path, KNOWN_SECRETS) != []  # the scan sees through the MIME part
+    s = Scrubber()
+    s.register_secret(VM_PASSWORD)
+    scrubbed = s.response(interaction["response"])["body"]["string"]
+    path.write_text(yaml.safe_dump({"interactions": [interaction]}))
+    assert find_secrets(path, KNOWN_SECRETS) == []
+    assert len(scrubbed) == len(iso)
+    transport, back = read_drive(scrubbed)
+    assert transport is Transport.NOCLOUD and back.hostname == "seed"
