@@ -79,3 +79,31 @@ def test_update_moves_an_iso_vm_to_guestinfo_with_a_change(
     status, refused, calls = cli(vcsim_faults, ["update", vm.name, "--label", "MYDRIVE"], monkeypatch, capsys)
     assert status == 2 and "no label" in refused["error"] and not calls.get("ReconfigVM_Task"), refused
     assert keys_on(vsphere, vm) == keys
+
+
+def test_prepare_migration_of_a_nocloud_seed_and_of_guestinfo(tool, vcsim_faults, vsphere, make_vm):
+    from tool_fixtures import fetch_file
+    from vsphere_harness import create_local_datastore, hosts_seeing
+
+    from esxi_configdrive import VmData
+    from esxi_configdrive.iso import read_drive
+    from esxi_configdrive.transport import Transport
+    from esxi_configdrive.vsphere_values import DatastorePath
+
+    name = f"OnlyH0n-{id(make_vm) % 10000}"
+    create_local_datastore(vsphere, "DC0_C0_H0", name)
+    seed_vm = make_vm(host="DC0_C0_H0")
+    old = tool.attach(seed_vm.name, VmData.from_object(guestinfo_vmdata(seed_vm.name)), datastore=name,
+                      transport="nocloud").iso  # fmt: skip
+    moved = tool.prepare_migration(seed_vm.name, "DC0_C0_H1")
+    assert moved.changed and "DC0_C0_H1" in hosts_seeing(vsphere, DatastorePath.parse(moved.iso).datastore)
+    assert read_drive(fetch_file(vcsim_faults, vsphere, moved.iso) or b"")[0] is Transport.NOCLOUD
+    assert record_of(vsphere, seed_vm)["transport"] == "nocloud" and fetch_file(vcsim_faults, vsphere, old) is None
+    assert tool.status(seed_vm.name).to_dict()["transport"] == "nocloud"
+
+    keys_vm = make_vm(powered_on=True)
+    tool.attach(keys_vm.name, VmData.from_object(guestinfo_vmdata(keys_vm.name)), transport="guestinfo")
+    vcsim_faults.reset_faults()
+    result = tool.prepare_migration(keys_vm.name, "DC0_C0_H1").to_dict()
+    assert result["changed"] is False and not vcsim_faults.counters()["soap_by_method"].get("ReconfigVM_Task")
+    assert any("guestinfo" in a and "nothing to move" in a for a in result["actions"]), result

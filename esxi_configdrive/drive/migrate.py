@@ -17,6 +17,7 @@ from ..record import DriveRecord
 from ..vsphere_values import DatastoreInfo, DatastorePath, Hosts, VmFacts
 from .devices import plan_swap
 from .effects import Effects, VmAccess
+from .keys import is_guestinfo
 from .placement import checked, problem
 from .policy import Policy
 from .result import Outcome
@@ -45,6 +46,9 @@ def _make_reachable(
     vm: VmAccess, effects: Effects, state: DriveState, hosts: Hosts, request: MigrationRequest, policy: Policy
 ) -> Outcome:
     facts, record, cdrom, current = state.facts, state.record, state.cdrom, state.current
+    if (cdrom is None or not current) and is_guestinfo(record):
+        effects.note("transport guestinfo: the keys are in the VM's configuration and move with it: nothing to move")
+        return Outcome(facts.name, effects.steps, iso=current)
     if cdrom is None or not current:
         effects.note("the VM has no config drive attached: nothing to move")
         return Outcome(facts.name, effects.steps, iso=current)
