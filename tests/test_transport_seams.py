@@ -107,3 +107,24 @@ def test_prepare_migration_of_a_nocloud_seed_and_of_guestinfo(tool, vcsim_faults
     result = tool.prepare_migration(keys_vm.name, "DC0_C0_H1").to_dict()
     assert result["changed"] is False and not vcsim_faults.counters()["soap_by_method"].get("ReconfigVM_Task")
     assert any("guestinfo" in a and "nothing to move" in a for a in result["actions"]), result
+
+
+def test_audit_fix_gives_a_nocloud_vm_its_seed_back(tool, vcsim_faults, vsphere, make_vm):
+    from pyVmomi import vim
+    from test_audit_live import our_cdrom
+    from vsphere_harness import reconfigure
+
+    from esxi_configdrive import VmData
+
+    vm = make_vm()
+    attached = tool.attach(vm.name, VmData.from_object(guestinfo_vmdata(vm.name)), transport="nocloud")
+    removed = our_cdrom(vm)  # another tool removes the CD-ROM behind this one's back
+    reconfigure(vsphere, vm, vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(
+        operation="remove", device=removed)]))  # fmt: skip
+    (row,) = [f for f in tool.audit().findings if f.vm == vm.name]
+    assert row.state == "device-removed" and row.transport.value == "nocloud" and row.fix == "reattach"
+    tool.audit(fix=True)
+    (row,) = [f for f in tool.audit().findings if f.vm == vm.name]
+    assert row.state == "ok" and row.transport.value == "nocloud", row.to_dict()
+    assert record_of(vsphere, vm)["transport"] == "nocloud" and our_cdrom(vm).backing.fileName == attached.iso
+    assert tool.status(vm.name).to_dict()["transport"] == "nocloud"
