@@ -114,8 +114,9 @@ def add_network_data_option(p: argparse.ArgumentParser, command: str) -> None:
 
 
 GUESTINFO_PASSWORD_HELP = (
-    "with --transport guestinfo: send the password too (refused otherwise: anyone who may read the VM's "
-    "configuration in vCenter, and any process in the guest, can read guestinfo until cloud-init blanks it)"
+    "over guestinfo (--transport guestinfo, or a guestinfo VM's own): send the password too (refused otherwise: "
+    "anyone who may read the VM's configuration in vCenter, and any process in the guest, can read guestinfo "
+    "until cloud-init blanks it)"
 )
 
 
