@@ -9,41 +9,31 @@ import json
 import pytest
 from test_guestinfo_live import cli, keys_on
 from test_guestinfo_live import vmdata as guestinfo_vmdata
-from test_transport_live import vmdata as nocloud_vmdata
 from tool_fixtures import record_of
 
 pytestmark = pytest.mark.live
 
 
-def test_a_plain_attach_keeps_a_nocloud_drive(vcsim_faults, vsphere, make_vm, tmp_path, monkeypatch, capsys):
-    vm = make_vm(powered_on=True)
-    (tmp_path / "vm.json").write_text(json.dumps(nocloud_vmdata(vm.name)))
-    attach = ["attach", vm.name, "--vmdata", str(tmp_path / "vm.json")]
-    status, first, _ = cli(vcsim_faults, [*attach, "--transport", "nocloud"], monkeypatch, capsys)
-    assert status == 0 and first["transport"] == "nocloud"
-    status, again, calls = cli(vcsim_faults, attach, monkeypatch, capsys)
-    assert status == 0 and again["changed"] is False, again
-    assert "ReconfigVM_Task" not in calls and "HTTP PUT" not in calls, calls  # no upload, no reconfigure
-    assert again["transport"] == "nocloud" and record_of(vsphere, vm)["transport"] == "nocloud"
-
-
-def test_a_plain_attach_keeps_guestinfo(vcsim_faults, vsphere, make_vm, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("transport", ["nocloud", "guestinfo"])
+def test_a_plain_attach_keeps_the_drives_transport(
+    transport, vcsim_faults, vsphere, make_vm, tmp_path, monkeypatch, capsys
+):
     vm = make_vm(powered_on=True)
     (tmp_path / "vm.json").write_text(json.dumps(guestinfo_vmdata(vm.name)))
     attach = ["attach", vm.name, "--vmdata", str(tmp_path / "vm.json")]
-    status, first, _ = cli(vcsim_faults, [*attach, "--transport", "guestinfo"], monkeypatch, capsys)
-    assert status == 0 and first["transport"] == "guestinfo"
+    status, first, _ = cli(vcsim_faults, [*attach, "--transport", transport], monkeypatch, capsys)
+    assert status == 0 and first["transport"] == transport
     keys = keys_on(vsphere, vm)
-    status, again, calls = cli(vcsim_faults, attach, monkeypatch, capsys)
+    status, again, calls = cli(vcsim_faults, attach, monkeypatch, capsys)  # no --transport: an idempotent re-run
     assert status == 0 and again["changed"] is False, again
-    assert calls.get("ReconfigVM_Task", 0) == 0 and not any(k.startswith("HTTP") for k in calls), calls
-    assert again["transport"] == "guestinfo" and keys_on(vsphere, vm) == keys
-    assert record_of(vsphere, vm)["transport"] == "guestinfo"
+    assert calls.get("ReconfigVM_Task", 0) == 0 and "HTTP PUT" not in calls, calls  # no reconfigure, no upload
+    assert again["transport"] == transport and record_of(vsphere, vm)["transport"] == transport
+    assert keys_on(vsphere, vm) == keys
 
 
 def test_a_plain_attach_of_a_new_drive_is_a_config_drive(vcsim_faults, vsphere, make_vm, tmp_path, monkeypatch, capsys):
     vm = make_vm()
-    (tmp_path / "vm.json").write_text(json.dumps(nocloud_vmdata(vm.name)))
+    (tmp_path / "vm.json").write_text(json.dumps(guestinfo_vmdata(vm.name)))
     status, first, _ = cli(
         vcsim_faults, ["attach", vm.name, "--vmdata", str(tmp_path / "vm.json")], monkeypatch, capsys
     )
