@@ -405,3 +405,24 @@ def test_nocloud_transport_attach_again_move_and_fan_out(ansible, vcsim_faults, 
         assert record_of(vsphere, v)["transport"] == "nocloud"
     refused = ansible.run([task("detach with a transport", name=vm.name, state="detached", transport="nocloud")])
     assert refused.rc != 0 and "transport: does not apply with state=detached" in refused.output
+
+
+def test_present_without_transport_keeps_the_drives_own(ansible, vcsim_faults, vsphere, make_vm):
+    """A task re-run without ``transport:`` on a NoCloud or guestinfo VM changes nothing (check mode and real),
+    as the CLI's plain attach: the transport's default is the drive's own, a config drive for a new one."""
+    seed_vm, keys_vm = make_vm(), make_vm(powered_on=True)
+    seed = {"name": seed_vm.name, "vmdata": vmdata("keep-nc")}
+    keys = {"name": keys_vm.name, "vmdata": vmdata("keep-gi")}
+    first = ansible.run([task("seed", **seed, transport="nocloud"), task("keys", **keys, transport="guestinfo")])
+    assert first.rc == 0, first.output
+    vcsim_faults.reset_faults()
+    tasks = [task("seed again", **seed), task("keys again", **keys)]
+    for run in (ansible.run(tasks, check=True), ansible.run(tasks)):
+        assert run.rc == 0, run.output
+        assert run.task("seed again")["changed"] is False and run.task("keys again")["changed"] is False
+    calls = vcsim_faults.counters()["soap_by_method"]
+    assert "ReconfigVM_Task" not in calls and "PUT" not in vcsim_faults.counters()["folder_requests"], calls
+    assert (
+        record_of(vsphere, seed_vm)["transport"] == "nocloud"
+        and record_of(vsphere, keys_vm)["transport"] == "guestinfo"
+    )
