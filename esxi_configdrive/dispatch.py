@@ -16,7 +16,7 @@ from .defaults import (
     PASSWORD_LENGTH,
 )
 from .drive.attach import AttachRequest
-from .drive.keys import check_password
+from .drive.keys import refuse_unasked_password
 from .drive.migrate import MigrationRequest
 from .drive.steps import sized_stand_in
 from .drive.update import UpdateRequest
@@ -100,7 +100,7 @@ def check_content(
     when asked for (``password``)."""
     data.validate(max_userdata_bytes)
     if transport is Transport.GUESTINFO:
-        check_password(data, password)
+        refuse_unasked_password(data.password, password)
         guestinfo_keys(sized_stand_in(data), password=password)
         return
     check_size(build_drive_tree(sized_stand_in(data), transport, max_userdata_bytes=None))
@@ -137,7 +137,7 @@ def _update(fields: Request, max_userdata_bytes: int | None) -> Operation:
     if data is not None:
         check_content(data, max_userdata_bytes, transport or DEFAULT_TRANSPORT, fields.guestinfo_password)
     if transport is Transport.GUESTINFO and change.password:
-        check_password(VmData(password=change.password), fields.guestinfo_password)
+        refuse_unasked_password(change.password, fields.guestinfo_password)
     network = change.network or (data.network if data is not None else None)
     check_network_choice(choice, network, data.network_data if data is not None else {})
     return UpdateRequest(data, change, fields.new_instance_id, transport, fields.guestinfo_password)

@@ -42,26 +42,16 @@ class Transport(StrEnum):
 
 DEFAULT_TRANSPORT = Transport.CONFIGDRIVE
 TRANSPORT_CHOICES = tuple(t.value for t in Transport)  # what the edges offer (the Ansible module's choices)
-# Defined, but refused where a request enters until its issue lands (none now: issue 22 brought guestinfo).
-NOT_AVAILABLE_YET: frozenset[Transport] = frozenset()
 
 
 def parse_transport(value: Any, where: str = "transport") -> Transport:
     """A transport named at an edge (the command line, a batch line, the Ansible module), checked once."""
     if isinstance(value, Transport):
-        transport = value
-    else:
-        try:
-            transport = Transport(value)
-        except ValueError:
-            raise ValidationError(where, f"must be one of {', '.join(TRANSPORT_CHOICES)}") from None
-    if transport in NOT_AVAILABLE_YET:
-        raise ValidationError(where, f"{transport.value} is not available yet (use {_available()})")
-    return transport
-
-
-def _available() -> str:
-    return " or ".join(t.value for t in Transport if t not in NOT_AVAILABLE_YET)
+        return value
+    try:
+        return Transport(value)
+    except ValueError:
+        raise ValidationError(where, f"must be one of {', '.join(TRANSPORT_CHOICES)}") from None
 
 
 def parse_optional_transport(value: Any, where: str = "transport") -> Transport | None:

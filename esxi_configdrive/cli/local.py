@@ -72,11 +72,11 @@ def build_guestinfo(data: VmData, args: argparse.Namespace) -> dict[str, Any] | 
     """``build --transport guestinfo``: the keys as one JSON object, ready for Terraform's ``extra_config`` or
     Packer's ``configuration_parameters`` (the keys set only: a key another tool never set needs no "" to clear
     it). The output names the keys, never their values."""
-    from ..drive.keys import check_password, password_warning
+    from ..drive.keys import password_warning, refuse_unasked_password
     from ..guestinfo import VENDORDATA, guestinfo_keys, redacted
 
     data.validate(args.max_userdata_bytes)
-    check_password(data, args.guestinfo_password)
+    refuse_unasked_password(data.password, args.guestinfo_password)
     keys = {k: v for k, v in guestinfo_keys(data, password=args.guestinfo_password).items() if v}
     text = json.dumps(keys, indent=2, sort_keys=True) + "\n"
     if args.output == "-":

@@ -106,10 +106,10 @@ def is_guestinfo(record: DriveRecord) -> bool:
 # ---- the operations -------------------------------------------------------------------------------------------
 
 
-def check_password(data: VmData, allowed: bool) -> None:
+def refuse_unasked_password(password: str | None, allowed: bool) -> None:
     """A password goes over guestinfo only when asked for (--guestinfo-password): refused, before anything is
     changed, with the ways out."""
-    if data.password and not allowed:
+    if password and not allowed:
         raise ValidationError(
             "password",
             f"refused over guestinfo: it could be read by {READERS}; pass --guestinfo-password (Ansible: "
@@ -123,7 +123,7 @@ def put_keys(
 ) -> Outcome:
     """Make the VM's guestinfo keys hold ``data``: only the keys that differ are written, in one reconfigure with
     the record; a VM with an ISO drive loses it in the same reconfigure (its file deleted after)."""
-    check_password(data, password)
+    refuse_unasked_password(data.password, password)
     facts, record = state.facts, state.record
     wanted = guestinfo.guestinfo_keys(data, password=password)
     redact = guestinfo.redacted(wanted)
