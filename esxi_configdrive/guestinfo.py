@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .layout import openstack_vendor_data
-from .network import netplan, section_of_netplan, section_of_network_data
+from .network import netplan, section_of_netplan
 from .vmdata import VmData
 
 PREFIX = "guestinfo."
@@ -161,13 +161,9 @@ def metadata(data: VmData, redact: list[str]) -> dict[str, Any]:
     meta_data.json ``uuid``): a VM moved from one transport to the other stays the same instance to cloud-init."""
     if not data.vm_id:
         raise ValidationError("metadata.vm-id", "required: it becomes cloud-init's instance-id")
-    section = data.network
-    if section is None and data.network_data:  # a config drive read back (a move): its section again, if ours
-        section = section_of_network_data(data.network_data)
-    if section is None and (data.network_data or data.empty_network_data):
-        raise ValidationError(
-            "network_data", "guestinfo carries the network section only (nova's network_data has no netplan form)"
-        )
+    section = data.section_for_v2(
+        "guestinfo carries the network section only (nova's network_data has no netplan form)"
+    )
     out: dict[str, Any] = {"instance-id": data.vm_id}
     if data.hostname:
         out["local-hostname"] = data.hostname

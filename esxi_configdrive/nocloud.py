@@ -27,7 +27,7 @@ from typing import Any
 from .defaults import DEFAULT_MAX_USERDATA_BYTES
 from .errors import ValidationError
 from .layout import PASSWORD_PART_MARKER, FileTree, openstack_vendor_data, parts_of
-from .network import netplan, section_of_netplan, section_of_network_data
+from .network import netplan, section_of_netplan
 from .vmdata import HOSTNAME_KEY, VM_ID_KEY, VmData
 
 LABEL = "cidata"
@@ -87,15 +87,10 @@ def vendor_data(data: VmData) -> bytes | None:
 def network_config(data: VmData) -> bytes | None:
     """Version 2 from the network section; a config drive's network data read back (an update moving the VM here)
     becomes its section again when it is in the form this tool writes."""
-    section = data.network
-    if section is None and data.network_data:
-        section = section_of_network_data(data.network_data)
-    if section is None and (data.network_data or data.empty_network_data):
-        raise ValidationError(
-            "network_data",
-            "a NoCloud seed carries the network section only (this network_data has no version 2 form): give "
-            "the network section, or --network-data none",
-        )
+    section = data.section_for_v2(
+        "a NoCloud seed carries the network section only (this network_data has no version 2 form): give "
+        "the network section, or --network-data none"
+    )
     return _json(netplan(section)) if section is not None else None
 
 

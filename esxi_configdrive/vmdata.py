@@ -282,6 +282,17 @@ class VmData:
             if not isinstance(content, bytes):
                 raise ValidationError(f"extra_files.{path}", "must be bytes")
 
+    def section_for_v2(self, refusal: str) -> dict[str, Any] | None:
+        """The network section, for a transport that carries it as version 2 (NoCloud, guestinfo): the section,
+        else the one a config drive's network data came from (a VM moving off a config drive), else None (the guest
+        DHCPs). Network data with no section behind it, or an empty one asked for, is refused with ``refusal``."""
+        section = self.network
+        if section is None and self.network_data:
+            section = network_section.section_of_network_data(self.network_data)
+        if section is None and (self.network_data or self.empty_network_data):
+            raise ValidationError("network_data", refusal)
+        return section
+
     def check_drive(self) -> None:
         """What a drive needs beyond valid content, which the vSphere commands fill in from the VM: a uuid (the
         VM's instance UUID) and the MAC of every interface of a `network` section (its NICs')."""
