@@ -34,6 +34,7 @@ from esxi_configdrive import VmData, read_iso
 from esxi_configdrive.cli import main
 from esxi_configdrive.controller import ConfigDriveController
 from esxi_configdrive.errors import ValidationError, VsphereFault
+from esxi_configdrive.guestinfo import read_keys as read_guestinfo
 from esxi_configdrive.record import PREFIX
 from esxi_configdrive.vsphere.connection import Session
 from esxi_configdrive.vsphere_values import DatastorePath
@@ -244,6 +245,60 @@ def test_cli_lifecycle_on_a_running_vm(stock_vcsim, stock_si, stock_make_vm, tmp
     assert fetch_file(stock_vcsim, stock_si, updated["iso"]) is None
     assert run_cli(stock_vcsim, ["remove", vm.name], monkeypatch, capsys)["changed"]
     assert our_drives(vm) == []
+
+
+def test_nocloud_lifecycle_on_a_running_vm(stock_vcsim, stock_si, stock_make_vm, tmp_path, monkeypatch, capsys):
+    """The NoCloud seed (issue 21) on stock vcsim: the config drive's path with the seed's label and files."""
+    vm = stock_make_vm(powered_on=True)
+    (tmp_path / "vm.json").write_text(json.dumps({"metadata": {"vm-id": VM_ID, "local-hostname": "seed-1"}}))
+    attach = ["attach", vm.name, "--vmdata", str(tmp_path / "vm.json"), "--transport", "nocloud"]
+
+    attached = run_cli(stock_vcsim, attach, monkeypatch, capsys)
+    assert attached["changed"] and attached["transport"] == "nocloud"
+    assert [d.backing.fileName for d in our_drives(vm)] == [attached["iso"]]
+    assert read_iso(fetch_file(stock_vcsim, stock_si, attached["iso"])).hostname == "seed-1"
+    assert record_of(stock_si, vm)["transport"] == "nocloud"
+    assert run_cli(stock_vcsim, attach, monkeypatch, capsys)["changed"] is False  # unchanged: no write
+    assert (
+        run_cli(stock_vcsim, ["attach", vm.name, "--vmdata", str(tmp_path / "vm.json")], monkeypatch, capsys)["changed"]
+        is False
+    )  # no --transport: the drive's own stays
+
+    updated = run_cli(stock_vcsim, ["update", vm.name, "--hostname", "seed-2"], monkeypatch, capsys)
+    assert read_iso(fetch_file(stock_vcsim, stock_si, updated["iso"])).hostname == "seed-2"
+    assert run_cli(stock_vcsim, ["status", vm.name], monkeypatch, capsys)["transport"] == "nocloud"
+
+    assert run_cli(stock_vcsim, ["remove", vm.name], monkeypatch, capsys)["changed"]
+    assert our_drives(vm) == [] and fetch_file(stock_vcsim, stock_si, updated["iso"]) is None
+
+
+def test_guestinfo_lifecycle_on_stock_appending_extra_config(
+    stock_vcsim, stock_si, stock_make_vm, tmp_path, monkeypatch, capsys
+):
+    """Guestinfo (issue 22) on stock vcsim, which appends extraConfig entries instead of replacing them: the tool
+    reads each key's last entry, so an unchanged re-run writes nothing and remove leaves every key empty."""
+    vm = stock_make_vm(powered_on=True)
+    (tmp_path / "vm.json").write_text(json.dumps({"metadata": {"vm-id": VM_ID, "local-hostname": "gi-1"}}))
+    attach = ["attach", vm.name, "--vmdata", str(tmp_path / "vm.json"), "--transport", "guestinfo"]
+
+    def last_values() -> dict[str, str]:
+        values: dict[str, str] = {}
+        for option in get_property(stock_si, vm, "config.extraConfig") or []:
+            if option.key.startswith("guestinfo."):
+                values[option.key] = option.value
+        return {k: v for k, v in values.items() if v}
+
+    attached = run_cli(stock_vcsim, attach, monkeypatch, capsys)
+    assert attached["changed"] and attached["transport"] == "guestinfo" and our_drives(vm) == []
+    assert read_guestinfo(last_values()).hostname == "gi-1"
+    assert run_cli(stock_vcsim, attach, monkeypatch, capsys)["changed"] is False  # the last entries compared
+
+    run_cli(stock_vcsim, ["update", vm.name, "--hostname", "gi-2"], monkeypatch, capsys)
+    assert read_guestinfo(last_values()).hostname == "gi-2"
+    assert run_cli(stock_vcsim, ["update", vm.name, "--hostname", "gi-2"], monkeypatch, capsys)["changed"] is False
+
+    assert run_cli(stock_vcsim, ["remove", vm.name], monkeypatch, capsys)["changed"]
+    assert last_values() == {} and record_of(stock_si, vm) == {}
 
 
 # ---- migration: the same scenario on the harness and on stock vcsim ---------------------------------------
