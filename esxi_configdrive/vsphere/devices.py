@@ -1,12 +1,15 @@
 """A VM's devices between pyVmomi and the plain values the operations decide on: ``read_devices`` turns
 ``config.hardware.device`` into a DeviceList, ``device_specs`` turns planned changes back into the
 ``VirtualDeviceSpec`` list of one ReconfigVM. Edits and removals send back the device as vSphere gave it, with
-only the backing and connection changed. Decisions (which CD-ROM, which slot) live in drive/devices.py."""
+only the backing and connection changed. Decisions (which CD-ROM, which slot) live in drive/devices.py.
+``read_device_elements`` reads the same DeviceList from the answer's XML elements (collector_xml.py), without
+a pyVmomi object per device."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
+from xml.etree.ElementTree import Element
 
 from pyVmomi import vim
 
@@ -23,6 +26,7 @@ from ..vsphere_values import (
     RemoveDevice,
     SetMedia,
 )
+from .collector_xml import XSI_TYPE, Reader, as_bool
 
 PCI_CONTROLLER_KEY = 100  # where vSphere puts SATA controllers
 
@@ -70,6 +74,87 @@ def _cdrom(d: vim.vm.device.VirtualCdrom) -> Cdrom:
         start_connected=bool(conn and conn.startConnected),
         label=getattr(d.deviceInfo, "label", None),
     )
+
+
+def read_device_elements(reader: Reader, array: Element | None) -> tuple[DeviceList, Mapping[int, Any]]:
+    """``read_devices`` of a ``config.hardware.device`` element of an answer, and the CD-ROMs as vSphere gave
+    them (the only devices the tool edits or removes: drive/devices.py), each made a pyVmomi object when first
+    asked for."""
+    q = reader.q
+    controllers, cdroms, nics, slots, keys = [], [], [], set(), set()
+    as_given: dict[int, Element] = {}
+    for e in array if array is not None else ():
+        cls = reader.type_of(e.get(XSI_TYPE, "")) or vim.vm.device.VirtualDevice
+        key = int(e.findtext(f"{q}key") or 0)
+        keys.add(key)
+        controller_key, unit = _int_or_none(e.findtext(f"{q}controllerKey")), _int_or_none(e.findtext(f"{q}unitNumber"))
+        if controller_key is not None and unit is not None:
+            slots.add((controller_key, unit))
+        if issubclass(cls, vim.vm.device.VirtualController):
+            controllers.append(Controller(key, _controller_kind(cls), _int_or_none(e.findtext(f"{q}busNumber"))))
+        elif issubclass(cls, vim.vm.device.VirtualCdrom):
+            cdroms.append(_cdrom_element(reader, e, key, controller_key, unit))
+            as_given[key] = e
+        elif issubclass(cls, vim.vm.device.VirtualEthernetCard):
+            mac = e.findtext(f"{q}macAddress")
+            if mac:
+                nics.append(Nic(key, mac))
+    devices = DeviceList(tuple(controllers), tuple(cdroms), tuple(nics), frozenset(slots), frozenset(keys))
+    return devices, DevicesAsGiven(reader, as_given)
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return None if text is None else int(text)
+
+
+def _controller_kind(cls: type) -> str:
+    if issubclass(cls, vim.vm.device.VirtualIDEController):
+        return IDE
+    if issubclass(cls, vim.vm.device.VirtualSATAController):
+        return SATA
+    return cls.__name__
+
+
+def _cdrom_element(reader: Reader, e: Element, key: int, controller_key: int | None, unit: int | None) -> Cdrom:
+    q = reader.q
+    backing = e.find(f"{q}backing")
+    iso = None
+    if backing is not None:
+        backing_cls = reader.type_of(backing.get(XSI_TYPE, ""))
+        if backing_cls is not None and issubclass(backing_cls, vim.vm.device.VirtualCdrom.IsoBackingInfo):
+            iso = backing.findtext(f"{q}fileName") or None
+    conn = e.find(f"{q}connectable")
+    info = e.find(f"{q}deviceInfo")
+    return Cdrom(
+        key=key,
+        controller_key=controller_key,
+        unit=unit,
+        iso=iso,
+        connected=conn is not None and as_bool(conn.findtext(f"{q}connected") or "false"),
+        start_connected=conn is not None and as_bool(conn.findtext(f"{q}startConnected") or "false"),
+        label=info.findtext(f"{q}label") if info is not None else None,
+    )
+
+
+class DevicesAsGiven(Mapping[int, Any]):
+    """Devices by key as pyVmomi objects, each deserialized by pyVmomi from its own element of the answer when
+    first asked for (an attach or a removal of the drive never needs it, an update one)."""
+
+    def __init__(self, reader: Reader, elements: Mapping[int, Element]) -> None:
+        self._reader, self._elements = reader, elements
+        self._made: dict[int, Any] = {}
+
+    def __getitem__(self, key: int) -> Any:
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = self._reader.pyvmomi_value(self._elements[key], vim.vm.device.VirtualDevice)
+        return made
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._elements)
+
+    def __len__(self) -> int:
+        return len(self._elements)
 
 
 def raw_by_key(devices: Iterable[vim.vm.device.VirtualDevice]) -> dict[int, vim.vm.device.VirtualDevice]:

@@ -2,7 +2,9 @@
 
 pyVmomi sends one request per attribute access; walking ``vm.config.hardware.device`` then ``vm.runtime`` then
 ``vm.parent.parent…`` costs a round trip each. Here each lookup is one ``RetrievePropertiesEx`` with traversal
-specs that also collect the VM's ancestors (for the datacenter's inventory path) and its datastores.
+specs that also collect the VM's ancestors (for the datacenter's inventory path) and its datastores. The facts
+pages are read from the answer's XML (collector_xml.py: a batch's largest answers, read without a pyVmomi object
+per element); the other lookups go through pyVmomi.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pyVmomi import vim, vmodl
 
 from ..errors import ConfigDriveError, NotFound, ValidationError
 from ..fields import UNSENDABLE, VM_MOID_RE, VM_UUID_RE, check_datastore_name
-from ..vsphere_values import DatastoreCluster, DatastoreInfo, HostInfo, Hosts, VmFacts
+from ..vsphere_values import DatastoreCluster, DatastoreInfo, DeviceList, HostInfo, Hosts, VmFacts
+from .collector_xml import Reader, retrieve_elements
 from .connection import Session, present
-from .devices import raw_by_key, read_devices
+from .devices import read_device_elements
 
 PropertySpec = vmodl.query.PropertyCollector.PropertySpec
 ObjectSpec = vmodl.query.PropertyCollector.ObjectSpec
@@ -167,10 +170,9 @@ def _find_vm_by_name(session: Session, name: str) -> vim.VirtualMachine:
 def fetch_vm_facts(session: Session, vm: vim.VirtualMachine) -> VmFacts:
     """Everything the operations need about ``vm``, its ancestors and its datastores, in one call."""
     try:
-        results = retrieve(session, _facts_spec([vm]))
+        by_id = _read_facts(session, [vm])
     except vmodl.fault.ManagedObjectNotFound:
         raise NotFound(f"no VM with id {vm._moId}") from None
-    by_id = {obj._moId: (obj, props) for obj, props in results}
     if vm._moId not in by_id:
         raise NotFound(f"no VM with id {vm._moId}")
     datastores = [obj for obj, _ in by_id.values() if isinstance(obj, vim.Datastore)]
@@ -185,14 +187,30 @@ def fetch_many_vm_facts(session: Session, vms: Iterable[vim.VirtualMachine], pag
     for start in range(0, len(vms), page):
         chunk = vms[start : start + page]
         try:
-            results = retrieve(session, _facts_spec(chunk))
+            by_id = _read_facts(session, chunk)
         except vmodl.fault.ManagedObjectNotFound:
             continue
-        by_id = {obj._moId: (obj, props) for obj, props in results}
         for vm in chunk:
             if vm._moId in by_id:
                 out[vm._moId] = _facts_of(vm, by_id, by_id[vm._moId][1].get("datastore") or [])
     return out
+
+
+def _read_facts(session: Session, vms: list[vim.VirtualMachine]) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """The facts page of ``vms``: (object, {property: value}) by id, each value as ``_facts_of`` reads it."""
+    return {
+        found.obj._moId: (found.obj, {name: _fact(reader, name, val) for name, val in found.props.items()})
+        for found, reader in retrieve_elements(session, _facts_spec(vms))
+    }
+
+
+def _fact(reader: Reader, name: str, val: Any) -> Any:
+    if name == "config.hardware.device":
+        return read_device_elements(reader, val)  # (DeviceList, the CD-ROMs as vSphere gave them)
+    if name == "config.extraConfig":
+        q = reader.q
+        return extra_config_of((o.findtext(f"{q}key"), reader.value(o.find(f"{q}value"))) for o in val)
+    return reader.value(val)
 
 
 def _facts_spec(vms: list[vim.VirtualMachine]) -> vmodl.query.PropertyCollector.FilterSpec:
@@ -214,7 +232,7 @@ def _facts_of(
     props = by_id[vm._moId][1]
     datacenter, dc_path = _datacenter_of(props.get("parent"), by_id)
     stores = [by_id[d._moId] for d in datastores if d._moId in by_id]
-    raw_devices = list(props.get("config.hardware.device") or [])
+    devices, as_given = props.get("config.hardware.device") or (DeviceList(), {})
     host = props.get("runtime.host")
     return VmFacts(
         ref=vm,
@@ -222,8 +240,8 @@ def _facts_of(
         instance_uuid=props.get("config.instanceUuid") or "",
         change_version=props.get("config.changeVersion"),
         power_state=str(props.get("runtime.powerState", "poweredOff")),
-        devices=read_devices(raw_devices),
-        extra_config=extra_config_dict(props.get("config.extraConfig") or []),
+        devices=devices,
+        extra_config=props.get("config.extraConfig") or {},
         vmx_path=props.get("config.files.vmPathName"),
         host_id=host._moId if host is not None else None,
         datacenter_path=dc_path,
@@ -232,7 +250,7 @@ def _facts_of(
         bios_uuid=props.get("config.uuid") or "",
         host=host,
         datacenter=datacenter,
-        raw_devices=raw_by_key(raw_devices),
+        raw_devices=as_given,
     )
 
 
@@ -260,15 +278,20 @@ def datastore_info(obj: vim.Datastore, props: dict[str, Any]) -> DatastoreInfo:
 
 
 def extra_config_dict(options: Iterable[Any]) -> dict[str, str]:
-    """extraConfig as a dict: the last value of a key wins and an empty value means unset (vSphere's rule;
-    vcsim 0.24 appends instead of replacing, which this reading makes harmless)."""
+    """extraConfig's OptionValue objects as a dict (``extra_config_of``)."""
+    return extra_config_of((option.key, option.value) for option in options)
+
+
+def extra_config_of(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
+    """extraConfig's (key, value) pairs as a dict: the last value of a key wins and an empty value means unset
+    (vSphere's rule; vcsim 0.24 appends instead of replacing, which this reading makes harmless)."""
     out: dict[str, str] = {}
-    for option in options:
-        value = "" if option.value is None else str(option.value)
+    for key, raw in pairs:
+        value = "" if raw is None else str(raw)
         if value == "":
-            out.pop(option.key, None)
+            out.pop(key, None)
         else:
-            out[option.key] = value
+            out[key] = value
     return out
 
 

@@ -84,6 +84,9 @@ type faultConfig struct {
 	FileLocks fileLockConfig  `json:"file_locks"`
 	// TaskSeconds: ReconfigVM_Task and datastore file tasks run this long (tasktime.go); 0 = vcsim's, at once.
 	TaskSeconds float64 `json:"task_seconds"`
+	// CollectorPageSize: RetrievePropertiesEx answers at most this many objects, with a continuation token for
+	// the rest (ContinueRetrievePropertiesEx), as vCenter pages large answers (paging.go); 0 = vcsim's, in one.
+	CollectorPageSize int `json:"collector_page_size"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -108,6 +111,9 @@ var reconfigFaultNames = []string{"GenericVmConfigFault", "SystemError", "Invali
 func (c *faultConfig) validate() error {
 	if c.LatencyMS < 0 || c.LatencyMS > 60000 {
 		return fmt.Errorf("latency_ms must be within 0..60000")
+	}
+	if c.CollectorPageSize < 0 {
+		return fmt.Errorf("collector_page_size must be >= 0")
 	}
 	if c.TaskSeconds < 0 || c.TaskSeconds > 600 {
 		return fmt.Errorf("task_seconds must be within 0..600")
@@ -172,6 +178,7 @@ type counters struct {
 // Fault counter names (keys of counters.Faults).
 const (
 	fNotAuthenticated   = "not_authenticated"
+	fPagesHeldBack      = "collector_pages_held_back"
 	fSessionsExpired    = "sessions_expired"
 	fQuestionsAsked     = "questions_asked"
 	fQuestionsYes       = "questions_answered_yes"

@@ -66,6 +66,8 @@ type harness struct {
 	vmLocks   map[string]*sync.Mutex
 	running   map[string]*simulator.Task // VM id -> its reconfigure held running (task_seconds, tasktime.go)
 	lastCV    time.Time
+	pages     map[string][]types.ObjectContent // continuation token -> objects not handed out yet (paging.go)
+	pageSeq   int
 }
 
 func newHarness(mux http.Handler, client *vim25.Client, username, password string) *harness {
@@ -83,6 +85,7 @@ func newHarness(mux http.Handler, client *vim25.Client, username, password strin
 		questions: map[string]*pendingQuestion{},
 		vmLocks:   map[string]*sync.Mutex{},
 		running:   map[string]*simulator.Task{},
+		pages:     map[string][]types.ObjectContent{},
 	}
 }
 
@@ -199,6 +202,12 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 		forgetESXSessions(key)
 	}
 	switch method.Name {
+	case "RetrievePropertiesEx":
+		if !h.retrievePaged(w, r, body, cfg.CollectorPageSize) {
+			h.forward(w, r, body)
+		}
+	case "ContinueRetrievePropertiesEx":
+		h.continuePaged(w, method.Body.(*types.ContinueRetrievePropertiesEx), cfg.CollectorPageSize)
 	case "ReconfigVM_Task":
 		h.reconfigure(w, r, body, method.Body.(*types.ReconfigVM_Task))
 	case "AnswerVM":
