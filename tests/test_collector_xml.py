@@ -16,7 +16,7 @@ from tool_fixtures import settings_for
 from vsphere_harness import find_vm, reconfigure, set_extra_config
 
 from esxi_configdrive.vsphere import inventory
-from esxi_configdrive.vsphere.collector_xml import Reader, retrieve_elements
+from esxi_configdrive.vsphere.collector_xml import Reader, retrieve_pages
 from esxi_configdrive.vsphere.connection import Session
 from esxi_configdrive.vsphere.devices import raw_by_key, read_devices
 from esxi_configdrive.vsphere_values import VmFacts
@@ -99,7 +99,7 @@ def test_a_paged_answer_is_followed_through_its_continuation_tokens(session, vcs
 def test_a_vm_gone_raises_pyvmomis_fault(session, vcsim_faults, make_vm):
     gone = vim.VirtualMachine("vm-999999", session.stub)
     with pytest.raises(vmodl.fault.ManagedObjectNotFound) as xml_fault:
-        list(retrieve_elements(session, inventory._facts_spec([gone])))
+        list(retrieve_pages(session, inventory._facts_spec([gone])))
     with pytest.raises(vmodl.fault.ManagedObjectNotFound) as reference:
         pyvmomi_facts_page(session, [gone])
     assert type(xml_fault.value) is type(reference.value) and xml_fault.value.obj == reference.value.obj
@@ -196,12 +196,16 @@ option_values = st.lists(
 )
 
 
-def answer(props: list[Any], missing: list[Any]) -> bytes:
-    """An answer as vSphere writes it, by pyVmomi's serializer."""
+def answer_returnval(props: list[Any], missing: list[Any]) -> bytes:
     vm = vim.VirtualMachine("vm-1", STUB)
     result = PC.RetrieveResult(objects=[PC.ObjectContent(obj=vm, propSet=props, missingSet=missing)])
     info = VmomiSupport.Object(name="returnval", type=PC.RetrieveResult, version=VERSION, flags=0)
-    returnval = SoapAdapter.Serialize(result, info, VERSION, {"urn:vim25": ""})
+    return SoapAdapter.Serialize(result, info, VERSION, {"urn:vim25": ""})
+
+
+def answer(props: list[Any], missing: list[Any], returnval: bytes | None = None) -> bytes:
+    """An answer as vSphere writes it, by pyVmomi's serializer."""
+    returnval = returnval if returnval is not None else answer_returnval(props, missing)
     return (
         b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
         b'envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-'
@@ -213,7 +217,6 @@ def answer(props: list[Any], missing: list[Any]) -> bytes:
 
 def both_readings(body: bytes) -> tuple[Any, Any]:
     page = Reader(STUB).page(body)
-    assert page is not None
     info = PC._GetMethodInfo("RetrievePropertiesEx")
     return page, SoapAdapter.SoapResponseDeserializer(STUB).Deserialize(body, info.result)
 
@@ -255,3 +258,52 @@ def test_generated_answers_read_as_pyvmomi_reads_them(raw, options, name, power,
         assert type(got) is type(value) or (isinstance(value, list) and list(got) == list(value)), key
         assert got == value or same_objects(got, value), key
     assert [type(m.fault) for m in found.missingSet] == [type(m.fault) for m in want.missingSet or []]
+
+
+faults = st.sampled_from(
+    [
+        vim.fault.GenericVmConfigFault(reason="msg.cdromdisconnect.locked"),
+        vim.fault.TaskInProgress(task=vim.Task("task-7", STUB)),
+        vim.fault.InvalidState(),
+        vim.fault.NotAuthenticated(object=vim.Task("task-1", STUB), privilegeId="System.View"),
+        vmodl.fault.SystemError(reason="boom <&>"),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["queued", "running", "success", "error"]), st.none() | faults, text, st.booleans())
+def test_generated_task_states_read_as_pyvmomi_reads_them(state, fault, message, asked):
+    """What the task poller reads (tasks.read_task_states): a task's state, error and result, a VM's question."""
+    error = vmodl.LocalizedMethodFault(fault=fault, localizedMessage=message) if fault is not None else None
+    task = PC.ObjectContent(
+        obj=vim.Task("task-1", STUB),
+        propSet=[
+            vmodl.DynamicProperty(name="info.state", val=vim.TaskInfo.State(state)),
+            *([vmodl.DynamicProperty(name="info.error", val=error)] if error is not None else []),
+            vmodl.DynamicProperty(name="info.result", val=vim.VirtualMachine("vm-3", STUB)),
+        ],
+    )
+    choice = vim.option.ChoiceOption(
+        choiceInfo=[vim.ElementDescription(key="0", label="button.yes", summary="Yes")], defaultIndex=0
+    )
+    question = vim.vm.QuestionInfo(
+        id="q1", text=message, choice=choice, message=[vim.vm.Message(id="msg.x", text=message)]
+    )
+    vm = PC.ObjectContent(
+        obj=vim.VirtualMachine("vm-1", STUB),
+        propSet=[vmodl.DynamicProperty(name="runtime.question", val=question)] if asked else [],
+    )
+    info = VmomiSupport.Object(name="returnval", type=PC.RetrieveResult, version=VERSION, flags=0)
+    returnval = SoapAdapter.Serialize(PC.RetrieveResult(objects=[task, vm]), info, VERSION, {"urn:vim25": ""})
+    body = answer([], [], returnval)
+    page, reference = both_readings(body)
+    for found, want in zip(page.objects, reference.objects, strict=True):
+        assert found.obj == want.obj
+        wanted = {p.name: p.val for p in want.propSet or []}
+        assert found.props.keys() == wanted.keys()
+        for name, value in wanted.items():
+            got = page.reader.value(found.props[name])
+            assert type(got) is type(value) and (got == value or same_objects(got, value)), name
+            if isinstance(value, BaseException):
+                assert got.msg == value.msg  # what the tool says when the task failed

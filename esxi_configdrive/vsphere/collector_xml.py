@@ -60,24 +60,20 @@ class Page:
     reader: Reader
 
 
-def retrieve_elements(session: Session, spec: Any) -> Iterator[tuple[Found, Reader]]:
-    """RetrievePropertiesEx of ``spec`` on the calling thread's collector, following continuation tokens: each
-    object found, with the Reader of its page."""
-    options = PC.RetrieveOptions()
-    page = session.collect(lambda pc: _invoke(pc, "RetrievePropertiesEx", [[spec], options]))
-    while page is not None:
-        for found in page.objects:
-            yield found, page.reader
-        if not page.token:
-            return
-        cont = partial(_invoke, method="ContinueRetrievePropertiesEx", args=[page.token])
-        page = session.collect(cont, "ContinueRetrievePropertiesEx")
+def retrieve_pages(session: Session, spec: Any, what: str = "RetrievePropertiesEx") -> Iterator[Page]:
+    """RetrievePropertiesEx of ``spec`` on the calling thread's collector, then ContinueRetrievePropertiesEx as
+    long as vSphere gives a continuation token: each answer (one call each)."""
+    page = session.collect(partial(_invoke, method="RetrievePropertiesEx", args=[[spec], PC.RetrieveOptions()]), what)
+    yield page
+    while page.token:
+        page = session.collect(partial(_invoke, method="ContinueRetrievePropertiesEx", args=[page.token]), what)
+        yield page
 
 
 # ---- the call -----------------------------------------------------------------------------------------------
 
 
-def _invoke(pc: Any, method: str, args: list[Any]) -> Page | None:
+def _invoke(pc: Any, method: str, args: list[Any]) -> Page:
     """``pc.<method>(*args)`` as pyVmomi's SoapStubAdapter.InvokeMethod sends it, the answer read by
     ElementTree."""
     stub = pc._stub
@@ -157,11 +153,11 @@ class Reader:
         self.ns = VmomiSupport.GetWsdlNamespace(stub.version)
         self.q = "{%s}" % self.ns  # noqa: UP031 (ElementTree's qualified-name prefix)
 
-    def page(self, body: bytes) -> Page | None:
+    def page(self, body: bytes) -> Page:
         root = ET.fromstring(body)
         result = root.find(f"*/*/{self.q}returnval")  # Envelope/Body/<Method>Response/returnval
         if result is None:
-            return None  # nothing matched: pyVmomi's None
+            return Page([], None, self)  # nothing matched (pyVmomi's None)
         q = self.q
         objects = []
         for element in result.iterfind(f"{q}objects"):
@@ -253,4 +249,4 @@ def _type(ns: str, wsdl_name: str, version: str) -> Any:
         return None
 
 
-__all__ = ["XSI_TYPE", "Found", "Reader", "as_bool", "retrieve_elements"]
+__all__ = ["XSI_TYPE", "Found", "Page", "Reader", "as_bool", "retrieve_pages"]

@@ -18,7 +18,7 @@ from pyVmomi import vim, vmodl
 from ..errors import ConfigDriveError, NotFound, ValidationError
 from ..fields import UNSENDABLE, VM_MOID_RE, VM_UUID_RE, check_datastore_name
 from ..vsphere_values import DatastoreCluster, DatastoreInfo, DeviceList, HostInfo, Hosts, VmFacts
-from .collector_xml import Reader, retrieve_elements
+from .collector_xml import Reader, retrieve_pages
 from .connection import Session, present
 from .devices import read_device_elements
 
@@ -199,8 +199,9 @@ def fetch_many_vm_facts(session: Session, vms: Iterable[vim.VirtualMachine], pag
 def _read_facts(session: Session, vms: list[vim.VirtualMachine]) -> dict[str, tuple[Any, dict[str, Any]]]:
     """The facts page of ``vms``: (object, {property: value}) by id, each value as ``_facts_of`` reads it."""
     return {
-        found.obj._moId: (found.obj, {name: _fact(reader, name, val) for name, val in found.props.items()})
-        for found, reader in retrieve_elements(session, _facts_spec(vms))
+        found.obj._moId: (found.obj, {name: _fact(page.reader, name, val) for name, val in found.props.items()})
+        for page in retrieve_pages(session, _facts_spec(vms))
+        for found in page.objects
     }
 
 

@@ -18,6 +18,7 @@ from pyVmomi import vim, vmodl
 from ..defaults import DEFAULT_TASK_TIMEOUT
 from ..errors import AnswerLost, OutcomeUnknown, VsphereFault, fault_message
 from .changes import send_change
+from .collector_xml import retrieve_pages
 
 log = logging.getLogger(__name__)
 
@@ -79,16 +80,11 @@ def read_task_states(session: Any, waits: list[TaskWait]) -> tuple[dict[str, dic
     if any(w.vm is not None for w in waits):
         props.append(PC.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.question"]))
     spec = PC.FilterSpec(objectSet=objects, propSet=props)
-    result = session.collect(lambda pc: pc.RetrievePropertiesEx([spec], PC.RetrieveOptions()), "task wait")
-    calls, by_id = 1, {}
-    while result is not None:
-        for obj in result.objects or []:
-            by_id[obj.obj._moId] = {p.name: p.val for p in obj.propSet or []}
-        if not result.token:
-            break
-        token = result.token
+    calls, by_id = 0, {}
+    for page in retrieve_pages(session, spec, "task wait"):  # read from the answer's XML, as the facts pages
         calls += 1
-        result = session.collect(lambda pc, t=token: pc.ContinueRetrievePropertiesEx(t), "task wait")
+        for found in page.objects:
+            by_id[found.obj._moId] = {name: page.reader.value(val) for name, val in found.props.items()}
     return by_id, calls
 
 
