@@ -8,6 +8,7 @@ a pyVmomi object per device."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import cache
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -81,26 +82,44 @@ def read_device_elements(reader: Reader, array: Element | None) -> tuple[DeviceL
     them (the only devices the tool edits or removes: drive/devices.py), each made a pyVmomi object when first
     asked for."""
     q = reader.q
+    key_tag, controller_tag, unit_tag = f"{q}key", f"{q}controllerKey", f"{q}unitNumber"
     controllers, cdroms, nics, slots, keys = [], [], [], set(), set()
     as_given: dict[int, Element] = {}
     for e in array if array is not None else ():
-        cls = reader.type_of(e.get(XSI_TYPE, "")) or vim.vm.device.VirtualDevice
-        key = int(e.findtext(f"{q}key") or 0)
+        role, kind = _role(reader.type_of(e.get(XSI_TYPE, "")))
+        key = int(e.findtext(key_tag) or 0)
         keys.add(key)
-        controller_key, unit = _int_or_none(e.findtext(f"{q}controllerKey")), _int_or_none(e.findtext(f"{q}unitNumber"))
+        controller_key, unit = _int_or_none(e.findtext(controller_tag)), _int_or_none(e.findtext(unit_tag))
         if controller_key is not None and unit is not None:
             slots.add((controller_key, unit))
-        if issubclass(cls, vim.vm.device.VirtualController):
-            controllers.append(Controller(key, _controller_kind(cls), _int_or_none(e.findtext(f"{q}busNumber"))))
-        elif issubclass(cls, vim.vm.device.VirtualCdrom):
+        if role is CONTROLLER:
+            controllers.append(Controller(key, kind, _int_or_none(e.findtext(f"{q}busNumber"))))
+        elif role is CDROM:
             cdroms.append(_cdrom_element(reader, e, key, controller_key, unit))
             as_given[key] = e
-        elif issubclass(cls, vim.vm.device.VirtualEthernetCard):
+        elif role is NIC:
             mac = e.findtext(f"{q}macAddress")
             if mac:
                 nics.append(Nic(key, mac))
     devices = DeviceList(tuple(controllers), tuple(cdroms), tuple(nics), frozenset(slots), frozenset(keys))
     return devices, DevicesAsGiven(reader, as_given)
+
+
+CONTROLLER, CDROM, NIC = "controller", "CD-ROM", "NIC"
+
+
+@cache
+def _role(cls: type | None) -> tuple[str | None, str]:
+    """What a device class is to ``read_devices`` (asked once a class: ``issubclass`` of pyVmomi's lazy types is
+    slow), and a controller's kind."""
+    cls = cls or vim.vm.device.VirtualDevice  # a type pyVmomi does not know: a device of no interest
+    if issubclass(cls, vim.vm.device.VirtualController):
+        return CONTROLLER, _controller_kind(cls)
+    if issubclass(cls, vim.vm.device.VirtualCdrom):
+        return CDROM, ""
+    if issubclass(cls, vim.vm.device.VirtualEthernetCard):
+        return NIC, ""
+    return None, ""
 
 
 def _int_or_none(text: str | None) -> int | None:
