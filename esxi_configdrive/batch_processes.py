@@ -1,0 +1,276 @@
+"""Batch mode in several processes: at high concurrency one interpreter lock, not vSphere, limits a batch (its
+threads wait for the lock most of the time), so the lines are shared among worker processes, each running
+``batch.run_batch`` unchanged on its share, with its own session, controller, task poller and threads.
+
+The workers are forked before any thread or connection exists: they inherit the code already imported and the
+connection settings in memory (the password is never in an argument, the environment or a file). This process
+reads the batch file as it goes and sends each line to the worker chosen by a stable hash of its ``vm`` value, so
+the lines naming a VM the same way keep their order in one worker; the workers send each result back, and this
+process prints them as they come, counts them into one summary and keeps the progress line. A worker that stops
+before answering (killed, out of memory, its login refused) leaves an error result for each of its unanswered
+lines, and the batch exits non-zero; every operation is idempotent, so running the batch again finishes it. A
+worker whose parent dies is stopped at once (every step of an operation is crash-safe)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from .batch import MAX_LINE_BYTES, BatchItem, BatchSummary, Progress, is_skipped, parse_line
+from .defaults import THREADS_PER_PROCESS
+from .errors import EXIT_FAILURE, ValidationError, changed_after, describe_failure, one_line
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+WAKE_SECONDS = 0.2  # how often the collector looks for lines sent to a worker that had already stopped
+
+# Runs a share of the batch in one process: the items, the VMs at a time, where each result goes.
+RunShare = Callable[[Iterable[BatchItem], int, Callable[[dict[str, Any]], None]], BatchSummary]
+
+
+def process_count(requested: int | None, concurrency: int) -> int:
+    """``--processes``: as given (at most one per VM at a time); ``None``, automatic: one per
+    ``THREADS_PER_PROCESS`` VMs at a time, at most one per core, at least one."""
+    if requested is not None:
+        if requested < 1:
+            raise ValidationError("processes", "must be at least 1")
+        return min(requested, concurrency)
+    return max(1, min(_cores(), concurrency // THREADS_PER_PROCESS))
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def shares(concurrency: int, processes: int) -> list[int]:
+    """The VMs at a time of each worker: the concurrency split as evenly as it goes."""
+    return [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+
+
+def worker_of(vm: str, processes: int) -> int:
+    """The worker a line goes to: a stable hash of its ``vm`` value (a line without one: the first worker, whose
+    parse gives it its error)."""
+    return zlib.crc32(vm.encode("utf-8", "surrogatepass")) % processes if vm else 0
+
+
+def vm_of(raw: str) -> str:
+    """A line's ``vm`` value, or "" (the worker's parse says what is wrong with the line)."""
+    with contextlib.suppress(ValueError, RecursionError):
+        obj = json.loads(raw) if len(raw) <= MAX_LINE_BYTES else None
+        if isinstance(obj, dict) and isinstance(obj.get("vm"), str):
+            return obj["vm"].strip()
+    return ""
+
+
+# ---- the workers -------------------------------------------------------------------------------------------------
+
+
+def _work(run: RunShare, threads: int, command: str, max_userdata_bytes: int, lines: Connection,
+          results: Connection, inherited: list[Connection], parent: int) -> None:  # fmt: skip
+    """A worker process: its share of the lines in, each result out; a failure of its own (its login refused)
+    goes out as its last message."""
+    _stop_with(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    for connection in inherited:  # the other workers' pipe ends: else their input would never end
+        connection.close()
+    items = (parse_line(number, raw, command, max_userdata_bytes) for number, raw in _received(lines))
+    try:
+        run(items, threads, lambda result: results.send(("result", result)))
+    except Exception as e:
+        message, status = describe_failure(e)
+        results.send(("failed", one_line(message), status))
+        raise SystemExit(status) from None
+    finally:
+        results.close()
+
+
+def _received(lines: Connection) -> Iterator[tuple[int, str]]:
+    while True:
+        try:
+            yield lines.recv()
+        except EOFError:  # the parent has sent every line (or is gone)
+            return
+
+
+def _stop_with(parent: int) -> None:
+    """The worker ends when its parent does (Linux), and not later: lines it has not run stay for a re-run."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(EXIT_FAILURE)
+
+
+# ---- the parent --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    process: Any
+    lines: Connection  # our end: lines out
+    results: Connection  # our end: results in
+    unanswered: dict[int, str] = field(default_factory=dict)  # line -> vm
+    stopped: bool = False
+    failure: tuple[str, int] | None = None  # what the worker said stopped it
+
+
+def run_in_processes(
+    processes: int,
+    run: RunShare,
+    stream: Iterable[str],
+    command: str,
+    *,
+    concurrency: int,
+    max_userdata_bytes: int,
+    on_result: Callable[[dict[str, Any]], None],
+    progress: Progress | None = None,
+) -> BatchSummary:
+    """The batch in ``stream`` on ``processes`` workers, ``concurrency`` VMs at a time in all; ``on_result`` gets
+    each result as it arrives, from this thread."""
+    started = time.monotonic()
+    workers = _start(processes, run, concurrency, command, max_userdata_bytes)
+    collector = _Collector(workers)
+    feeder = threading.Thread(target=collector.feed, args=(stream,), name="batch-feeder", daemon=True)
+    try:
+        feeder.start()
+        summary = collector.collect(on_result, progress)
+    except BaseException:
+        for worker in workers:  # interrupted: stopped at once, as a crash would (each step is safe)
+            if worker.process.is_alive():
+                worker.process.terminate()
+        raise
+    finally:
+        for worker in workers:
+            worker.process.join()
+    feeder.join()
+    if collector.reading_failed is not None:
+        raise collector.reading_failed
+    summary.seconds = time.monotonic() - started
+    if progress:
+        progress.close(summary)
+    return summary
+
+
+def _start(processes: int, run: RunShare, concurrency: int, command: str, max_userdata_bytes: int) -> list[_Worker]:
+    """Fork the workers, each with its own pair of pipes (this process has no other thread yet)."""
+    context = multiprocessing.get_context("fork")
+    for stream in (sys.stdout, sys.stderr):  # else what is buffered would be written again by each worker
+        stream.flush()
+    workers: list[_Worker] = []
+    for threads in shares(concurrency, processes):
+        lines_in, lines_out = context.Pipe(duplex=False)
+        results_in, results_out = context.Pipe(duplex=False)
+        inherited = [end for w in workers for end in (w.lines, w.results)] + [lines_out, results_in]
+        process = context.Process(
+            target=_work,
+            args=(run, threads, command, max_userdata_bytes, lines_in, results_out, inherited, os.getpid()),
+            name=f"batch-worker-{len(workers)}",
+        )
+        process.start()
+        lines_in.close()
+        results_out.close()
+        workers.append(_Worker(process, lines_out, results_in))
+    return workers
+
+
+class _Collector:
+    """Lines out to the workers (from a thread of its own, so a full pipe never holds up the results) and results
+    in; what a worker left unanswered becomes error results."""
+
+    def __init__(self, workers: list[_Worker]) -> None:
+        self.workers = workers
+        self.lock = threading.Lock()
+        self.orphans: list[dict[str, Any]] = []  # results for lines routed to a worker already stopped
+        self.reading_failed: BaseException | None = None
+
+    def feed(self, stream: Iterable[str]) -> None:
+        try:
+            for number, raw in enumerate(stream, start=1):
+                if not is_skipped(raw):
+                    vm = vm_of(raw)
+                    self._send(self.workers[worker_of(vm, len(self.workers))], number, vm, raw)
+        except BaseException as e:  # an unreadable file: the lines sent so far finish, then the batch fails
+            self.reading_failed = e
+        finally:
+            for worker in self.workers:
+                worker.lines.close()
+
+    def _send(self, worker: _Worker, number: int, vm: str, raw: str) -> None:
+        with self.lock:
+            if worker.stopped:
+                self.orphans.append(_lost(number, vm, worker))
+                return
+            worker.unanswered[number] = vm
+        with contextlib.suppress(OSError):  # the worker is gone: its end is counted when its results end
+            worker.lines.send((number, raw))
+
+    def collect(self, on_result: Callable[[dict[str, Any]], None], progress: Progress | None) -> BatchSummary:
+        summary = BatchSummary()
+
+        def emit(result: dict[str, Any]) -> None:
+            summary.add(result)
+            on_result(result)
+            if progress:
+                progress.update(summary)
+
+        running = {worker.results: worker for worker in self.workers}
+        while running:
+            for ready in wait(list(running), timeout=WAKE_SECONDS):
+                worker = running[ready]  # type: ignore[index]
+                for result in self._receive(worker):
+                    emit(result)
+                if worker.stopped:
+                    del running[ready]  # type: ignore[arg-type]
+            for result in self._take_orphans():
+                emit(result)
+        for result in self._take_orphans():
+            emit(result)
+        return summary
+
+    def _receive(self, worker: _Worker) -> list[dict[str, Any]]:
+        try:
+            message = worker.results.recv()
+        except EOFError:  # the worker has ended: whatever it did not answer is lost
+            worker.process.join()
+            with self.lock:
+                worker.stopped = True
+                lost, worker.unanswered = worker.unanswered, {}
+            return [_lost(number, vm, worker) for number, vm in sorted(lost.items())]
+        if message[0] == "failed":
+            worker.failure = (message[1], message[2])
+            return []
+        result = message[1]
+        with self.lock:
+            worker.unanswered.pop(result["line"], None)
+        return [result]
+
+    def _take_orphans(self) -> list[dict[str, Any]]:
+        with self.lock:
+            orphans, self.orphans = self.orphans, []
+        return orphans
+
+
+def _lost(number: int, vm: str, worker: _Worker) -> dict[str, Any]:
+    """The result of a line its worker stopped before answering."""
+    if worker.failure is not None:
+        why, status = worker.failure
+    else:
+        code = worker.process.exitcode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+        why, status = f"the worker process running this line stopped ({how}) before it answered", EXIT_FAILURE
+    message = f"{why}; the VM may be part-way: run the batch again (every operation is idempotent)"
+    return {"line": number, "vm": vm, "changed": changed_after(status), "error": one_line(message),
+            "exit_status": status}  # fmt: skip
