@@ -4,9 +4,9 @@ threads wait for the lock most of the time), so the lines are shared among worke
 
 The workers are forked before any thread or connection exists: they inherit the code already imported and the
 connection settings in memory (the password is never in an argument, the environment or a file). This process
-reads the batch file as it goes and sends each line to the worker chosen by a stable hash of its ``vm`` value, so
-the lines naming a VM the same way keep their order in one worker; the workers send each result back, and this
-process prints them as they come, counts them into one summary and keeps the progress line. A worker that stops
+reads the batch file as it goes and sends each line to a worker (``Router``: the one running the VM's earlier
+lines while any is unanswered, so they keep their order, else the least loaded); the workers send each result
+back, and this process prints them as they come, counts them into one summary and keeps the progress line. A worker that stops
 before answering (killed, out of memory, its login refused) leaves an error result for each of its unanswered
 lines, and the batch exits non-zero; every operation is idempotent, so running the batch again finishes it. A
 worker whose parent dies is stopped at once (every step of an operation is crash-safe)."""
@@ -23,7 +23,6 @@ import signal
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -65,10 +64,45 @@ def shares(concurrency: int, processes: int) -> list[int]:
     return [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
 
 
-def worker_of(vm: str, processes: int) -> int:
-    """The worker a line goes to: a stable hash of its ``vm`` value (a line without one: the first worker, whose
-    parse gives it its error)."""
-    return zlib.crc32(vm.encode("utf-8", "surrogatepass")) % processes if vm else 0
+class Router:
+    """Which worker a line goes to: while a VM has lines unanswered, the worker running them, so that lines naming
+    a VM the same way run in file order in one process; otherwise the worker with the fewest lines unanswered, so
+    the workers finish together. It remembers only the VMs in flight: memory stays flat however long the file."""
+
+    def __init__(self, processes: int) -> None:
+        self.load = [0] * processes  # lines sent and not answered, per worker
+        self.stopped: set[int] = set()
+        self.in_flight: dict[str, tuple[int, int]] = {}  # vm -> (worker, its lines unanswered)
+
+    def choose(self, vm: str) -> int | None:
+        """The worker for a line naming ``vm`` ("" for a line without one), counted as sent; None: every worker
+        has stopped."""
+        if vm in self.in_flight:
+            worker, lines = self.in_flight[vm]
+        else:
+            live = [i for i in range(len(self.load)) if i not in self.stopped]
+            if not live:
+                return None
+            worker, lines = min(live, key=lambda i: self.load[i]), 0
+        if vm:
+            self.in_flight[vm] = (worker, lines + 1)
+        self.load[worker] += 1
+        return worker
+
+    def answered(self, worker: int, vm: str) -> None:
+        self.load[worker] -= 1
+        if vm in self.in_flight:
+            lines = self.in_flight[vm][1] - 1
+            if lines:
+                self.in_flight[vm] = (worker, lines)
+            else:
+                del self.in_flight[vm]
+
+    def stop(self, worker: int) -> None:
+        """The worker has ended: what it had is lost (written off by the caller), no line goes to it again."""
+        self.stopped.add(worker)
+        self.load[worker] = 0
+        self.in_flight = {vm: held for vm, held in self.in_flight.items() if held[0] != worker}
 
 
 def vm_of(raw: str) -> str:
@@ -198,27 +232,29 @@ class _Collector:
 
     def __init__(self, workers: list[_Worker]) -> None:
         self.workers = workers
+        self.router = Router(len(workers))
         self.lock = threading.Lock()
-        self.orphans: list[dict[str, Any]] = []  # results for lines routed to a worker already stopped
+        self.orphans: list[dict[str, Any]] = []  # results for lines that found every worker stopped
         self.reading_failed: BaseException | None = None
 
     def feed(self, stream: Iterable[str]) -> None:
         try:
             for number, raw in enumerate(stream, start=1):
                 if not is_skipped(raw):
-                    vm = vm_of(raw)
-                    self._send(self.workers[worker_of(vm, len(self.workers))], number, vm, raw)
+                    self._send(number, vm_of(raw), raw)
         except BaseException as e:  # an unreadable file: the lines sent so far finish, then the batch fails
             self.reading_failed = e
         finally:
             for worker in self.workers:
                 worker.lines.close()
 
-    def _send(self, worker: _Worker, number: int, vm: str, raw: str) -> None:
+    def _send(self, number: int, vm: str, raw: str) -> None:
         with self.lock:
-            if worker.stopped:
-                self.orphans.append(_lost(number, vm, worker))
+            index = self.router.choose(vm)
+            if index is None:
+                self.orphans.append(_lost(number, vm, self.workers[-1]))
                 return
+            worker = self.workers[index]
             worker.unanswered[number] = vm
         with contextlib.suppress(OSError):  # the worker is gone: its end is counted when its results end
             worker.lines.send((number, raw))
@@ -253,6 +289,7 @@ class _Collector:
             worker.process.join()
             with self.lock:
                 worker.stopped = True
+                self.router.stop(self.workers.index(worker))
                 lost, worker.unanswered = worker.unanswered, {}
             return [_lost(number, vm, worker) for number, vm in sorted(lost.items())]
         if message[0] == "failed":
@@ -260,7 +297,8 @@ class _Collector:
             return []
         result = message[1]
         with self.lock:
-            worker.unanswered.pop(result["line"], None)
+            if result["line"] in worker.unanswered:
+                self.router.answered(self.workers.index(worker), worker.unanswered.pop(result["line"]))
         return [result]
 
     def _take_orphans(self) -> list[dict[str, Any]]:
@@ -271,12 +309,14 @@ class _Collector:
 
 def _lost(number: int, vm: str, worker: _Worker) -> dict[str, Any]:
     """The result of a line its worker stopped before answering."""
+    status = EXIT_FAILURE
     if worker.failure is not None:
-        why, status = worker.failure
+        how, status = worker.failure
+    elif worker.process.exitcode is not None and worker.process.exitcode < 0:
+        how = f"killed by signal {-worker.process.exitcode}"
     else:
-        code = worker.process.exitcode
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-        why, status = f"the worker process running this line stopped ({how}) before it answered", EXIT_FAILURE
-    message = f"{why}; the VM may be part-way: run the batch again (every operation is idempotent)"
+        how = f"exit status {worker.process.exitcode}"
+    message = (f"the worker process running this line stopped ({how}) before it answered; the VM may be part-way: "
+               "run the batch again (every operation is idempotent)")  # fmt: skip
     return {"line": number, "vm": vm, "changed": changed_after(status), "error": one_line(message),
             "exit_status": status}  # fmt: skip

@@ -16,7 +16,7 @@ import pytest
 from reliability_fixtures import CLI, Bed, assert_attached, assert_no_drive, cli_env, first_cdrom, iso_of, run_cli
 from test_batch_reliability import batch_file, data, new, results
 
-from esxi_configdrive.batch_processes import process_count, shares, vm_of, worker_of
+from esxi_configdrive.batch_processes import Router, process_count, shares, vm_of
 from esxi_configdrive.defaults import THREADS_PER_PROCESS
 from esxi_configdrive.errors import ValidationError
 from esxi_configdrive.vsphere_values import DatastorePath
@@ -39,12 +39,23 @@ def test_the_automatic_choice_is_one_process_per_sixteen_up_to_the_cores() -> No
     assert shares(32, 3) == [11, 11, 10] and sum(shares(64, 4)) == 64
 
 
-def test_a_vms_lines_go_to_one_worker_and_lines_without_a_vm_to_the_first() -> None:
+def test_a_vms_lines_go_to_its_worker_while_any_is_unanswered_else_to_the_least_loaded() -> None:
     assert vm_of('{"vm": " web-1 ", "password": "x"}') == "web-1"
     assert vm_of("not json") == vm_of('["web-1"]') == vm_of('{"vm": 7}') == ""
-    assert worker_of("", 4) == 0
-    assert {worker_of("web-1", 4) for _ in range(5)} == {worker_of(vm_of('{"vm": "web-1"}'), 4)}
-    assert len({worker_of(f"vm-{i}", 2) for i in range(20)}) == 2  # the hash spreads the VMs
+    router = Router(2)
+    assert [router.choose(vm) for vm in ("a", "b", "a", "c", "")] == [0, 1, 0, 1, 0]
+    assert router.load == [3, 2] and router.in_flight == {"a": (0, 2), "b": (1, 1), "c": (1, 1)}
+    router.answered(0, "a")
+    assert router.choose("a") == 0  # its first line is still unanswered
+    router.answered(0, "a")
+    router.answered(0, "a")
+    router.answered(0, "")
+    assert "a" not in router.in_flight and router.load == [0, 2]
+    assert router.choose("b") == 1 and router.choose("a") == 0  # answered: to the least loaded
+    router.stop(1)
+    assert "b" not in router.in_flight and router.choose("b") == 0 and router.choose("d") == 0
+    router.stop(0)
+    assert router.choose("e") is None  # every worker stopped: the line gets its error result here
 
 
 # ---- live -------------------------------------------------------------------------------------------------------
@@ -111,7 +122,7 @@ def test_two_processes_attach_update_and_remove_every_vm_once(bed: Bed, tmp_path
 def test_a_vms_lines_run_in_file_order_in_one_worker(bed: Bed, tmp_path: Path) -> None:
     """One thread per worker: a VM's three updates in order leave the third's content (lines of one VM split
     between the workers could run in any order)."""
-    vms = [bed.make_vm() for _ in range(6)]
+    vms = [bed.make_vm() for _ in range(5)]  # odd: spread regardless of their VM, a VM's lines would split
     env = cli_env(bed.sim)
     attach = batch_file(tmp_path, "attach", [{"vm": vm.name, "vmdata": data(i).to_dict()} for i, vm in enumerate(vms)])
     assert run_cli(["attach", "--batch", str(attach), "--concurrency", "2", "--processes", "2"], env).status == 0
@@ -173,6 +184,42 @@ def test_a_killed_worker_leaves_error_results_and_a_rerun_finishes(bed: Bed, tmp
     for i, vm in enumerate(vms):
         state = bed.state(vm)
         assert_attached(state, firsts[i], iso_of(data(i)), bed.si, False)  # one drive, the right content
+
+
+def ended(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie is over
+    except FileNotFoundError:
+        return True
+
+
+@pytestmark_live
+def test_the_workers_stop_with_their_parent_and_a_rerun_finishes(bed: Bed, tmp_path: Path) -> None:
+    vms = [bed.make_vm() for _ in range(VMS)]
+    firsts = [first_cdrom(vm) for vm in vms]
+    path = batch_file(tmp_path, "attach", [{"vm": vm.name, "vmdata": data(i).to_dict()} for i, vm in enumerate(vms)])
+    args = [CLI, "attach", "--batch", str(path), "--concurrency", "32", "--processes", "2"]
+    bed.sim.set_faults(task_seconds=1.0)
+    proc = subprocess.Popen(args, env=cli_env(bed.sim), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and bed.sim.counters()["soap_by_method"].get("ReconfigVM_Task", 0) < 4:
+            time.sleep(0.02)
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait()
+        while time.monotonic() < deadline and not all(ended(pid) for pid in workers):
+            time.sleep(0.02)
+        assert all(ended(pid) for pid in workers)  # stopped at once, not left running on their own
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    bed.sim.reset_faults()
+    again = run_cli(["attach", "--batch", str(path), "--concurrency", "32", "--processes", "2"], cli_env(bed.sim))
+    assert again.status == 0, again.err
+    for i, vm in enumerate(vms):
+        assert_attached(bed.state(vm), firsts[i], iso_of(data(i)), bed.si, False)
 
 
 @pytestmark_live
