@@ -1,15 +1,15 @@
-"""Batch mode in several processes: at high concurrency one interpreter lock, not vSphere, limits a batch (its
-threads wait for the lock most of the time), so the lines are shared among worker processes, each running
+"""Batch mode in several processes: at high concurrency one interpreter lock, not vSphere, limits a batch (its threads
+wait for the lock most of the time), so the lines are shared among worker processes, each running
 ``batch.run_batch`` unchanged on its share, with its own session, controller, task poller and threads.
 
 The workers are forked before any thread or connection exists: they inherit the code already imported and the
-connection settings in memory (the password is never in an argument, the environment or a file). This process
-reads the batch file as it goes and sends each line to a worker (``Router``: the one running the VM's earlier
-lines while any is unanswered, so they keep their order, else the least loaded); the workers send each result
-back, and this process prints them as they come, counts them into one summary and keeps the progress line. A worker that stops
-before answering (killed, out of memory, its login refused) leaves an error result for each of its unanswered
-lines, and the batch exits non-zero; every operation is idempotent, so running the batch again finishes it. A
-worker whose parent dies is stopped at once (every step of an operation is crash-safe)."""
+connection settings in memory (the password is never in an argument, the environment or a file). This process reads
+the batch file as it goes and sends each line to a worker (``Router``: the one running the VM's earlier lines while
+any is unanswered, so they keep their order, else the least loaded); the workers send each result back, and this
+process prints them as they come, counts them into one summary and keeps the progress line. A worker that stops
+before answering (killed, out of memory, its login refused) leaves an error result for each of its unanswered lines,
+and the batch exits non-zero; every operation is idempotent, so running the batch again finishes it. A worker whose
+parent dies is stopped at once (every step of an operation is crash-safe)."""
 
 from __future__ import annotations
 
