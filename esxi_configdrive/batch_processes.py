@@ -34,9 +34,9 @@ from .errors import EXIT_FAILURE, ValidationError, changed_after, describe_failu
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 WAKE_SECONDS = 0.2  # how often the collector looks for lines sent to a worker that had already stopped
-# What a batch imports on first use (the ISO library, the NoCloud layout, what requests and pyVmomi load on their
-# first call): imported once here before the fork rather than by every worker (about 50 ms each).
-PRELOADED = ("pycdlib", "esxi_configdrive.nocloud", "uuid", "netrc", "_strptime")
+# What a batch imports on first use (the controller and the vSphere layer, the ISO library, the NoCloud layout, what
+# requests and pyVmomi load on their first call): imported once here before the fork rather than by every worker.
+PRELOADED = ("esxi_configdrive.controller", "pycdlib", "esxi_configdrive.nocloud", "uuid", "netrc", "_strptime")
 
 # Runs a share of the batch in one process: the items, the VMs at a time, where each result goes.
 RunShare = Callable[[Iterable[BatchItem], int, Callable[[dict[str, Any]], None]], BatchSummary]

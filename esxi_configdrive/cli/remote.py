@@ -220,7 +220,6 @@ def controller_for(session: Any, args: argparse.Namespace) -> Any:
 def run_batch_command(args: argparse.Namespace, command: str) -> int:
     """``--batch FILE``: one JSON line in and one out per VM, on one session per process (batch_processes.py:
     several at high concurrency); returns the exit status."""
-    from .. import controller as _  # noqa: F401  imported once here, not by each worker process
     from ..batch import BatchItem, BatchSummary, Progress, batch_defaults, read_batch, run_batch
     from ..batch_processes import process_count, run_in_processes
     from ..vsphere.connection import Session
