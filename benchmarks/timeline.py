@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -54,10 +55,15 @@ class Recorder:
         self.requests: list[tuple[str | None, str, float, float]] = []
         self.waits: dict[str, dict[str, Any]] = {}
 
+    def reset(self) -> None:
+        """A worker process's own events from its start (batch_processes.py forks before any is recorded)."""
+        self.lock = threading.Lock()
+        self.vms, self.requests, self.waits = defaultdict(dict), [], {}
+
     def vm(self) -> str | None:
         return getattr(self.local, "vm", None)
 
-    def install(self) -> None:
+    def install(self, events: Path) -> None:
         from esxi_configdrive import batch
         from esxi_configdrive.vsphere import tasks
         from esxi_configdrive.vsphere.connection import Session
@@ -111,6 +117,7 @@ class Recorder:
                 rec.waits[self.task._moId]["seen"] = time.time()
             return done, value
 
+        self._install_in_workers(events)
         Session.call = call_  # type: ignore[method-assign]
         DatastoreFiles._exchange = exchange_  # type: ignore[method-assign]
         batch._run_one = run_one_
@@ -118,9 +125,34 @@ class Recorder:
         tasks.TaskWait.settle = settle_  # type: ignore[method-assign]
         tasks.TaskWait.__init__ = init_  # type: ignore[method-assign]
 
+    def _install_in_workers(self, events: Path) -> None:
+        """Batch mode's worker processes (forked, so with these wrappers) each write their own events beside
+        ``events`` as they end; ``dump`` merges them."""
+        try:
+            from esxi_configdrive import batch_processes
+        except ImportError:  # a commit from before worker processes
+            return
+        work, rec = batch_processes._work, self
+
+        def work_(*args: Any, **kw: Any) -> None:
+            rec.reset()
+            try:
+                work(*args, **kw)
+            finally:
+                rec.dump(events.with_name(f"{events.name}.worker-{os.getpid()}"), 0)
+
+        batch_processes._work = work_
+
     def dump(self, path: Path, status: int) -> None:
-        path.write_text(json.dumps({"t0": self.t0, "t_end": time.time(), "status": status, "vms": self.vms,
-                                    "requests": self.requests, "waits": self.waits}))  # fmt: skip
+        events = {"t0": self.t0, "t_end": time.time(), "status": status, "vms": dict(self.vms),
+                  "requests": self.requests, "waits": self.waits}  # fmt: skip
+        for part in sorted(path.parent.glob(f"{path.name}.worker-*")):  # the worker processes'
+            worker = json.loads(part.read_text())
+            events["vms"].update(worker["vms"])
+            events["requests"] += worker["requests"]
+            events["waits"].update(worker["waits"])
+            part.unlink()
+        path.write_text(json.dumps(events))
 
 
 def add_task_times(si: Any, events: dict[str, Any]) -> None:
@@ -223,7 +255,7 @@ def main() -> int:
     args = ap.parse_args()
     use_package(args.package_dir)
     rec = Recorder()
-    rec.install()
+    rec.install(args.events)
     from esxi_configdrive.cli import main as cli_main
 
     cli_args = args.cli[1:] if args.cli[:1] == ["--"] else args.cli

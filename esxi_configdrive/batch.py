@@ -64,6 +64,17 @@ class BatchSummary:
     bad_input: int = 0
     seconds: float = 0.0
 
+    def add(self, result: dict[str, Any]) -> None:
+        """Count one VM's result line."""
+        self.total += 1
+        if "error" in result:
+            if result["exit_status"] == EXIT_BAD_INPUT:
+                self.bad_input += 1
+            else:
+                self.failed += 1
+        elif result.get("changed"):
+            self.changed += 1
+
     @property
     def exit_status(self) -> int:
         """0 every VM done; 1 some VM failed on vSphere; 2 only bad lines failed."""
@@ -82,15 +93,24 @@ def read_batch(
     if command not in COMMANDS:
         raise ValidationError("batch", f"batch mode works with {', '.join(COMMANDS)}")
     for number, raw in enumerate(stream, start=1):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
-        item = BatchItem(line=number)
-        try:
-            _parse_line(item, text, command, max_userdata_bytes)
-        except ValidationError as e:
-            item.error = ValidationError(f"line {number}: {e.field}", e.message)
-        yield item
+        if not is_skipped(raw):
+            yield parse_line(number, raw, command, max_userdata_bytes)
+
+
+def is_skipped(raw: str) -> bool:
+    """A blank line or a ``#`` comment: no VM, no result."""
+    text = raw.strip()
+    return not text or text.startswith("#")
+
+
+def parse_line(number: int, raw: str, command: str, max_userdata_bytes: int) -> BatchItem:
+    """Line ``number`` of a batch (not skipped) as an item: what to do, or why the line is unusable."""
+    item = BatchItem(line=number)
+    try:
+        _parse_line(item, raw.strip(), command, max_userdata_bytes)
+    except ValidationError as e:
+        item.error = ValidationError(f"line {number}: {e.field}", e.message)
+    return item
 
 
 def _parse_line(item: BatchItem, text: str, command: str, max_userdata_bytes: int) -> None:
@@ -220,14 +240,7 @@ def run_batch(
             if isinstance(result, _Unconfirmed):  # emitted once its deletes are confirmed; the thread goes on
                 pending.add(result.confirmed())
                 continue
-            summary.total += 1
-            if "error" in result:
-                if result["exit_status"] == EXIT_BAD_INPUT:
-                    summary.bad_input += 1
-                else:
-                    summary.failed += 1
-            elif result.get("changed"):
-                summary.changed += 1
+            summary.add(result)
             on_result(result)
             if progress:
                 progress.update(summary)

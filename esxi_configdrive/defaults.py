@@ -14,6 +14,8 @@ DEFAULT_MAX_ATTEMPTS = 5  # reads-and-retries when the VM changes under an opera
 ORPHAN_MIN_AGE = 24 * 3600.0
 DEFAULT_CONCURRENCY = 4  # batch mode: VMs at a time
 MAX_CONCURRENCY = 64
+# batch mode's automatic worker processes: one per this many VMs at a time, up to the cores (batch_processes.py)
+THREADS_PER_PROCESS = 16
 
 CONTROLLER_CHOICES = ("auto", "ide", "sata")
 ADMIN_PASS_CHOICES = ("auto", "yes", "no")

@@ -11,6 +11,7 @@ from ..defaults import (
     DEFAULT_MAX_USERDATA_BYTES,
     DEFAULT_TASK_TIMEOUT,
     NETWORK_DATA_CHOICES,
+    THREADS_PER_PROCESS,
 )
 from ..inputs import read_password_file, read_ssh_key_file, read_userdata_file
 from ..network_options import NETWORK_OPTIONS, from_options
@@ -161,6 +162,13 @@ def add_vm_options(p: argparse.ArgumentParser, changes: bool = True, batch: bool
             default=DEFAULT_CONCURRENCY,
             metavar="N",
             help=f"VMs at a time (default {DEFAULT_CONCURRENCY})",
+        )
+        g.add_argument(
+            "--processes",
+            type=int,
+            metavar="N",
+            help=f"worker processes sharing the VMs (default: one per {THREADS_PER_PROCESS} of the concurrency, at "
+            "most one per core, at least one; 1: all in this process)",
         )
     else:
         p.add_argument("vm", metavar="VM", help=VM_HELP)

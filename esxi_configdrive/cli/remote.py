@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import dispatch
@@ -217,13 +218,16 @@ def controller_for(session: Any, args: argparse.Namespace) -> Any:
 
 
 def run_batch_command(args: argparse.Namespace, command: str) -> int:
-    """``--batch FILE``: one JSON line in and one out per VM, on one session; returns the exit status."""
-    from ..batch import Progress, batch_defaults, read_batch, run_batch
+    """``--batch FILE``: one JSON line in and one out per VM, on one session per process (batch_processes.py:
+    several at high concurrency); returns the exit status."""
+    from ..batch import BatchItem, BatchSummary, Progress, batch_defaults, read_batch, run_batch
+    from ..batch_processes import process_count, run_in_processes
     from ..vsphere.connection import Session
 
     if args.vm:
         raise ValidationError("vm", "give a VM or --batch, not both")
     check_concurrency(args.concurrency)
+    processes = process_count(args.processes, args.concurrency)
     given = [k for k in CONTENT_OPTIONS if getattr(args, k, None)]
     given += [k for k in LAYOUT_FLAGS if getattr(args, k, None) is not None]
     if given:
@@ -238,17 +242,26 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         transport=getattr(args, "transport", None),
         guestinfo_password=getattr(args, "guestinfo_password", False),
     )
+    max_userdata_bytes = getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES)
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
-    with stream, Session(connection_settings(args)) as session:
-        summary = run_batch(
-            controller_for(session, args),
-            command,
-            read_batch(stream, command, getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES)),
-            concurrency=args.concurrency,
-            defaults=defaults,
-            on_result=print_json_line,
-            progress=Progress(),
-        )
+    with stream:
+        settings = connection_settings(args)  # read once: a worker process inherits it in memory
+
+        def run_share(
+            items: Iterable[BatchItem], concurrency: int, on_result: Callable[[dict[str, Any]], None],
+            progress: Progress | None = None,
+        ) -> BatchSummary:  # fmt: skip
+            with Session(settings) as session:
+                return run_batch(controller_for(session, args), command, items, concurrency=concurrency,
+                                 defaults=defaults, on_result=on_result, progress=progress)  # fmt: skip
+
+        if processes == 1:
+            items = read_batch(stream, command, max_userdata_bytes)
+            summary = run_share(items, args.concurrency, print_json_line, Progress())
+        else:
+            summary = run_in_processes(processes, run_share, stream, command, concurrency=args.concurrency,
+                                       max_userdata_bytes=max_userdata_bytes, on_result=print_json_line,
+                                       progress=Progress())  # fmt: skip
     return summary.exit_status
 
 
