@@ -264,8 +264,8 @@ IMPORTED_DURING_LOGIN = "esxi_configdrive.controller"
 def logged_in(session: Any) -> Iterator[Any]:
     """``session`` logged in, and logged out after. The operations' modules are imported on another thread
     meanwhile: a login is two round trips with nothing for the interpreter to do, their import ~40 ms of it (a
-    batch's startup is most of its fixed cost). Waited for before anything else is imported, so the two threads
-    never import at once; a failed import is left for the caller's own import to raise."""
+    batch's startup is most of its fixed cost). The import is waited for before the command goes on, and a failed
+    one is left for the command's own import to raise, on its thread, as it would have been."""
     importing = threading.Thread(target=_import_quietly, args=(IMPORTED_DURING_LOGIN,), name="import", daemon=True)
     importing.start()
     try:

@@ -263,13 +263,21 @@ class Session:
         if cached is not None and cached[0] == self._login_generation:
             return cached[1]
         http = requests.Session()
-        http.verify = requests_verify(self.settings)
         if self.settings.thumbprint:
             http.mount("https://", PinnedAdapter(ssl_context(self.settings)))
-        if http.verify is False:
+        verify = requests_verify(self.settings)
+        if verify is False:
             # A pin is verified by the adapter, --insecure was asked for: urllib3's "Unverified HTTPS request"
             # warning would be wrong or redundant, and would break the CLI's one-line output.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        # What requests takes from the environment (trust_env: the proxies and NO_PROXY, REQUESTS_CA_BUNDLE or
+        # CURL_CA_BUNDLE where no CA file was given, a .netrc login), looked up once: it would look them up again
+        # for every request, and every request of a session goes to the same host. A --ca-file, a pin or
+        # --insecure wins over the environment's bundle, as before (requests lets the bundle replace a verify=True).
+        found = http.merge_environment_settings(self.base_url(), {}, None, verify, None)
+        http.proxies, http.verify = found["proxies"], found["verify"]
+        http.auth = requests.utils.get_netrc_auth(self.base_url())
+        http.trust_env = False
         http.cookies.set(SESSION_COOKIE, self.session_cookie())
         http.headers["User-Agent"] = "esxi-configdrive"
         self._local.http = (self._login_generation, http)
