@@ -5,11 +5,7 @@ any connection is made), then connects and runs it. vSphere libraries are import
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import sys
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 from .. import dispatch
@@ -202,7 +198,7 @@ def run_request(args: argparse.Namespace, command: str, request: dispatch.Reques
     from ..vsphere.connection import Session
 
     call = dispatch.parse(command, request, getattr(args, "max_userdata_bytes", DEFAULT_MAX_USERDATA_BYTES))
-    with logged_in(Session(connection_settings(args))) as session:
+    with Session(connection_settings(args)) as session:
         return controller_for(session, args).run(call).to_dict()
 
 
@@ -243,7 +239,7 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
         guestinfo_password=getattr(args, "guestinfo_password", False),
     )
     stream = sys.stdin if args.batch == "-" else _open_batch(args.batch)
-    with stream, logged_in(Session(connection_settings(args))) as session:
+    with stream, Session(connection_settings(args)) as session:
         summary = run_batch(
             controller_for(session, args),
             command,
@@ -254,33 +250,6 @@ def run_batch_command(args: argparse.Namespace, command: str) -> int:
             progress=Progress(),
         )
     return summary.exit_status
-
-
-# What a vSphere command needs beyond the session: imported while the login waits for vSphere's two answers.
-IMPORTED_DURING_LOGIN = "esxi_configdrive.controller"
-
-
-@contextlib.contextmanager
-def logged_in(session: Any) -> Iterator[Any]:
-    """``session`` logged in, and logged out after. The operations' modules are imported on another thread
-    meanwhile: a login is two round trips with nothing for the interpreter to do, their import ~40 ms of it (a
-    batch's startup is most of its fixed cost). The import is waited for before the command goes on, and a failed
-    one is left for the command's own import to raise, on its thread, as it would have been."""
-    importing = threading.Thread(target=_import_quietly, args=(IMPORTED_DURING_LOGIN,), name="import", daemon=True)
-    importing.start()
-    try:
-        session.connect()
-    finally:
-        importing.join()
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-def _import_quietly(module: str) -> None:
-    with contextlib.suppress(Exception):  # raised again by the import that needs it, on the caller's thread
-        importlib.import_module(module)
 
 
 def _open_batch(path: str) -> Any:
