@@ -1,7 +1,8 @@
 """A lossy network between the tool and a simulator, for tests: an HTTP proxy on loopback that, by seed, drops some
 requests before they reach the simulator and forwards others but throws their answers away (it closes the
 client's connection either way, as a cut network does), and counts what it did per SOAP method and per /folder
-verb. It never disturbs the login family, so the tool can always log in.
+verb. It never disturbs the login family, so the tool can always log in. With ``busy=N`` it first answers N SOAP
+requests with HTTP 503, the login family included, as the reverse proxy in front of an overloaded vCenter does.
 
 The client side speaks plain HTTP (the tool's ``GOVC_URL=http://127.0.0.1:<port>``); the proxy speaks TLS to the
 simulator with the simulator's CA file. Decisions depend only on the seed, the method and how many requests of
@@ -35,7 +36,7 @@ MAX_CONNECTIONS = 64
 SOCKET_TIMEOUT = 30.0
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade", "host"})
 
-FORWARDED, DROPPED, ANSWER_LOST = "forwarded", "dropped", "answer_lost"
+FORWARDED, DROPPED, ANSWER_LOST, BUSY = "forwarded", "dropped", "answer_lost", "busy"
 _METHOD = re.compile(rb"<(?:\w+:)?Body[^>]*>\s*<(?:\w+:)?(\w+)")
 
 
@@ -76,12 +77,12 @@ class Tally:
 class LossyProxy:
     """``with LossyProxy(sim, rate=0.05, seed=7) as proxy:`` then point the tool at ``proxy.url``."""
 
-    def __init__(self, upstream: Any, rate: float, seed: int, lifetime: float = 900.0) -> None:
+    def __init__(self, upstream: Any, rate: float, seed: int, lifetime: float = 900.0, busy: int = 0) -> None:
         parts = urlsplit(upstream.url)
         self.upstream_host, self.upstream_port = parts.hostname, parts.port
         self.upstream_tls = parts.scheme == "https"
         self.ca_file = getattr(upstream, "ca_file", None)
-        self.rate, self.seed, self.lifetime = rate, seed, lifetime
+        self.rate, self.seed, self.lifetime, self.busy = rate, seed, lifetime, busy
         self.url = ""
         self._lock = threading.Lock()
         self._seen: Counter = Counter()
@@ -136,6 +137,10 @@ class LossyProxy:
 
     def fate(self, kind: str) -> str:
         with self._lock:
+            if self.busy > 0 and not kind.startswith("/"):
+                self.busy -= 1
+                self._counts[(kind, BUSY)] += 1
+                return BUSY
             nth = self._seen[kind]
             self._seen[kind] += 1
             fate = decide(self.seed, self.rate, kind, nth)
@@ -177,6 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
         area = "/sdk" if path.startswith("/sdk") else "/folder"
         kind = soap_method(body) if area == "/sdk" and self.command == "POST" else f"{area} {self.command}"
         fate = self.proxy.fate(kind)
+        if fate == BUSY:
+            self.send_response(503, "Service Unavailable")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if fate == DROPPED:
             self.close_connection = True  # the request never reaches the simulator
             return

@@ -6,17 +6,19 @@ cookie, re-login when the session expired, retries of transient failures (retrie
 
 from __future__ import annotations
 
+import http.client
 import logging
 import ssl
 import threading
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any, TypeVar
+from xml.parsers.expat import ExpatError
 
 import requests
 import urllib3
-from pyVim import connect as pyvim_connect
-from pyVmomi import vim, vmodl
+from pyVmomi import SoapStubAdapter, vim, vmodl
+from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
 
 from ..errors import ConfigDriveError
 from .retries import is_throttled, is_transient, retrying
@@ -37,6 +39,10 @@ def present(manager: T | None, name: str) -> T:
 
 
 SESSION_COOKIE = "vmware_soap_session"
+# The API version of the first request, before the server has said which it speaks: pyVmomi's own default
+# (pyVim/connect.py, ``Connect``: ``version = "vim.version.version9"``, vSphere API 5.5). Every manager of the service
+# content this tool uses exists in it (tests/test_connection_login.py checks), so the content read with it serves.
+FIRST_VERSION = "vim.version.version9"
 RELOGINS_PER_CALL = 5  # a session terminated again right after each login is given up on after this many
 
 
@@ -69,8 +75,7 @@ class Session:
 
     def connect(self) -> Session:
         # A vCenter too busy to answer is waited for; one that cannot be reached or refuses is said at once.
-        si = self.si = self._throttled(self._login, "login")
-        self._content = self._throttled(lambda: si.content, "RetrieveServiceContent")
+        self.si, self._content = self._throttled(self._login, "login")
         self._login_generation += 1
         log.info("connected to %s as %s", self.settings.url, self.settings.username)
         return self
@@ -81,34 +86,51 @@ class Session:
                 return fn()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _login(self) -> vim.ServiceInstance:
-        ctx = ssl_context(self.settings)
+    def _login(self) -> tuple[vim.ServiceInstance, vim.ServiceInstanceContent]:
+        """Two requests: RetrieveServiceContent, then Login in the newest API version both sides speak.
+
+        pyVmomi's ``SmartConnect`` (pyVim/connect.py) takes four: it GETs /sdk/vimServiceVersions.xml on a
+        connection of its own (``__FindSupportedVersion``: a TCP and TLS handshake more) to pick the first of
+        pyVmomi's versions the server lists, then ``__Login`` calls RetrieveServiceContent and Login and drops the
+        content, which ``si.content`` then fetches again. The content names the server's version itself
+        (``about.apiVersion``), so the version is chosen from it (``api_version``) and the content is kept."""
+        settings = self.settings
         try:
-            return pyvim_connect.SmartConnect(
-                protocol=self.settings.scheme,
-                host=self.settings.host,
-                port=self.settings.port,
-                user=self.settings.username,
-                pwd=self.settings.password,
-                sslContext=ctx if self.settings.scheme == "https" else None,
+            stub = SoapStubAdapter(
+                host=settings.host,
+                port=settings.port if settings.scheme == "https" else -settings.port,  # pyVmomi: < 0 is plain HTTP
+                path="/sdk",
+                version=FIRST_VERSION,
+                sslContext=ssl_context(settings) if settings.scheme == "https" else None,
                 connectionPoolTimeout=-1,
-                httpConnectionTimeout=self.settings.timeout,
+                httpConnectionTimeout=settings.timeout,
             )
+            si = vim.ServiceInstance("ServiceInstance", stub)
+            content = si.RetrieveContent()
+            stub.ComputeVersionInfo(api_version(content.about.apiVersion))
+            present(content.sessionManager, "SessionManager").Login(settings.username, settings.password, None)
+            return si, content
         except vim.fault.InvalidLogin:
-            raise ConfigDriveError(f"login to {self.settings.url} as {self.settings.username} was refused") from None
+            raise ConfigDriveError(f"login to {settings.url} as {settings.username} was refused") from None
         except ssl.SSLCertVerificationError as e:
             reason = getattr(e, "verify_message", None) or e  # the pinning context raises one without it
             raise ConfigDriveError(
-                f"TLS verification of {self.settings.url} failed ({reason}); trust it with "
+                f"TLS verification of {settings.url} failed ({reason}); trust it with "
                 "--ca-file/GOVC_TLS_CA_CERTS or --thumbprint, or pass --insecure"
             ) from None
         except vim.fault.HostConnectFault as e:
             # pyVmomi faults carry ``msg`` (MethodFault's message); its stubs do not list it
             raise ConfigDriveError(
-                f"cannot connect to {self.settings.url}: {_clean(getattr(e, 'msg', '') or str(e))}"
+                f"cannot connect to {settings.url}: {_clean(getattr(e, 'msg', '') or str(e))}"
             ) from None
+        except http.client.HTTPException as e:
+            if is_throttled(e):
+                raise  # waited for by connect
+            raise ConfigDriveError(f"cannot connect to {settings.url}: no vSphere SDK answered ({e})") from None
         except (OSError, ssl.SSLError) as e:
-            raise ConfigDriveError(f"cannot connect to {self.settings.url}: {e}") from None
+            raise ConfigDriveError(f"cannot connect to {settings.url}: {e}") from None
+        except ExpatError:  # an answer that is not XML: some other web server
+            raise ConfigDriveError(f"cannot connect to {settings.url}: no vSphere SDK answered (not XML)") from None
 
     def serve_threads(self, threads: int) -> None:
         """Keep an idle connection for each of ``threads`` threads: pyVmomi's stub keeps 5 (``poolSize``) and
@@ -241,13 +263,21 @@ class Session:
         if cached is not None and cached[0] == self._login_generation:
             return cached[1]
         http = requests.Session()
-        http.verify = requests_verify(self.settings)
         if self.settings.thumbprint:
             http.mount("https://", PinnedAdapter(ssl_context(self.settings)))
-        if http.verify is False:
+        verify = requests_verify(self.settings)
+        if verify is False:
             # A pin is verified by the adapter, --insecure was asked for: urllib3's "Unverified HTTPS request"
             # warning would be wrong or redundant, and would break the CLI's one-line output.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        # What requests takes from the environment (trust_env: the proxies and NO_PROXY, REQUESTS_CA_BUNDLE or
+        # CURL_CA_BUNDLE where no CA file was given, a .netrc login), looked up once: it would look them up again
+        # for every request, and every request of a session goes to the same host. A --ca-file, a pin or
+        # --insecure wins over the environment's bundle, as before (requests lets the bundle replace a verify=True).
+        found = http.merge_environment_settings(self.base_url(), {}, None, verify, None)
+        http.proxies, http.verify = found["proxies"], found["verify"]
+        http.auth = requests.utils.get_netrc_auth(self.base_url())
+        http.trust_env = False
         http.cookies.set(SESSION_COOKIE, self.session_cookie())
         http.headers["User-Agent"] = "esxi-configdrive"
         self._local.http = (self._login_generation, http)
@@ -260,6 +290,23 @@ class Session:
     def base_url(self) -> str:
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
         return f"{self.settings.scheme}://{host}:{self.settings.port}"
+
+
+def api_version(server: str | None) -> str:
+    """pyVmomi's newest vim25 version no newer than the server's ``about.apiVersion``: what ``SmartConnect`` picks
+    from vimServiceVersions.xml, whose list runs from the server's version down through every older one. Versions
+    pyVmomi names by an internal id rather than a number are passed over (a server below them is served
+    by the release before); a version that is not a number leaves the first one."""
+    wanted = _numbers(server or "")
+    if wanted is None:
+        return FIRST_VERSION
+    spoken = [(n, v) for v in GetServiceVersions("vim25") if (n := _numbers(versionIdMap.get(v, ""))) and n <= wanted]
+    return max(spoken)[1] if spoken else FIRST_VERSION
+
+
+def _numbers(version: str) -> tuple[int, ...] | None:
+    parts = version.split(".")
+    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
 
 
 def _session_checked(answer: T) -> T:

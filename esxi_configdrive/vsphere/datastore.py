@@ -21,7 +21,6 @@ from .changes import send_change
 from .connection import RELOGINS_PER_CALL, Session, present
 from .retries import TransientHttpError, describe_network_error, retrying
 from .tasks import wait_for_task
-from .tls import requests_verify
 
 __all__ = ["DatastoreFiles"]
 
@@ -119,8 +118,9 @@ class DatastoreFiles:
         return self._exchange(head, "look-up of", path).status_code != 404
 
     def _request_options(self) -> dict:
-        # verify per request: a session-level value loses to REQUESTS_CA_BUNDLE in the environment
-        return {"verify": requests_verify(self.session.settings), "timeout": self.session.settings.timeout}
+        # verify, proxies and a .netrc login: the session's, taken from the settings and the environment once
+        # (Session.http)
+        return {"timeout": self.session.settings.timeout}
 
     def _exchange(self, fn, what: str, path: DatastorePath) -> requests.Response:
         """One HTTP exchange with retries. A 401 on a session vSphere no longer knows means it was lost: log in

@@ -208,6 +208,20 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 		}
 	case "ContinueRetrievePropertiesEx":
 		h.continuePaged(w, method.Body.(*types.ContinueRetrievePropertiesEx), cfg.CollectorPageSize)
+	case "Login":
+		// A session is known from its login on, not from its first call after it: expire-sessions ends a client's
+		// session even before that client's first call (the tool's login is RetrieveServiceContent and Login).
+		rec := h.capture(r, body)
+		if rec.Code == http.StatusOK {
+			for _, c := range (&http.Response{Header: rec.Header()}).Cookies() {
+				if c.Name == sessionCookie {
+					h.mu.Lock()
+					h.sessions[strings.Trim(c.Value, `"`)] = true
+					h.mu.Unlock()
+				}
+			}
+		}
+		copyRecorded(w, rec)
 	case "ReconfigVM_Task":
 		h.reconfigure(w, r, body, method.Body.(*types.ReconfigVM_Task))
 	case "AnswerVM":
