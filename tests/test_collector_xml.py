@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from facts_reference import pyvmomi_facts_page
+from facts_reference import extra_config_dict, pyvmomi_facts_page, raw_by_key, read_devices
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyVmomi import SoapAdapter, VmomiSupport, vim, vmodl
@@ -18,7 +18,6 @@ from vsphere_harness import find_vm, reconfigure, set_extra_config
 from esxi_configdrive.vsphere import inventory
 from esxi_configdrive.vsphere.collector_xml import Reader, retrieve_pages
 from esxi_configdrive.vsphere.connection import Session
-from esxi_configdrive.vsphere.devices import raw_by_key, read_devices
 from esxi_configdrive.vsphere_values import VmFacts
 
 PC = vmodl.query.PropertyCollector
@@ -251,7 +250,7 @@ def test_generated_answers_read_as_pyvmomi_reads_them(raw, options, name, power,
     for key, device in raw_by_key(want_devices).items():
         if isinstance(device, dev.VirtualCdrom):
             assert same_objects(as_given[key], device)
-    assert values.pop("config.extraConfig") == inventory.extra_config_dict(wanted.pop("config.extraConfig"))
+    assert values.pop("config.extraConfig") == extra_config_dict(wanted.pop("config.extraConfig"))
     assert values.keys() == wanted.keys()
     for key, value in wanted.items():
         got = values[key]

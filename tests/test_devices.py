@@ -5,12 +5,12 @@ planned changes turned back into the specs a ReconfigVM sends."""
 from __future__ import annotations
 
 import pytest
+from facts_reference import extra_config_dict, raw_by_key, read_devices
 from pyVmomi import vim
 
 from esxi_configdrive.drive import devices as dev
 from esxi_configdrive.record import PREFIX, DriveRecord
-from esxi_configdrive.vsphere.devices import device_specs, raw_by_key, read_devices
-from esxi_configdrive.vsphere.inventory import extra_config_dict
+from esxi_configdrive.vsphere.devices import device_specs
 
 ISO = "[LocalDS_0] ConfigDrive/web-1/configdrive.iso"
 

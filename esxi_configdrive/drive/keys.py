@@ -53,7 +53,7 @@ def password_warning(names: Iterable[str]) -> str:
 
 def current_keys(facts: VmFacts) -> dict[str, str]:
     """The guestinfo keys as the VM holds them ("" for a key it has not), each key's last value (vcsim 0.24
-    appends extraConfig entries: inventory.extra_config_dict keeps the last)."""
+    appends extraConfig entries: inventory.extra_config_of keeps the last)."""
     return {k: facts.extra_config.get(k, "") for k in guestinfo.all_keys()}
 
 

@@ -1,13 +1,12 @@
-"""A VM's devices between pyVmomi and the plain values the operations decide on: ``read_devices`` turns
-``config.hardware.device`` into a DeviceList, ``device_specs`` turns planned changes back into the
-``VirtualDeviceSpec`` list of one ReconfigVM. Edits and removals send back the device as vSphere gave it, with
-only the backing and connection changed. Decisions (which CD-ROM, which slot) live in drive/devices.py.
-``read_device_elements`` reads the same DeviceList from the answer's XML elements (collector_xml.py), without
-a pyVmomi object per device."""
+"""A VM's devices between vSphere's answer and the plain values the operations decide on:
+``read_device_elements`` reads a DeviceList from the answer's ``config.hardware.device`` XML (collector_xml.py),
+without a pyVmomi object per device; ``device_specs`` turns planned changes back into the ``VirtualDeviceSpec``
+list of one ReconfigVM. Edits and removals send back the device as vSphere gave it, with only the backing and
+connection changed. Decisions (which CD-ROM, which slot) live in drive/devices.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 from xml.etree.ElementTree import Element
@@ -35,50 +34,8 @@ PCI_CONTROLLER_KEY = 100  # where vSphere puts SATA controllers
 # ---- reading ----------------------------------------------------------------------------------------------
 
 
-def read_devices(devices: Iterable[vim.vm.device.VirtualDevice]) -> DeviceList:
-    devices = list(devices)
-    return DeviceList(
-        controllers=tuple(_controller(d) for d in devices if isinstance(d, vim.vm.device.VirtualController)),
-        cdroms=tuple(_cdrom(d) for d in devices if isinstance(d, vim.vm.device.VirtualCdrom)),
-        nics=tuple(
-            Nic(d.key, d.macAddress)
-            for d in devices
-            if isinstance(d, vim.vm.device.VirtualEthernetCard) and d.macAddress
-        ),
-        slots_in_use=frozenset(
-            (d.controllerKey, d.unitNumber) for d in devices if d.controllerKey is not None and d.unitNumber is not None
-        ),
-        keys=frozenset(d.key for d in devices),
-    )
-
-
-def _controller(d: vim.vm.device.VirtualController) -> Controller:
-    if isinstance(d, vim.vm.device.VirtualIDEController):
-        kind = IDE
-    elif isinstance(d, vim.vm.device.VirtualSATAController):
-        kind = SATA
-    else:
-        kind = type(d).__name__
-    return Controller(d.key, kind, getattr(d, "busNumber", None))
-
-
-def _cdrom(d: vim.vm.device.VirtualCdrom) -> Cdrom:
-    backing = getattr(d, "backing", None)
-    iso = backing.fileName or None if isinstance(backing, vim.vm.device.VirtualCdrom.IsoBackingInfo) else None
-    conn = d.connectable
-    return Cdrom(
-        key=d.key,
-        controller_key=d.controllerKey,
-        unit=d.unitNumber,
-        iso=iso,
-        connected=bool(conn and conn.connected),
-        start_connected=bool(conn and conn.startConnected),
-        label=getattr(d.deviceInfo, "label", None),
-    )
-
-
 def read_device_elements(reader: Reader, array: Element | None) -> tuple[DeviceList, Mapping[int, Any]]:
-    """``read_devices`` of a ``config.hardware.device`` element of an answer, and the CD-ROMs as vSphere gave
+    """The DeviceList of a ``config.hardware.device`` element of an answer, and the CD-ROMs as vSphere gave
     them (the only devices the tool edits or removes: drive/devices.py), each made a pyVmomi object when first
     asked for."""
     q = reader.q
@@ -110,7 +67,7 @@ CONTROLLER, CDROM, NIC = "controller", "CD-ROM", "NIC"
 
 @cache
 def _role(cls: type | None) -> tuple[str | None, str]:
-    """What a device class is to ``read_devices`` (asked once a class: ``issubclass`` of pyVmomi's lazy types is
+    """What a device class is to ``read_device_elements`` (asked once a class: ``issubclass`` of pyVmomi's lazy types is
     slow), and a controller's kind."""
     cls = cls or vim.vm.device.VirtualDevice  # a type pyVmomi does not know: a device of no interest
     if issubclass(cls, vim.vm.device.VirtualController):
@@ -174,10 +131,6 @@ class DevicesAsGiven(Mapping[int, Any]):
 
     def __len__(self) -> int:
         return len(self._elements)
-
-
-def raw_by_key(devices: Iterable[vim.vm.device.VirtualDevice]) -> dict[int, vim.vm.device.VirtualDevice]:
-    return {d.key: d for d in devices}
 
 
 # ---- building specs ---------------------------------------------------------------------------------------

@@ -279,11 +279,6 @@ def datastore_info(obj: vim.Datastore, props: dict[str, Any]) -> DatastoreInfo:
     )
 
 
-def extra_config_dict(options: Iterable[Any]) -> dict[str, str]:
-    """extraConfig's OptionValue objects as a dict (``extra_config_of``)."""
-    return extra_config_of((option.key, option.value) for option in options)
-
-
 def extra_config_of(pairs: Iterable[tuple[Any, Any]]) -> dict[str, str]:
     """extraConfig's (key, value) pairs as a dict: the last value of a key wins and an empty value means unset
     (vSphere's rule; vcsim 0.24 appends instead of replacing, which this reading makes harmless)."""
