@@ -42,14 +42,18 @@ PRELOADED = ("esxi_configdrive.controller", "pycdlib", "esxi_configdrive.nocloud
 RunShare = Callable[[Iterable[BatchItem], int, Callable[[dict[str, Any]], None]], BatchSummary]
 
 
-def process_count(requested: int | None, concurrency: int) -> int:
+def process_count(requested: int | None, concurrency: int, can_fork: bool | None = None) -> int:
     """``--processes``: as given (at most one per VM at a time); ``None``, automatic: one per
-    ``THREADS_PER_PROCESS`` VMs at a time, at most one per core, at least one."""
+    ``THREADS_PER_PROCESS`` VMs at a time, at most one per core, at least one. Where processes cannot be forked
+    (Windows), one."""
+    can_fork = "fork" in multiprocessing.get_all_start_methods() if can_fork is None else can_fork
     if requested is not None:
         if requested < 1:
             raise ValidationError("processes", "must be at least 1")
+        if requested > 1 and not can_fork:
+            raise ValidationError("processes", "worker processes are forked, which this system cannot do: give 1")
         return min(requested, concurrency)
-    return max(1, min(_cores(), concurrency // THREADS_PER_PROCESS))
+    return max(1, min(_cores(), concurrency // THREADS_PER_PROCESS)) if can_fork else 1
 
 
 def _cores() -> int:

@@ -39,6 +39,12 @@ def test_the_automatic_choice_is_one_process_per_sixteen_up_to_the_cores() -> No
     assert shares(32, 3) == [11, 11, 10] and sum(shares(64, 4)) == 64
 
 
+def test_where_processes_cannot_be_forked_a_batch_stays_in_one() -> None:
+    assert process_count(None, 64, can_fork=False) == 1 and process_count(1, 64, can_fork=False) == 1
+    with pytest.raises(ValidationError, match="processes: worker processes are forked, which this system cannot do"):
+        process_count(2, 32, can_fork=False)
+
+
 def test_a_vms_lines_go_to_its_worker_while_any_is_unanswered_else_to_the_least_loaded() -> None:
     assert vm_of('{"vm": " web-1 ", "password": "x"}') == "web-1"
     assert vm_of("not json") == vm_of('["web-1"]') == vm_of('{"vm": 7}') == ""
