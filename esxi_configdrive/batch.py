@@ -252,19 +252,23 @@ def run_batch(
         ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="batch") as pool,
     ):
         running = poller.operation
-        # the first page as large as the concurrency, so the workers start after a short read, then each twice the
-        # last up to a full page: the next page's read overlaps the workers' operations on the last
-        for window in _windows(items, min(concurrency, PAGE), PAGE):
-            _resolve(controller, window, names, seen)
-            for item in window:
-                while len(pending) >= max(concurrency * 2, PAGE):  # read ahead a page, not the whole file
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    finish(done)
-                pending.add(pool.submit(_run_one, controller, command, item, defaults, running))
-        poller.draining()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            finish(done)
+        try:
+            # the first page as large as the concurrency, so the workers start after a short read, then each twice
+            # the last up to a full page: the next page's read overlaps the workers' operations on the last
+            for window in _windows(items, min(concurrency, PAGE), PAGE):
+                _resolve(controller, window, names, seen)
+                for item in window:
+                    while len(pending) >= max(concurrency * 2, PAGE):  # read ahead a page, not the whole file
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        finish(done)
+                    pending.add(pool.submit(_run_one, controller, command, item, defaults, running))
+            poller.draining()
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                finish(done)
+        except BaseException:  # interrupted (Ctrl-C, a worker process told to stop): what has begun ends, the
+            pool.shutdown(wait=False, cancel_futures=True)  # lines read ahead do not start
+            raise
     summary.seconds = time.monotonic() - started
     if progress:
         progress.close(summary)

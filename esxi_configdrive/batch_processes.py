@@ -30,7 +30,7 @@ from typing import Any
 
 from .batch import MAX_LINE_BYTES, BatchItem, BatchSummary, Progress, is_skipped, parse_line
 from .defaults import THREADS_PER_PROCESS
-from .errors import EXIT_FAILURE, ValidationError, changed_after, describe_failure, one_line
+from .errors import EXIT_FAILURE, ConfigDriveError, ValidationError, changed_after, describe_failure, one_line
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 WAKE_SECONDS = 0.2  # how often the collector looks for lines sent to a worker that had already stopped
@@ -45,13 +45,14 @@ RunShare = Callable[[Iterable[BatchItem], int, Callable[[dict[str, Any]], None]]
 def process_count(requested: int | None, concurrency: int, can_fork: bool | None = None) -> int:
     """``--processes``: as given (at most one per VM at a time); ``None``, automatic: one per
     ``THREADS_PER_PROCESS`` VMs at a time, at most one per core, at least one. Where processes cannot be forked
-    (Windows), one."""
-    can_fork = "fork" in multiprocessing.get_all_start_methods() if can_fork is None else can_fork
+    safely (anywhere but Linux: Windows has no fork, and macOS's system libraries are not safe to use in a forked
+    child, which is why Python starts processes there by spawning), one."""
+    can_fork = sys.platform.startswith("linux") if can_fork is None else can_fork
     if requested is not None:
         if requested < 1:
             raise ValidationError("processes", "must be at least 1")
         if requested > 1 and not can_fork:
-            raise ValidationError("processes", "worker processes are forked, which this system cannot do: give 1")
+            raise ValidationError("processes", "worker processes are forked, which is safe only on Linux: give 1")
         return min(requested, concurrency)
     return max(1, min(_cores(), concurrency // THREADS_PER_PROCESS)) if can_fork else 1
 
@@ -127,17 +128,32 @@ def _work(run: RunShare, threads: int, command: str, max_userdata_bytes: int, li
     goes out as its last message."""
     _stop_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
+    signal.signal(signal.SIGTERM, _stop_in_order)
     for connection in inherited:  # the other workers' pipe ends: else their input would never end
         connection.close()
-    items = (parse_line(number, raw, command, max_userdata_bytes) for number, raw in _received(lines))
+    taken = False  # whether run has taken a line: before that (its login refused), nothing was changed
+
+    def items() -> Iterator[BatchItem]:
+        nonlocal taken
+        for number, raw in _received(lines):
+            taken = True
+            yield parse_line(number, raw, command, max_userdata_bytes)
+
     try:
-        run(items, threads, lambda result: results.send(("result", result)))
+        run(items(), threads, lambda result: results.send(("result", result)))
     except Exception as e:
         message, status = describe_failure(e)
-        results.send(("failed", one_line(message), status))
+        results.send(("failed", one_line(message), status, taken))
         raise SystemExit(status) from None
     finally:
         results.close()
+
+
+def _stop_in_order(signum: int, frame: Any) -> None:
+    """Asked to stop (the parent interrupted, or gone): unwind as an interrupted batch does in one process, so the
+    operations begun finish and the session is logged out; a second SIGTERM ends the worker at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
 
 
 def _received(lines: Connection) -> Iterator[tuple[int, str]]:
@@ -167,6 +183,7 @@ class _Worker:
     unanswered: dict[int, str] = field(default_factory=dict)  # line -> vm
     stopped: bool = False
     failure: tuple[str, int] | None = None  # what the worker said stopped it
+    took_lines: bool = True  # False: it stopped before taking any line (nothing changed)
 
 
 def run_in_processes(
@@ -190,9 +207,7 @@ def run_in_processes(
         feeder.start()
         summary = collector.collect(on_result, progress)
     except BaseException:
-        for worker in workers:  # interrupted: stopped at once, as a crash would (each step is safe)
-            if worker.process.is_alive():
-                worker.process.terminate()
+        _stop(workers)
         raise
     finally:
         for worker in workers:
@@ -204,6 +219,22 @@ def run_in_processes(
     if progress:
         progress.close(summary)
     return summary
+
+
+def _stop(workers: list[_Worker]) -> None:
+    """Interrupted: each worker is asked to stop (SIGTERM: the operations it has begun finish and it logs out, as an
+    interrupted batch does in one process); interrupted again, they are killed (every step is crash-safe)."""
+    for worker in workers:
+        if worker.process.is_alive():
+            worker.process.terminate()
+    try:
+        for worker in workers:
+            worker.process.join()
+    except KeyboardInterrupt:
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+        raise
 
 
 def _start(processes: int, run: RunShare, concurrency: int, command: str, max_userdata_bytes: int) -> list[_Worker]:
@@ -238,30 +269,41 @@ class _Collector:
         self.workers = workers
         self.router = Router(len(workers))
         self.lock = threading.Lock()
-        self.orphans: list[dict[str, Any]] = []  # results for lines that found every worker stopped
+        # results of lines no worker ran: those that found every worker stopped, and those of a worker that stopped
+        # before taking any (its login refused); given at the end, or, if no worker took a line, one error instead
+        self.held: list[dict[str, Any]] = []
         self.reading_failed: BaseException | None = None
+        self.fed = threading.Event()  # every line of the file has been read (or reading stopped)
 
     def feed(self, stream: Iterable[str]) -> None:
         try:
             for number, raw in enumerate(stream, start=1):
-                if not is_skipped(raw):
-                    self._send(number, vm_of(raw), raw)
+                if not is_skipped(raw) and not self._send(number, vm_of(raw), raw):
+                    break  # every worker stopped before taking a line: the batch fails as a whole
         except BaseException as e:  # an unreadable file: the lines sent so far finish, then the batch fails
             self.reading_failed = e
         finally:
             for worker in self.workers:
                 worker.lines.close()
+            self.fed.set()
 
-    def _send(self, number: int, vm: str, raw: str) -> None:
+    def _send(self, number: int, vm: str, raw: str) -> bool:
+        """Send a line to its worker; False: no worker took any line, and none is left to."""
         with self.lock:
             index = self.router.choose(vm)
             if index is None:
-                self.orphans.append(_lost(number, vm, self.workers[-1]))
-                return
+                if self.nothing_taken():
+                    return False
+                self.held.append(_lost(number, vm, self.workers[-1]))
+                return True
             worker = self.workers[index]
             worker.unanswered[number] = vm
         with contextlib.suppress(OSError):  # the worker is gone: its end is counted when its results end
             worker.lines.send((number, raw))
+        return True
+
+    def nothing_taken(self) -> bool:
+        return all(not worker.took_lines for worker in self.workers)
 
     def collect(self, on_result: Callable[[dict[str, Any]], None], progress: Progress | None) -> BatchSummary:
         summary = BatchSummary()
@@ -280,11 +322,23 @@ class _Collector:
                     emit(result)
                 if worker.stopped:
                     del running[ready]  # type: ignore[arg-type]
-            for result in self._take_orphans():
-                emit(result)
-        for result in self._take_orphans():
+        # every worker has stopped: what is left of the file becomes results of lines no worker ran, given as the
+        # file is read (memory stays flat) unless no worker took any line
+        while not self.fed.wait(WAKE_SECONDS):
+            if not self.nothing_taken():
+                for result in self._take_held():
+                    emit(result)
+        if self.nothing_taken():  # as in one process: the login's failure is the batch's, and no line has a result
+            failure = next(w.failure for w in self.workers if w.failure is not None)
+            raise ConfigDriveError(failure[0])
+        for result in self._take_held():
             emit(result)
         return summary
+
+    def _take_held(self) -> list[dict[str, Any]]:
+        with self.lock:
+            held, self.held = self.held, []
+        return held
 
     def _receive(self, worker: _Worker) -> list[dict[str, Any]]:
         try:
@@ -295,20 +349,22 @@ class _Collector:
                 worker.stopped = True
                 self.router.stop(self.workers.index(worker))
                 lost, worker.unanswered = worker.unanswered, {}
-            return [_lost(number, vm, worker) for number, vm in sorted(lost.items())]
+                results = [_lost(number, vm, worker) for number, vm in sorted(lost.items())]
+                if not worker.took_lines:
+                    self.held += results
+                    return []
+            return results
         if message[0] == "failed":
-            worker.failure = (message[1], message[2])
+            with self.lock:
+                worker.failure, worker.took_lines = (message[1], message[2]), message[3]
+                if not worker.took_lines:  # no line goes to it any more
+                    self.router.stop(self.workers.index(worker))
             return []
         result = message[1]
         with self.lock:
             if result["line"] in worker.unanswered:
                 self.router.answered(self.workers.index(worker), worker.unanswered.pop(result["line"]))
         return [result]
-
-    def _take_orphans(self) -> list[dict[str, Any]]:
-        with self.lock:
-            orphans, self.orphans = self.orphans, []
-        return orphans
 
 
 def _lost(number: int, vm: str, worker: _Worker) -> dict[str, Any]:
@@ -320,6 +376,9 @@ def _lost(number: int, vm: str, worker: _Worker) -> dict[str, Any]:
         how = f"killed by signal {-worker.process.exitcode}"
     else:
         how = f"exit status {worker.process.exitcode}"
+    if not worker.took_lines:  # nothing was done for this line
+        message = f"not run: the worker process for this line stopped before it began ({how})"
+        return {"line": number, "vm": vm, "changed": False, "error": one_line(message), "exit_status": status}
     message = (f"the worker process running this line stopped ({how}) before it answered; the VM may be part-way: "
                "run the batch again (every operation is idempotent)")  # fmt: skip
     return {"line": number, "vm": vm, "changed": changed_after(status), "error": one_line(message),

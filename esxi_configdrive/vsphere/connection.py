@@ -107,6 +107,8 @@ class Session:
             )
             si = vim.ServiceInstance("ServiceInstance", stub)
             content = si.RetrieveContent()
+            if content is None or content.about is None:  # XML, but not a SOAP answer: some other web server
+                raise ConfigDriveError(f"cannot connect to {settings.url}: no vSphere SDK answered")
             stub.ComputeVersionInfo(api_version(content.about.apiVersion))
             present(content.sessionManager, "SessionManager").Login(settings.username, settings.password, None)
             return si, content

@@ -210,7 +210,8 @@ def _fact(reader: Reader, name: str, val: Any) -> Any:
         return read_device_elements(reader, val)  # (DeviceList, the CD-ROMs as vSphere gave them)
     if name == "config.extraConfig":
         q = reader.q
-        return extra_config_of((o.findtext(f"{q}key"), reader.value(o.find(f"{q}value"))) for o in val)
+        options = val if val is not None else ()  # a property without a value element: none set
+        return extra_config_of((o.findtext(f"{q}key"), reader.value(o.find(f"{q}value"))) for o in options)
     return reader.value(val)
 
 
