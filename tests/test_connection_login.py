@@ -100,7 +100,9 @@ class NotVsphere(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         status = self.server.status  # type: ignore[attr-defined]
-        body = b"<html><body>a web page" if status == 200 else b"not here"
+        pages = {200: b"<html><body>a web page", 201: b'<?xml version="1.0"?><html><body>well-formed</body></html>'}
+        body = pages.get(status, b"not here")
+        status = 200 if status == 201 else status  # 201: a well-formed XHTML page, answered 200
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -110,7 +112,7 @@ class NotVsphere(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("status", [200, 404])
+@pytest.mark.parametrize("status", [200, 201, 404])
 def test_a_web_server_that_is_not_vsphere_is_one_clear_line(status: int) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotVsphere)
     server.status = status  # type: ignore[attr-defined]
