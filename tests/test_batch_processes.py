@@ -308,12 +308,17 @@ def test_an_interrupted_batch_lets_its_workers_end_in_order_and_log_out(bed: Bed
     path = batch_file(tmp_path, "attach", [{"vm": vm.name, "vmdata": data(i).to_dict()} for i, vm in enumerate(vms)])
     args = [CLI, "attach", "--batch", str(path), "--concurrency", "32", "--processes", "2"]
     bed.sim.reset_faults()
-    bed.sim.set_faults(task_seconds=1.0)
-    proc = subprocess.Popen(args, env=cli_env(bed.sim), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    bed.sim.set_faults(task_seconds=3.0)  # the batch cannot end before the signal
+    # Ctrl-C as from a terminal: a test run started in the background inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler, so the CLI gets the default disposition back
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(args, env=cli_env(bed.sim), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and bed.sim.counters()["soap_by_method"].get("ReconfigVM_Task", 0) < 4:
             time.sleep(0.02)
+        assert proc.poll() is None, "the batch ended before it could be interrupted"
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     finally:
