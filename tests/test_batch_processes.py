@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from reliability_fixtures import CLI, Bed, assert_attached, assert_no_drive, cli_env, first_cdrom, iso_of, run_cli
@@ -201,12 +202,17 @@ def ended(pid: int) -> bool:
         return True
 
 
-@pytestmark_live
-def test_the_workers_stop_with_their_parent_and_a_rerun_finishes(bed: Bed, tmp_path: Path) -> None:
+def attach_batch(bed: Bed, tmp_path: Path) -> tuple[list[Any], list[Any], Path, list[str]]:
+    """VMS new VMs, their first CD-ROMs, an attach batch file for them and the CLI's arguments (two workers)."""
     vms = [bed.make_vm() for _ in range(VMS)]
     firsts = [first_cdrom(vm) for vm in vms]
     path = batch_file(tmp_path, "attach", [{"vm": vm.name, "vmdata": data(i).to_dict()} for i, vm in enumerate(vms)])
-    args = [CLI, "attach", "--batch", str(path), "--concurrency", "32", "--processes", "2"]
+    return vms, firsts, path, [CLI, "attach", "--batch", str(path), "--concurrency", "32", "--processes", "2"]
+
+
+@pytestmark_live
+def test_the_workers_stop_with_their_parent_and_a_rerun_finishes(bed: Bed, tmp_path: Path) -> None:
+    vms, firsts, path, args = attach_batch(bed, tmp_path)
     bed.sim.set_faults(task_seconds=1.0)
     proc = subprocess.Popen(args, env=cli_env(bed.sim), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -303,10 +309,7 @@ def test_a_wrong_password_is_one_error_as_in_one_process(bed: Bed, tmp_path: Pat
 
 @pytestmark_live
 def test_an_interrupted_batch_lets_its_workers_end_in_order_and_log_out(bed: Bed, tmp_path: Path) -> None:
-    vms = [bed.make_vm() for _ in range(VMS)]
-    firsts = [first_cdrom(vm) for vm in vms]
-    path = batch_file(tmp_path, "attach", [{"vm": vm.name, "vmdata": data(i).to_dict()} for i, vm in enumerate(vms)])
-    args = [CLI, "attach", "--batch", str(path), "--concurrency", "32", "--processes", "2"]
+    vms, firsts, path, args = attach_batch(bed, tmp_path)
     bed.sim.reset_faults()
     bed.sim.set_faults(task_seconds=3.0)  # the batch cannot end before the signal
     # Ctrl-C as from a terminal: a test run started in the background inherits SIGINT ignored, and Python then
