@@ -32,6 +32,35 @@ def test_a_login_is_two_requests_and_the_content_is_not_fetched_again(vcsim_faul
         session.close()
 
 
+def test_a_server_that_no_longer_serves_the_first_version_is_asked_which_it_serves(vcsim_faults: Vcsim) -> None:
+    """Fault 12: RetrieveServiceContent in API 5.5 refused, as vSphere refuses a version it does not serve. The login
+    reads /sdk/vimServiceVersions.xml (vcsim lists 6.5, 6.0 and 5.5) and goes on in the newest version listed."""
+    vcsim_faults.set_faults(refused_versions=["5.5"])
+    session = Session(settings_for(vcsim_faults)).connect()
+    try:
+        counters = vcsim_faults.counters()
+        assert counters["faults"]["version_refused"] == 1
+        assert counters["soap_by_method"] == {"RetrieveServiceContent": 2, "Login": 1}
+        assert session.stub.version == api_version("6.5") != FIRST_VERSION
+        assert session.content.about.apiVersion == "6.5"
+        assert session.still_logged_in()
+    finally:
+        session.close()
+
+
+def test_a_server_serving_no_version_it_lists_is_a_clear_error_before_the_password_is_sent(
+    vcsim_faults: Vcsim,
+) -> None:
+    vcsim_faults.set_faults(refused_versions=["5.5", "6.0", "6.5"])
+    with pytest.raises(ConfigDriveError) as refused:
+        Session(settings_for(vcsim_faults)).connect()
+    assert str(refused.value) == (
+        f"cannot connect to {vcsim_faults.url}: Request version 'urn:vim25/6.5' and namespace 'urn:vim25' are not "
+        "supported"
+    )
+    assert vcsim_faults.counters()["soap_by_method"] == {"RetrieveServiceContent": 2}  # no Login
+
+
 @pytest.fixture(scope="module", params=["harness", "harness-esx", "stock", "stock-esx"])
 def any_sim(request: pytest.FixtureRequest, vcsim_binary: Path) -> Iterator[Vcsim]:
     kind = StockVcsim if request.param.startswith("stock") else Vcsim

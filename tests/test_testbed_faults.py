@@ -7,10 +7,11 @@ import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
-from pyVmomi import vim, vmodl
+from pyVmomi import SoapStubAdapter, vim, vmodl
 from vsphere_harness import (
     TaskFailed,
     Vcsim,
@@ -32,6 +33,7 @@ from vsphere_harness import (
     reconfigure,
     retrieve,
     set_extra_config,
+    ssl_context,
     task_state,
     upload,
     vm_devices,
@@ -466,6 +468,23 @@ def test_latency_is_injected_per_request(vcsim_faults: Vcsim, vsphere: vim.Servi
     assert slow >= 0.12 and slow - base >= 0.1
     vcsim_faults.set_faults(latency_ms=0)
     assert timed() < 0.1
+
+
+def test_a_refused_api_version_is_a_fault_without_detail_and_a_listed_one_is_served(vcsim_faults: Vcsim) -> None:
+    vcsim_faults.set_faults(refused_versions=["5.5"])
+    parts = urlsplit(vcsim_faults.url)
+    stub = SoapStubAdapter(host=parts.hostname, port=parts.port, version="vim.version.version9",
+                           sslContext=ssl_context(vcsim_faults))  # fmt: skip
+    with pytest.raises(vmodl.RuntimeFault) as refused:
+        vim.ServiceInstance("ServiceInstance", stub).RetrieveContent()
+    assert refused.value.msg == "Request version 'urn:vim25/5.5' and namespace 'urn:vim25' are not supported"
+    assert type(refused.value) is vmodl.RuntimeFault  # no detail: pyVmomi's reading of a bare faultstring
+    si = connect(vcsim_faults)  # SmartConnect: the newest version /sdk/vimServiceVersions.xml lists, 6.5
+    try:
+        assert si._stub.version == "vim.version.version11" and si.CurrentTime() is not None
+    finally:
+        disconnect(si)
+    assert vcsim_faults.counters()["faults"]["version_refused"] == 1
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 from typing import Any, TypeVar
+from xml.etree import ElementTree
 from xml.parsers.expat import ExpatError
 
 import requests
@@ -106,7 +107,7 @@ class Session:
                 httpConnectionTimeout=settings.timeout,
             )
             si = vim.ServiceInstance("ServiceInstance", stub)
-            content = si.RetrieveContent()
+            content = _service_content(si, stub)
             if content is None or content.about is None:  # XML, but not a SOAP answer: some other web server
                 raise ConfigDriveError(f"cannot connect to {settings.url}: no vSphere SDK answered")
             stub.ComputeVersionInfo(api_version(content.about.apiVersion))
@@ -119,6 +120,10 @@ class Session:
             raise ConfigDriveError(
                 f"TLS verification of {settings.url} failed ({reason}); trust it with "
                 "--ca-file/GOVC_TLS_CA_CERTS or --thumbprint, or pass --insecure"
+            ) from None
+        except vmodl.RuntimeFault as e:  # the service content refused even in a version the server lists
+            raise ConfigDriveError(
+                f"cannot connect to {settings.url}: {_clean(getattr(e, 'msg', '') or str(e))}"
             ) from None
         except vim.fault.HostConnectFault as e:
             # pyVmomi faults carry ``msg`` (MethodFault's message); its stubs do not list it
@@ -292,6 +297,54 @@ class Session:
     def base_url(self) -> str:
         host = f"[{self.settings.host}]" if ":" in self.settings.host else self.settings.host
         return f"{self.settings.scheme}://{host}:{self.settings.port}"
+
+
+def _service_content(si: vim.ServiceInstance, stub: Any) -> vim.ServiceInstanceContent:
+    """RetrieveServiceContent in FIRST_VERSION. A server that no longer serves that version answers a fault
+    ("Request version ... not supported": vCenter 6.5 dropped urn:vim2, docs/testing.md fault 12). It is then asked
+    which it serves, as SmartConnect asks first (/sdk/vimServiceVersions.xml), and asked again in the newest of them:
+    one request more, only for such a server."""
+    try:
+        return si.RetrieveContent()
+    except vmodl.RuntimeFault as refused:  # needs no login and names no object: a fault here is the version
+        version = served_version(stub)
+        if version is None or version == stub.version:
+            raise
+        log.info(
+            "%s refused API %s (%s); using %s, the newest it lists",
+            stub.host,
+            stub.version,
+            getattr(refused, "msg", ""),
+            version,
+        )
+        stub.ComputeVersionInfo(version)
+        return si.RetrieveContent()
+
+
+def served_version(stub: Any) -> str | None:
+    """pyVmomi's version for the newest vim25 version /sdk/vimServiceVersions.xml lists (None: no such list)."""
+    conn = stub.GetConnection()
+    try:
+        conn.request("GET", f"{stub.path}/vimServiceVersions.xml")
+        answer = conn.getresponse()
+        body = answer.read()
+    except (OSError, http.client.HTTPException):
+        conn.close()
+        return None
+    stub.ReturnConnection(conn)
+    if answer.status != 200:
+        return None
+    try:
+        listed = [
+            _numbers(v.text or "")
+            for space in ElementTree.fromstring(body).iter("namespace")
+            if space.findtext("name") == "urn:vim25"
+            for v in space.iter("version")
+        ]
+    except ElementTree.ParseError:
+        return None
+    numbers = [n for n in listed if n]
+    return api_version(".".join(map(str, max(numbers)))) if numbers else None
 
 
 def api_version(server: str | None) -> str:

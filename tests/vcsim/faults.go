@@ -87,6 +87,9 @@ type faultConfig struct {
 	// CollectorPageSize: RetrievePropertiesEx answers at most this many objects, with a continuation token for
 	// the rest (ContinueRetrievePropertiesEx), as vCenter pages large answers (paging.go); 0 = vcsim's, in one.
 	CollectorPageSize int `json:"collector_page_size"`
+	// RefusedVersions: SOAP calls whose SOAPAction names one of these vim25 versions ("5.5" for "urn:vim25/5.5")
+	// are answered with the fault vSphere gives a request version it does not serve (versions.go).
+	RefusedVersions []string `json:"refused_versions"`
 }
 
 func defaultFaultConfig() faultConfig {
@@ -103,6 +106,7 @@ func defaultFaultConfig() faultConfig {
 		SOAPThrottle:        soapThrottleConfig{Status: 503, Methods: []string{}},
 		RestrictedVersion:   restrictedVersionConfig{Calls: []string{}},
 		RootSquash:          []string{},
+		RefusedVersions:     []string{},
 	}
 }
 
@@ -194,11 +198,12 @@ const (
 	fFolderNoParent     = "folder_missing_parent"
 	fFolderBadPath      = "folder_bad_path"
 	fSOAPThrottled      = "soap_throttled"
+	fVersionRefused     = "version_refused"
 )
 
 var allFaultCounters = []string{fNotAuthenticated, fSessionsExpired, fQuestionsAsked, fQuestionsYes, fQuestionsNo,
 	fQuestionsTimedOut, fQuestionsAutoAns, fIDERefused, fConcurrentAccess, fReconfigFailed, fReconfigInProgress,
-	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath, fSOAPThrottled,
+	fUploadFailed, fFolderUnauthorized, fFolderNoParent, fFolderBadPath, fSOAPThrottled, fVersionRefused,
 	fNamespaceRefused, fNamespaceRace, fFileLocked}
 
 func newCounters() counters {

@@ -174,6 +174,11 @@ func (h *harness) serveSDK(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := h.config()
+	if version := refusedVersion(r, cfg.RefusedVersions); version != "" {
+		h.countFault(fVersionRefused)
+		writeVersionFault(w, version)
+		return
+	}
 	key := cookieValue(r, sessionCookie)
 	authed := key != "" && h.sessionActive(key)
 	if !authed && cfg.StrictAuth && !unauthenticatedMethods[method.Name] {

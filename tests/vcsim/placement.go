@@ -66,6 +66,7 @@ func (c *faultConfig) ownSlices() {
 	c.RootSquash = append([]string{}, c.RootSquash...)
 	c.Namespace.Datastores = append([]string{}, c.Namespace.Datastores...)
 	c.FileLocks.Files = append([]string{}, c.FileLocks.Files...)
+	c.RefusedVersions = append([]string{}, c.RefusedVersions...)
 }
 
 func (c *faultConfig) validatePlacement() error {
