@@ -55,8 +55,8 @@ def test_a_server_serving_no_version_it_lists_is_a_clear_error_before_the_passwo
     with pytest.raises(ConfigDriveError) as refused:
         Session(settings_for(vcsim_faults)).connect()
     assert str(refused.value) == (
-        f"cannot connect to {vcsim_faults.url}: Request version 'urn:vim25/6.5' and namespace 'urn:vim25' are not "
-        "supported"
+        f"cannot connect to {vcsim_faults.url}: vSphere fault vmodl.RuntimeFault: Request version 'urn:vim25/6.5' and "
+        "namespace 'urn:vim25' are not supported"
     )
     assert vcsim_faults.counters()["soap_by_method"] == {"RetrieveServiceContent": 2}  # no Login
 
@@ -151,5 +151,74 @@ def test_a_web_server_that_is_not_vsphere_is_one_clear_line(status: int) -> None
         settings = ConnectionSettings.from_sources(url=url, env={"GOVC_USERNAME": "u", "GOVC_PASSWORD": "p"})
         with pytest.raises(ConfigDriveError, match=r"^cannot connect to http://127\.0\.0\.1:\d+/sdk: no vSphere SDK"):
             Session(settings).connect()
+    finally:
+        server.shutdown()
+
+
+VERSION_FAULT = (
+    b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+    b"<soapenv:Body><soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Request version 'urn:vim25/5.5' "
+    b"and namespace 'urn:vim25' are not supported</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"
+)
+
+
+class RefusesFiveFive(http.server.BaseHTTPRequestHandler):
+    """A hand-written stand-in (no simulator serves an old or odd version list): every SOAP call refused as fault 12
+    refuses it, and ``server.versions`` as /sdk/vimServiceVersions.xml."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.posts += 1  # type: ignore[attr-defined]
+        self.answer(500, VERSION_FAULT)
+
+    def do_GET(self) -> None:
+        self.answer(200, self.server.versions)  # type: ignore[attr-defined]
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def versions_list(*versions: str) -> bytes:
+    listed = "".join(f"<version>{v}</version>" for v in versions)
+    return f"<namespaces><namespace><name>urn:vim25</name>{listed}</namespace></namespaces>".encode()
+
+
+@pytest.mark.parametrize(
+    ("versions", "expected"),
+    [
+        (
+            versions_list("5.1", "5.0"),
+            r"its newest API \(5\.1\) is older than 5\.5, the oldest this tool speaks \(vSphere fault",
+        ),
+        (
+            versions_list("\u00b2", "1" * 5000),
+            r"vSphere fault vmodl.RuntimeFault: Request version 'urn:vim25/5\.5'",
+        ),  # no version
+        (
+            b"<namespaces>" + b" " * 70_000 + b"</namespaces>",
+            r"vSphere fault vmodl.RuntimeFault: Request version",
+        ),  # too long
+        (b"not xml", r"vSphere fault vmodl.RuntimeFault: Request version"),
+    ],
+)
+def test_a_refused_first_request_without_a_newer_version_listed_is_one_clear_line(
+    versions: bytes, expected: str
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusesFiveFive)
+    server.versions, server.posts = versions, 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/sdk"
+        settings = ConnectionSettings.from_sources(url=url, env={"GOVC_USERNAME": "u", "GOVC_PASSWORD": "p"})
+        with pytest.raises(ConfigDriveError, match=rf"^cannot connect to {re.escape(url)}: {expected}"):
+            Session(settings).connect()
+        assert server.posts == 1  # nothing asked again, no Login
     finally:
         server.shutdown()

@@ -540,6 +540,8 @@ def test_control_api_validates_and_merges(vcsim_faults: Vcsim) -> None:
         vcsim_faults.set_faults(no_such_fault=True)
     with pytest.raises(ValueError, match="400"):
         vcsim_faults.set_faults(upload_failures={"mode": "sometimes"})
+    with pytest.raises(ValueError, match="refused_versions"):  # the SOAPAction's form would never match
+        vcsim_faults.set_faults(refused_versions=["urn:vim25/5.5"])
     cfg = vcsim_faults.set_faults(locked_door={"vms": ["x"]})
     assert cfg["locked_door"]["vms"] == ["x"] and cfg["locked_door"]["timeout_seconds"] == 30
     assert cfg["folder_auth"] is True and cfg["ide_hotplug_refused"] is True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import re
 import ssl
 import threading
 from collections.abc import Callable
@@ -19,9 +20,9 @@ from xml.parsers.expat import ExpatError
 import requests
 import urllib3
 from pyVmomi import SoapStubAdapter, vim, vmodl
-from pyVmomi.VmomiSupport import GetServiceVersions, versionIdMap
+from pyVmomi.VmomiSupport import GetServiceVersions, IsChildVersion, versionIdMap
 
-from ..errors import ConfigDriveError
+from ..errors import ConfigDriveError, fault_line, fault_message
 from .retries import is_throttled, is_transient, retrying
 from .settings import ConnectionSettings
 from .tls import PinnedAdapter, requests_verify, ssl_context
@@ -44,6 +45,8 @@ SESSION_COOKIE = "vmware_soap_session"
 # (pyVim/connect.py, ``Connect``: ``version = "vim.version.version9"``, vSphere API 5.5). Every manager of the service
 # content this tool uses exists in it (tests/test_connection_login.py checks), so the content read with it serves.
 FIRST_VERSION = "vim.version.version9"
+VERSIONS_LIST_LIMIT = 64 * 1024  # /sdk/vimServiceVersions.xml: a few hundred bytes on vCenter and ESXi
+VERSION_PATTERN = re.compile(r"\d{1,9}(\.\d{1,9}){0,7}", re.ASCII)  # an API version: "8.0.3.0"
 RELOGINS_PER_CALL = 5  # a session terminated again right after each login is given up on after this many
 
 
@@ -88,7 +91,8 @@ class Session:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _login(self) -> tuple[vim.ServiceInstance, vim.ServiceInstanceContent]:
-        """Two requests: RetrieveServiceContent, then Login in the newest API version both sides speak.
+        """Two requests: RetrieveServiceContent, then Login in the newest API version both sides speak (two more
+        only for a server that refuses the first request's version: ``_service_content``).
 
         pyVmomi's ``SmartConnect`` (pyVim/connect.py) takes four: it GETs /sdk/vimServiceVersions.xml on a
         connection of its own (``__FindSupportedVersion``: a TCP and TLS handshake more) to pick the first of
@@ -107,7 +111,7 @@ class Session:
                 httpConnectionTimeout=settings.timeout,
             )
             si = vim.ServiceInstance("ServiceInstance", stub)
-            content = _service_content(si, stub)
+            content = _service_content(si, stub, settings.url)
             if content is None or content.about is None:  # XML, but not a SOAP answer: some other web server
                 raise ConfigDriveError(f"cannot connect to {settings.url}: no vSphere SDK answered")
             stub.ComputeVersionInfo(api_version(content.about.apiVersion))
@@ -120,10 +124,6 @@ class Session:
             raise ConfigDriveError(
                 f"TLS verification of {settings.url} failed ({reason}); trust it with "
                 "--ca-file/GOVC_TLS_CA_CERTS or --thumbprint, or pass --insecure"
-            ) from None
-        except vmodl.RuntimeFault as e:  # the service content refused even in a version the server lists
-            raise ConfigDriveError(
-                f"cannot connect to {settings.url}: {_clean(getattr(e, 'msg', '') or str(e))}"
             ) from None
         except vim.fault.HostConnectFault as e:
             # pyVmomi faults carry ``msg`` (MethodFault's message); its stubs do not list it
@@ -299,44 +299,48 @@ class Session:
         return f"{self.settings.scheme}://{host}:{self.settings.port}"
 
 
-def _service_content(si: vim.ServiceInstance, stub: Any) -> vim.ServiceInstanceContent:
-    """RetrieveServiceContent in FIRST_VERSION. A server that no longer serves that version answers a fault
-    ("Request version ... not supported": vCenter 6.5 dropped urn:vim2, docs/testing.md fault 12). It is then asked
-    which it serves, as SmartConnect asks first (/sdk/vimServiceVersions.xml), and asked again in the newest of them:
-    one request more, only for such a server."""
+def _service_content(si: vim.ServiceInstance, stub: Any, url: str) -> vim.ServiceInstanceContent:
+    """RetrieveServiceContent in FIRST_VERSION. vSphere answers a request in a version it does not serve with a
+    fault ("Request version ... are not supported", docs/testing.md fault 12); no vSphere known to us refuses 5.5,
+    but one that drops it is then asked which versions it serves, as SmartConnect asks first
+    (/sdk/vimServiceVersions.xml), and asked again in the newest of them: two requests more, only for such a server."""
     try:
         return si.RetrieveContent()
     except vmodl.RuntimeFault as refused:  # needs no login and names no object: a fault here is the version
         version = served_version(stub)
-        if version is None or version == stub.version:
-            raise
-        log.info(
-            "%s refused API %s (%s); using %s, the newest it lists",
-            stub.host,
-            stub.version,
-            getattr(refused, "msg", ""),
-            version,
-        )
+        if version is None:
+            raise ConfigDriveError(f"cannot connect to {url}: {fault_line(refused)}") from None
+        if IsChildVersion(stub.version, version):  # not newer than the refused one (pyVmomi never goes older)
+            raise ConfigDriveError(
+                f"cannot connect to {url}: its newest API ({versionIdMap.get(version, version)}) is older than "
+                f"{versionIdMap[FIRST_VERSION]}, the oldest this tool speaks ({fault_line(refused)})"
+            ) from None
+        log.info("%s refused API %s (%s); using %s", url, stub.version, fault_message(refused), version)
         stub.ComputeVersionInfo(version)
+    try:
         return si.RetrieveContent()
+    except vmodl.RuntimeFault as refused:
+        raise ConfigDriveError(f"cannot connect to {url}: {fault_line(refused)}") from None
 
 
 def served_version(stub: Any) -> str | None:
-    """pyVmomi's version for the newest vim25 version /sdk/vimServiceVersions.xml lists (None: no such list)."""
+    """pyVmomi's version for the newest vim25 version /sdk/vimServiceVersions.xml lists (None: no such list). The
+    list is a few hundred bytes; more than VERSIONS_LIST_LIMIT is no list."""
     conn = stub.GetConnection()
     try:
         conn.request("GET", f"{stub.path}/vimServiceVersions.xml")
         answer = conn.getresponse()
-        body = answer.read()
+        body = answer.read(VERSIONS_LIST_LIMIT + 1)
     except (OSError, http.client.HTTPException):
         conn.close()
         return None
-    stub.ReturnConnection(conn)
-    if answer.status != 200:
+    if answer.status != 200 or len(body) > VERSIONS_LIST_LIMIT:
+        conn.close()
         return None
+    stub.ReturnConnection(conn)
     try:
         listed = [
-            _numbers(v.text or "")
+            _numbers((v.text or "").strip())
             for space in ElementTree.fromstring(body).iter("namespace")
             if space.findtext("name") == "urn:vim25"
             for v in space.iter("version")
@@ -360,8 +364,10 @@ def api_version(server: str | None) -> str:
 
 
 def _numbers(version: str) -> tuple[int, ...] | None:
-    parts = version.split(".")
-    return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
+    """``"8.0.3.0"`` -> (8, 0, 3, 0); None for anything else (a server's text: ASCII digits only, bounded)."""
+    if not VERSION_PATTERN.fullmatch(version):
+        return None
+    return tuple(int(p) for p in version.split("."))
 
 
 def _session_checked(answer: T) -> T:

@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"sort"
 )
 
@@ -110,6 +111,8 @@ func defaultFaultConfig() faultConfig {
 	}
 }
 
+var apiVersionPattern = regexp.MustCompile(`^[0-9]+(\.[0-9]+)*$`) // refused_versions: "5.5", "8.0.3.0"
+
 var reconfigFaultNames = []string{"GenericVmConfigFault", "SystemError", "InvalidState", "TaskInProgress", "NotSupported", "ConcurrentAccess"}
 
 func (c *faultConfig) validate() error {
@@ -118,6 +121,11 @@ func (c *faultConfig) validate() error {
 	}
 	if c.CollectorPageSize < 0 {
 		return fmt.Errorf("collector_page_size must be >= 0")
+	}
+	for _, v := range c.RefusedVersions {
+		if !apiVersionPattern.MatchString(v) {
+			return fmt.Errorf("refused_versions: %q is not a vim25 version such as \"5.5\"", v)
+		}
 	}
 	if c.TaskSeconds < 0 || c.TaskSeconds > 600 {
 		return fmt.Errorf("task_seconds must be within 0..600")
