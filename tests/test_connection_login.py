@@ -5,11 +5,13 @@ content read in the first request's version holds every manager the tool uses.""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyVmomi import VmomiSupport, vim
@@ -141,18 +143,29 @@ class NotVsphere(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("status", [200, 201, 404])
-def test_a_web_server_that_is_not_vsphere_is_one_clear_line(status: int) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotVsphere)
-    server.status = status  # type: ignore[attr-defined]
+@contextlib.contextmanager
+def web_server(handler: type[http.server.BaseHTTPRequestHandler], **state: Any) -> Iterator[Any]:
+    """A plain-HTTP server on loopback with ``state`` set on it for ``handler``; its URL is ``server.url``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in state.items():
+        setattr(server, name, value)
+    server.url = f"http://127.0.0.1:{server.server_port}/sdk"  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_port}/sdk"
-        settings = ConnectionSettings.from_sources(url=url, env={"GOVC_USERNAME": "u", "GOVC_PASSWORD": "p"})
-        with pytest.raises(ConfigDriveError, match=r"^cannot connect to http://127\.0\.0\.1:\d+/sdk: no vSphere SDK"):
-            Session(settings).connect()
+        yield server
     finally:
         server.shutdown()
+
+
+def settings_at(url: str) -> ConnectionSettings:
+    return ConnectionSettings.from_sources(url=url, env={"GOVC_USERNAME": "u", "GOVC_PASSWORD": "p"})
+
+
+@pytest.mark.parametrize("status", [200, 201, 404])
+def test_a_web_server_that_is_not_vsphere_is_one_clear_line(status: int) -> None:
+    refused = pytest.raises(ConfigDriveError, match=r"^cannot connect to http://127\.0\.0\.1:\d+/sdk: no vSphere SDK")
+    with web_server(NotVsphere, status=status) as server, refused:
+        Session(settings_at(server.url)).connect()
 
 
 VERSION_FAULT = (
@@ -211,14 +224,7 @@ def versions_list(*versions: str) -> bytes:
 def test_a_refused_first_request_without_a_newer_version_listed_is_one_clear_line(
     versions: bytes, expected: str
 ) -> None:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusesFiveFive)
-    server.versions, server.posts = versions, 0  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_port}/sdk"
-        settings = ConnectionSettings.from_sources(url=url, env={"GOVC_USERNAME": "u", "GOVC_PASSWORD": "p"})
-        with pytest.raises(ConfigDriveError, match=rf"^cannot connect to {re.escape(url)}: {expected}"):
-            Session(settings).connect()
+    with web_server(RefusesFiveFive, versions=versions, posts=0) as server:
+        with pytest.raises(ConfigDriveError, match=rf"^cannot connect to {re.escape(server.url)}: {expected}"):
+            Session(settings_at(server.url)).connect()
         assert server.posts == 1  # nothing asked again, no Login
-    finally:
-        server.shutdown()
