@@ -19,7 +19,13 @@ from tool_fixtures import settings_for
 from vsphere_harness import StockVcsim, Vcsim, connect, disconnect
 
 from esxi_configdrive.errors import ConfigDriveError
-from esxi_configdrive.vsphere.connection import FIRST_VERSION, ConnectionSettings, Session, api_version
+from esxi_configdrive.vsphere.connection import (
+    FIRST_VERSION,
+    ConnectionSettings,
+    Session,
+    api_version,
+    served_version,
+)
 
 PACKAGES = [Path(__file__).resolve().parents[1] / d for d in ("esxi_configdrive", "ansible_collections")]
 
@@ -80,6 +86,7 @@ def test_the_version_is_the_one_smart_connect_negotiates(any_sim: Vcsim) -> None
     try:
         assert session.stub.version == negotiated
         assert session.still_logged_in()
+        assert served_version(session.stub) == negotiated  # the fallback's reading of the list, here unrefused
     finally:
         session.close()
 

@@ -319,7 +319,7 @@ def _service_content(si: vim.ServiceInstance, stub: Any, url: str) -> vim.Servic
         stub.ComputeVersionInfo(version)
     try:
         return si.RetrieveContent()
-    except vmodl.RuntimeFault as refused:
+    except vmodl.RuntimeFault as refused:  # refused in the version the server itself lists
         raise ConfigDriveError(f"cannot connect to {url}: {fault_line(refused)}") from None
 
 
@@ -340,15 +340,15 @@ def served_version(stub: Any) -> str | None:
     stub.ReturnConnection(conn)
     try:
         listed = [
-            _numbers((v.text or "").strip())
+            (v.text or "").strip()
             for space in ElementTree.fromstring(body).iter("namespace")
             if space.findtext("name") == "urn:vim25"
             for v in space.iter("version")
         ]
     except ElementTree.ParseError:
         return None
-    numbers = [n for n in listed if n]
-    return api_version(".".join(map(str, max(numbers)))) if numbers else None
+    numbered = [(n, v) for v in listed if (n := _numbers(v))]
+    return api_version(max(numbered)[1]) if numbered else None
 
 
 def api_version(server: str | None) -> str:
